@@ -1,0 +1,611 @@
+//! Importing a bundle: validation against the local schema, clock-drift quarantine, and the
+//! merge of every row and cell (spec/merge-rules.md), all inside one write transaction with
+//! capture switched off, so a failure leaves the database exactly as it was.
+
+use crate::bundle::{self, Decoded, WireRow};
+use crate::conflict::{self, Conflict, OpenConflicts};
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Change, Event};
+use crate::hlc;
+use crate::meta::{self, SyncedTable, VersionVector};
+use crate::schema::quote_ident;
+use crate::site::SiteId;
+use crate::strategy::{CellVersion, ConflictInput, Resolution, Resolver, Strategy};
+use crate::value::Value;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// What an import did, counted in changes (one per cell and one per row state).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImportReport {
+    /// The replica that made the bundle.
+    pub sender: Option<SiteId>,
+    /// Row entries in the bundle.
+    pub rows: u64,
+    /// Changes that altered this replica.
+    pub applied: u64,
+    /// Changes this replica already had, or that newer local state supersedes.
+    pub already_known: u64,
+    /// Cells changed concurrently here and at the sender (whatever the strategy decided).
+    pub conflicts: u64,
+    /// Changes refused by a local constraint (UNIQUE, CHECK, foreign key, STRICT type); each
+    /// refused row is kept in full in `_syncline_rejected`, never dropped silently.
+    pub rejected: u64,
+}
+
+/// Everything an import needs besides the connection.
+pub(crate) struct ImportContext<'a> {
+    pub max_drift_ms: u64,
+    pub resolvers: &'a HashMap<String, Arc<dyn Resolver>>,
+    pub progress: &'a mut dyn FnMut(u64, u64),
+    pub want_events: bool,
+}
+
+/// A table of the bundle mapped onto the local one.
+struct Target {
+    meta: SyncedTable,
+    /// Wire column index to local shadow index.
+    cols: Vec<usize>,
+}
+
+/// A cell stamp with the site as a local ordinal.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Stamp {
+    hlc: u64,
+    site: i64,
+}
+
+/// The local shadow row.
+struct Shadow {
+    cl: u64,
+    rh: Stamp,
+    mh: u64,
+    cells: Vec<Option<Stamp>>,
+}
+
+struct Merge<'c, 'a> {
+    conn: &'c Connection,
+    ctx: ImportContext<'a>,
+    header: bundle::Header,
+    targets: Vec<Target>,
+    /// Bundle site index to local ordinal.
+    site_map: Vec<i64>,
+    site_ids: BTreeMap<i64, SiteId>,
+    sender: SiteId,
+    sender_vv: VersionVector,
+    local_vv: VersionVector,
+    local_ord: i64,
+    local_top: u64,
+    open: OpenConflicts,
+    report: ImportReport,
+    events: Vec<Event>,
+}
+
+/// Import a bundle; returns the report and the events to deliver after commit.
+pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>) -> Result<(ImportReport, Vec<Event>)> {
+    let decoded = bundle::decode(bytes)?;
+    let sender = decoded.header.sender()?;
+    let sender_wire_vv = bundle::vv_from_wire(&decoded.header.vv)?;
+    let base_wire = bundle::vv_from_wire(&decoded.header.base)?;
+    if decoded.header.min_hlc > decoded.header.max_hlc && decoded.header.rows > 0 {
+        return Err(Error::invalid_bundle("header HLC range is inverted"));
+    }
+
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Quarantine: a stamp too far ahead of our wall clock refuses the whole bundle.
+    let now = meta::now_ms(&tx)?;
+    let newest = sender_wire_vv.iter().map(|(_, h)| *h).chain([decoded.header.max_hlc]).max().unwrap_or(0);
+    if let Some(ahead) = hlc::drift_excess(newest, now, ctx.max_drift_ms) {
+        return Err(Error::new(
+            ErrorKind::ClockDrift,
+            format!(
+                "bundle from peer {sender} quarantined: its stamps run {ahead} ms ahead of the local clock \
+                 (max drift {} ms); nothing was applied and the local clock was not advanced",
+                ctx.max_drift_ms
+            ),
+        ));
+    }
+
+    let synced = meta::synced_tables(&tx)?;
+    let mut targets = Vec::with_capacity(decoded.tables.len());
+    for bundle::TableDict(name, pk, cols) in &decoded.tables {
+        let meta = synced.get(name).ok_or_else(|| {
+            Error::new(ErrorKind::UnknownTable, format!("bundle from {sender} names table {name:?}, which is not enabled for sync here"))
+        })?;
+        if *pk != meta.pk {
+            return Err(Error::schema(format!(
+                "table {name:?}: the bundle's primary key {pk:?} differs from the local one {:?}",
+                meta.pk
+            )));
+        }
+        let map = cols
+            .iter()
+            .map(|c| {
+                meta.col_index(c).ok_or_else(|| {
+                    Error::new(ErrorKind::UnknownColumn, format!("bundle from {sender} names column {c:?} of table {name:?}, which does not exist here"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        targets.push(Target { meta: meta.clone(), cols: map });
+    }
+
+    let site_map = decoded.sites.iter().map(|s| meta::site_ord(&tx, s)).collect::<Result<Vec<_>>>()?;
+    let mut sender_vv = VersionVector::new();
+    for (s, h) in &sender_wire_vv {
+        sender_vv.insert(meta::site_ord(&tx, s)?, *h);
+    }
+    let clock = meta::clock(&tx)?;
+    let local_site = meta::local_site(&tx)?;
+    if sender == local_site {
+        if let Some(h) = sender_wire_vv.iter().find(|(s, _)| *s == local_site).map(|(_, h)| *h) {
+            if h > clock.local {
+                return Err(site_clash(&sender));
+            }
+        }
+    }
+    let local_vv = meta::local_vv(&tx)?;
+    let base_covered = base_wire.iter().all(|(s, h)| {
+        let ord = site_map.iter().zip(&decoded.sites).find(|(_, id)| *id == s).map(|(o, _)| *o);
+        let ord = ord.or_else(|| crate::export::find_site(&tx, s).ok().flatten());
+        ord.map(|o| local_vv.get(&o).copied().unwrap_or(0)).unwrap_or(0) >= *h
+    });
+
+    let site_ids = meta::sites(&tx)?;
+    let open = conflict::open_cells(&tx)?;
+    meta::set_applying(&tx, true)?;
+    let mut m = Merge {
+        conn: &tx,
+        ctx,
+        header: decoded.header.clone(),
+        targets,
+        site_map,
+        site_ids,
+        sender,
+        sender_vv,
+        local_vv,
+        local_ord: clock.site_ord,
+        local_top: clock.local,
+        open,
+        report: ImportReport { sender: Some(sender), rows: decoded.row_count(), ..Default::default() },
+        events: Vec::new(),
+    };
+    m.apply_rows(&decoded)?;
+    let (report, events) = (m.report, m.events);
+
+    meta::observe(&tx, decoded.header.max_hlc)?;
+    let peer_ord = meta::site_ord(&tx, &sender)?;
+    let wire_vv: VersionVector = sender_wire_vv
+        .iter()
+        .map(|(s, h)| Ok((meta::site_ord(&tx, s)?, *h)))
+        .collect::<Result<_>>()?;
+    meta::raise_peer_vv(&tx, peer_ord, &wire_vv)?;
+    if base_covered {
+        // The sender sent everything it had beyond our base, so we now cover its vector.
+        let own = meta::clock(&tx)?.site_ord;
+        let others: VersionVector = wire_vv.into_iter().filter(|(o, _)| *o != own).collect();
+        meta::raise_local_vv(&tx, &others)?;
+    }
+    meta::set_applying(&tx, false)?;
+    tx.commit()?;
+    Ok((report, events))
+}
+
+fn site_clash(site: &SiteId) -> Error {
+    Error::new(
+        ErrorKind::SiteIdClash,
+        format!(
+            "the bundle carries changes stamped with this replica's own site id {site} that this replica never made: \
+             two databases share one site id (a copied file?); call reset_site_id on one of them"
+        ),
+    )
+}
+
+impl Merge<'_, '_> {
+    fn site_bytes(&self, ord: i64) -> [u8; 16] {
+        self.site_ids.get(&ord).map(|s| s.0).unwrap_or([0; 16])
+    }
+
+    /// LWW order: (hlc, site id bytes).
+    fn newer(&self, a: Stamp, b: Stamp) -> bool {
+        (a.hlc, self.site_bytes(a.site)) > (b.hlc, self.site_bytes(b.site))
+    }
+
+    fn apply_rows(&mut self, decoded: &Decoded) -> Result<()> {
+        let total = decoded.row_count();
+        for (i, row) in decoded.rows().enumerate() {
+            let row = row?;
+            self.apply_row(row)?;
+            if i % 4096 == 4095 {
+                (self.ctx.progress)(i as u64 + 1, total);
+            }
+        }
+        (self.ctx.progress)(total, total);
+        Ok(())
+    }
+
+    fn check_stamp(&self, hlc: u64) -> Result<()> {
+        if hlc < self.header.min_hlc || hlc > self.header.max_hlc {
+            return Err(Error::invalid_bundle(format!(
+                "stamp {hlc} lies outside the header's range {}..={}",
+                self.header.min_hlc, self.header.max_hlc
+            )));
+        }
+        Ok(())
+    }
+
+    fn read_shadow(&self, t: &SyncedTable, pk: &[Value]) -> Result<Option<Shadow>> {
+        let n = t.cols.len();
+        let stamps: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
+        let sql = format!("SELECT cl, rh, rs, mh{stamps} FROM {} WHERE {}", t.shadow(), pk_where(t.pk.len(), "pk"));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        Ok(stmt
+            .query_row(rusqlite::params_from_iter(pk), |r| {
+                let mut cells = Vec::with_capacity(n);
+                for i in 0..n {
+                    let h: Option<i64> = r.get(4 + 2 * i)?;
+                    let s: Option<i64> = r.get(5 + 2 * i)?;
+                    cells.push(h.zip(s).map(|(h, s)| Stamp { hlc: h as u64, site: s }));
+                }
+                Ok(Shadow {
+                    cl: r.get::<_, i64>(0)? as u64,
+                    rh: Stamp { hlc: r.get::<_, i64>(1)? as u64, site: r.get(2)? },
+                    mh: r.get::<_, i64>(3)? as u64,
+                    cells,
+                })
+            })
+            .optional()?)
+    }
+
+    fn read_values(&self, t: &SyncedTable, pk: &[Value]) -> Result<Option<Vec<Value>>> {
+        if t.cols.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let cols = t.cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT {cols} FROM {} WHERE {}", quote_ident(&t.name), user_pk_where(t));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        Ok(stmt
+            .query_row(rusqlite::params_from_iter(pk), |r| (0..t.cols.len()).map(|i| r.get(i)).collect())
+            .optional()?)
+    }
+
+    fn apply_row(&mut self, row: WireRow) -> Result<()> {
+        self.check_stamp(row.hlc)?;
+        for c in &row.cells {
+            self.check_stamp(c.hlc)?;
+        }
+        let target = &self.targets[row.table as usize];
+        let t = target.meta.clone();
+        let n_changes = 1 + row.cells.len() as u64;
+        let remote_row = Stamp { hlc: row.hlc, site: self.site_map[row.site as usize] };
+        let cells: Vec<(usize, Value, Stamp)> = row
+            .cells
+            .into_iter()
+            .map(|c| (target.cols[c.col as usize], c.value, Stamp { hlc: c.hlc, site: self.site_map[c.site as usize] }))
+            .collect();
+        for s in cells.iter().map(|c| &c.2).chain([&remote_row]) {
+            if s.site == self.local_ord && s.hlc > self.local_top {
+                return Err(site_clash(&self.site_ids[&self.local_ord]));
+            }
+        }
+        let pk = row.pk;
+        let local = self.read_shadow(&t, &pk)?;
+        let local_cl = local.as_ref().map(|l| l.cl).unwrap_or(0);
+
+        if row.cl < local_cl {
+            // A newer delete or re-insert here supersedes the whole entry.
+            self.report.already_known += n_changes;
+            return Ok(());
+        }
+        let mut state = local.unwrap_or(Shadow {
+            cl: 0,
+            rh: remote_row,
+            mh: 0,
+            cells: vec![None; t.cols.len()],
+        });
+        let (mut applied, mut known) = (0u64, 0u64);
+        let new_incarnation = row.cl > state.cl;
+        let old_alive = state.cl % 2 == 1;
+        if new_incarnation {
+            // Row state moves to the remote incarnation; stamps of the old one no longer count.
+            state.cl = row.cl;
+            state.rh = remote_row;
+            state.cells = vec![None; t.cols.len()];
+            applied += 1;
+            self.close_row_conflicts(&t, &pk)?;
+        } else if state.rh != remote_row && self.newer(remote_row, state.rh) {
+            state.rh = remote_row;
+            applied += 1;
+        } else {
+            known += 1;
+        }
+
+        // Cells (only alive rows carry any).
+        let mut winners: Vec<(usize, Value)> = Vec::new();
+        let mut local_values: Option<Option<Vec<Value>>> = None;
+        for (col, value, rs) in cells {
+            let decision = self.decide_cell(&t, &pk, col, &value, rs, state.cells[col], &mut local_values)?;
+            match decision {
+                CellOutcome::Known => known += 1,
+                CellOutcome::Take => {
+                    applied += 1;
+                    state.cells[col] = Some(rs);
+                    winners.push((col, value));
+                }
+                CellOutcome::Write(v) => {
+                    applied += 1;
+                    let stamp = Stamp { hlc: meta::tick(self.conn)?, site: self.local_ord };
+                    self.local_top = stamp.hlc;
+                    state.cells[col] = Some(stamp);
+                    winners.push((col, v));
+                }
+                CellOutcome::Keep => {}
+            }
+        }
+
+        // Write the user table, then the shadow.
+        let alive = state.cl % 2 == 1;
+        if new_incarnation || !winners.is_empty() {
+            let delete_first = new_incarnation && (old_alive || !alive);
+            if let Some(reason) = self.write_row(&t, &pk, &winners, delete_first, alive)? {
+                self.reject(&t, &pk, &winners, reason, n_changes)?;
+                return Ok(());
+            }
+        }
+        self.report.applied += applied;
+        self.report.already_known += known;
+        let stamps = state.cells.iter().flatten().map(|s| s.hlc).chain([state.rh.hlc, state.mh]);
+        state.mh = stamps.max().unwrap_or(0);
+        self.write_shadow(&t, &pk, &state)?;
+        if self.ctx.want_events && (new_incarnation || !winners.is_empty()) {
+            self.events.push(Event::RemoteChange(Change {
+                table: t.name.clone(),
+                pk: pk.clone(),
+                columns: winners.iter().map(|(c, _)| t.cols[*c].clone()).collect(),
+                deleted: state.cl % 2 == 0,
+            }));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide_cell(
+        &mut self,
+        t: &SyncedTable,
+        pk: &[Value],
+        col: usize,
+        value: &Value,
+        remote: Stamp,
+        local: Option<Stamp>,
+        local_values: &mut Option<Option<Vec<Value>>>,
+    ) -> Result<CellOutcome> {
+        let Some(local) = local else { return Ok(CellOutcome::Take) };
+        if local == remote {
+            // The same op id must carry the same value.
+            let current = self.cached_value(t, pk, col, local_values)?;
+            if let Some(v) = current {
+                if !v.same_as(value) {
+                    return Err(Error::new(
+                        ErrorKind::SiteIdClash,
+                        format!(
+                            "change ({}, {:?}, {}) stamped {}@{} arrives with a different value than the one held here: \
+                             two databases share a site id",
+                            t.name, pk, t.cols[col], remote.hlc, self.site_ids[&remote.site]
+                        ),
+                    ));
+                }
+            }
+            return Ok(CellOutcome::Known);
+        }
+        let key = conflict::cell_key(&t.name, pk, &t.cols[col]);
+        if let Some(held) = self.open.get(&key) {
+            // A cell under manual review: the remote side already recorded (or older) is known.
+            let held = Stamp { hlc: held.0, site: meta_ord(&self.site_ids, &held.1) };
+            if !self.newer(remote, held) {
+                return Ok(CellOutcome::Known);
+            }
+        }
+        let remote_newer = self.newer(remote, local);
+        let local_unseen_by_sender = local.hlc > self.sender_vv.get(&local.site).copied().unwrap_or(0);
+        let remote_unseen_here = remote.hlc > self.local_vv.get(&remote.site).copied().unwrap_or(0);
+        if !(local_unseen_by_sender && remote_unseen_here) {
+            if remote_newer {
+                if self.open.remove(&key).is_some() {
+                    conflict::close_superseded(self.conn, &key)?;
+                }
+                return Ok(CellOutcome::Take);
+            }
+            return Ok(CellOutcome::Known);
+        }
+
+        // A conflict: the same cell changed here and at the sender since they last synced.
+        self.report.conflicts += 1;
+        let local_value = self.cached_value(t, pk, col, local_values)?.unwrap_or(Value::Null);
+        let input = ConflictInput {
+            table: t.name.clone(),
+            pk: pk.to_vec(),
+            column: t.cols[col].clone(),
+            local: CellVersion { value: local_value.clone(), hlc: local.hlc, site: self.site_ids[&local.site] },
+            remote: CellVersion { value: value.clone(), hlc: remote.hlc, site: self.site_ids[&remote.site] },
+        };
+        let (lww_value, lww_outcome) =
+            if remote_newer { (value.clone(), CellOutcome::Take) } else { (local_value.clone(), CellOutcome::Keep) };
+        let chosen = match t.strategy {
+            Strategy::Lww => None,
+            Strategy::Manual => {
+                let record = conflict::record(self.conn, &input, t.strategy)?;
+                self.open.insert(key, (remote.hlc, input.remote.site));
+                if self.ctx.want_events {
+                    self.events.push(Event::Conflict(record));
+                }
+                return Ok(CellOutcome::Keep);
+            }
+            Strategy::PreferLocal => Some(local_value),
+            Strategy::PreferRemote => Some(value.clone()),
+            Strategy::Custom => {
+                let resolver = self.ctx.resolvers.get(&t.name).ok_or_else(|| {
+                    Error::new(ErrorKind::Resolver, format!("table {:?} uses the custom strategy but no resolver is registered", t.name))
+                })?;
+                let decision = resolver.resolve(&input).map_err(|e| {
+                    Error::new(ErrorKind::Resolver, format!("the resolver for table {:?} failed: {e}; nothing was applied", t.name))
+                })?;
+                Some(match decision {
+                    Resolution::Local => input.local.value.clone(),
+                    Resolution::Remote => input.remote.value.clone(),
+                    Resolution::Value(v) => v,
+                })
+            }
+        };
+        if self.ctx.want_events {
+            self.events.push(Event::Conflict(Conflict::settled(input, t.strategy)));
+        }
+        Ok(match chosen {
+            Some(v) if !v.same_as(&lww_value) => CellOutcome::Write(v),
+            _ => lww_outcome,
+        })
+    }
+
+    fn cached_value(&self, t: &SyncedTable, pk: &[Value], col: usize, cache: &mut Option<Option<Vec<Value>>>) -> Result<Option<Value>> {
+        if cache.is_none() {
+            *cache = Some(self.read_values(t, pk)?);
+        }
+        Ok(cache.as_ref().unwrap().as_ref().map(|vals| vals[col].clone()))
+    }
+
+    /// Write a row's outcome to the user table: delete it (a deleted incarnation), or upsert the
+    /// winning cells (after removing an older incarnation). Returns the reason when a local
+    /// constraint refuses it; the transaction is then exactly as before this row.
+    fn write_row(&self, t: &SyncedTable, pk: &[Value], cells: &[(usize, Value)], delete_first: bool, alive: bool) -> Result<Option<String>> {
+        let conn = self.conn;
+        // One statement is atomic by itself; two need a savepoint to be undone together.
+        let savepoint = delete_first && alive;
+        if savepoint {
+            conn.prepare_cached("SAVEPOINT syncline_row")?.execute([])?;
+        }
+        let result = (|| -> rusqlite::Result<()> {
+            if delete_first {
+                let sql = format!("DELETE FROM {} WHERE {}", quote_ident(&t.name), user_pk_where(t));
+                conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(pk))?;
+            }
+            if !alive {
+                return Ok(());
+            }
+            let names: Vec<String> =
+                t.pk.iter().chain(cells.iter().map(|(c, _)| &t.cols[*c])).map(|c| quote_ident(c)).collect();
+            let marks = vec!["?"; names.len()].join(", ");
+            let pk_list = t.pk.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+            let action = if cells.is_empty() {
+                "NOTHING".to_owned()
+            } else {
+                let sets = cells.iter().map(|(c, _)| {
+                    let q = quote_ident(&t.cols[*c]);
+                    format!("{q} = excluded.{q}")
+                });
+                format!("UPDATE SET {}", sets.collect::<Vec<_>>().join(", "))
+            };
+            let sql = format!(
+                "INSERT INTO {}({}) VALUES ({marks}) ON CONFLICT({pk_list}) DO {action}",
+                quote_ident(&t.name),
+                names.join(", ")
+            );
+            conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(pk.iter().chain(cells.iter().map(|(_, v)| v))))?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                if savepoint {
+                    conn.prepare_cached("RELEASE syncline_row")?.execute([])?;
+                }
+                Ok(None)
+            }
+            Err(rusqlite::Error::SqliteFailure(e, msg)) if e.code == ErrorCode::ConstraintViolation => {
+                if savepoint {
+                    conn.execute_batch("ROLLBACK TO syncline_row; RELEASE syncline_row")?;
+                }
+                Ok(Some(msg.unwrap_or_else(|| e.to_string())))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Open manual conflicts on a row whose incarnation changed are settled by that change.
+    fn close_row_conflicts(&mut self, t: &SyncedTable, pk: &[Value]) -> Result<()> {
+        if self.open.is_empty() {
+            return Ok(());
+        }
+        for c in &t.cols {
+            let key = conflict::cell_key(&t.name, pk, c);
+            if self.open.remove(&key).is_some() {
+                conflict::close_superseded(self.conn, &key)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, t: &SyncedTable, pk: &[Value], cells: &[(usize, Value)], reason: String, n: u64) -> Result<()> {
+        let row: Vec<(&str, &Value)> = cells.iter().map(|(c, v)| (t.cols[*c].as_str(), v)).collect();
+        self.conn
+            .prepare_cached("INSERT INTO _syncline_rejected(tbl, pk, row, reason, sender) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(rusqlite::params![
+                t.name,
+                rmp_serde::to_vec(pk).expect("values encode"),
+                rmp_serde::to_vec(&row).expect("values encode"),
+                reason,
+                &self.sender.0[..]
+            ])?;
+        self.report.rejected += n;
+        Ok(())
+    }
+
+    fn write_shadow(&self, t: &SyncedTable, pk: &[Value], s: &Shadow) -> Result<()> {
+        let n = t.cols.len();
+        let pk_names: String = (0..t.pk.len()).map(|i| format!("pk{i}, ")).collect();
+        let cell_names: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
+        let marks = vec!["?"; t.pk.len() + 4 + 2 * n].join(", ");
+        let sql = format!("INSERT OR REPLACE INTO {}({pk_names}cl, rh, rs, mh{cell_names}) VALUES ({marks})", t.shadow());
+        let mut params: Vec<Value> = pk.to_vec();
+        params.push(Value::Integer(s.cl as i64));
+        params.push(Value::Integer(s.rh.hlc as i64));
+        params.push(Value::Integer(s.rh.site));
+        params.push(Value::Integer(s.mh as i64));
+        for c in &s.cells {
+            match c {
+                Some(st) => {
+                    params.push(Value::Integer(st.hlc as i64));
+                    params.push(Value::Integer(st.site));
+                }
+                None => {
+                    params.push(Value::Null);
+                    params.push(Value::Null);
+                }
+            }
+        }
+        self.conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(params))?;
+        Ok(())
+    }
+}
+
+fn meta_ord(sites: &BTreeMap<i64, SiteId>, id: &SiteId) -> i64 {
+    sites.iter().find(|(_, s)| *s == id).map(|(o, _)| *o).unwrap_or(-1)
+}
+
+enum CellOutcome {
+    /// Already held (or superseded here).
+    Known,
+    /// Take the remote value and stamp.
+    Take,
+    /// Keep the local value and stamp.
+    Keep,
+    /// Write this value with a new local stamp (a strategy chose a non-LWW outcome).
+    Write(Value),
+}
+
+/// `pk0 = ? AND pk1 = ?` over shadow key columns.
+fn pk_where(n: usize, prefix: &str) -> String {
+    (0..n).map(|i| format!("{prefix}{i} = ?")).collect::<Vec<_>>().join(" AND ")
+}
+
+/// `"a" = ? AND "b" = ?` over the user table's key columns.
+pub(crate) fn user_pk_where(t: &SyncedTable) -> String {
+    t.pk.iter().map(|c| format!("{} = ?", quote_ident(c))).collect::<Vec<_>>().join(" AND ")
+}

@@ -1,0 +1,146 @@
+//! Capture of local writes with pure-SQL triggers, so every writer is captured: the engine's
+//! connection, another process, the `sqlite3` shell, Python's `sqlite3`, better-sqlite3, Room.
+//!
+//! Each synced table `T` gets a shadow table `_syncline_shadow_<id>` keyed by T's primary key:
+//! `cl` (causal length: odd = alive, even = deleted), `rh`/`rs` (stamp of the last `cl` change),
+//! `mh` (newest stamp in the row, indexed for delta export) and, per non-key column i, the stamp
+//! `h<i>`/`s<i>` (hlc, site ordinal) of the value the row holds. Triggers compute the HLC from
+//! `_syncline_clock` themselves and stay silent while `applying` is set (remote imports).
+//! Only syntax SQLite 3.24+ understands is used, because the app's own SQLite parses it.
+
+use crate::error::Result;
+use crate::hlc;
+use crate::meta::SyncedTable;
+use crate::schema::quote_ident;
+use rusqlite::Connection;
+
+const CLOCK: &str = "(SELECT local, site FROM _syncline_clock WHERE id = 0)";
+const GUARD: &str = "(SELECT applying FROM _syncline_clock WHERE id = 0) = 0";
+
+fn clock_update() -> String {
+    let next = hlc::sql_next();
+    format!("UPDATE _syncline_clock SET hlc = {next}, local = {next} WHERE id = 0;")
+}
+
+/// `pk0 = ROW."a" AND pk1 = ROW."b"` for `ROW` = NEW or OLD.
+fn pk_match(t: &SyncedTable, row: &str) -> String {
+    t.pk.iter()
+        .enumerate()
+        .map(|(i, c)| format!("pk{i} = {row}.{}", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// True when the value of column `c` differs between OLD and NEW, type and bytes included.
+fn changed(c: &str) -> String {
+    let q = quote_ident(c);
+    format!("(NEW.{q} IS NOT OLD.{q} COLLATE BINARY OR typeof(NEW.{q}) <> typeof(OLD.{q}))")
+}
+
+/// Statements that record `NEW` as inserted (or re-inserted after a delete, or replaced).
+fn record_insert(t: &SyncedTable) -> String {
+    let sh = t.shadow();
+    let n = t.cols.len();
+    let cell_names: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
+    let cell_now: String = (0..n).map(|_| ", c.local, c.site").collect();
+    let pk_names: String = (0..t.pk.len()).map(|i| format!("pk{i}, ")).collect();
+    let pk_new: String = t.pk.iter().map(|c| format!("NEW.{}, ", quote_ident(c))).collect();
+    format!(
+        "UPDATE {sh} SET (cl, rh, rs, mh{cell_names}) = (SELECT {sh}.cl + 1 - {sh}.cl % 2, \
+           CASE WHEN {sh}.cl % 2 = 0 THEN c.local ELSE {sh}.rh END, \
+           CASE WHEN {sh}.cl % 2 = 0 THEN c.site ELSE {sh}.rs END, c.local{cell_now} FROM {CLOCK} c) \
+         WHERE {pk};\n\
+         INSERT OR IGNORE INTO {sh}({pk_names}cl, rh, rs, mh{cell_names}) \
+           SELECT {pk_new}1, c.local, c.site, c.local{cell_now} FROM {CLOCK} c;",
+        pk = pk_match(t, "NEW"),
+    )
+}
+
+/// Statement that records `OLD` as deleted.
+fn record_delete(t: &SyncedTable) -> String {
+    let sh = t.shadow();
+    let cells: String = (0..t.cols.len()).map(|i| format!(", h{i} = NULL, s{i} = NULL")).collect();
+    format!(
+        "UPDATE {sh} SET (cl, rh, rs, mh) = (SELECT {sh}.cl + 1, c.local, c.site, c.local FROM {CLOCK} c){cells} \
+         WHERE {pk} AND cl % 2 = 1;",
+        pk = pk_match(t, "OLD"),
+    )
+}
+
+/// Create the shadow table, its index and the four capture triggers.
+pub fn install(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Result<()> {
+    let sh = t.shadow();
+    let id = t.id;
+    let pk_cols: String =
+        pk_affinity.iter().enumerate().map(|(i, a)| format!("pk{i} {a} NOT NULL, ")).collect();
+    let pk_list = (0..t.pk.len()).map(|i| format!("pk{i}")).collect::<Vec<_>>().join(", ");
+    let cell_cols: String = (0..t.cols.len()).map(|i| format!(", h{i} INTEGER, s{i} INTEGER")).collect();
+    let table = quote_ident(&t.name);
+    let tick = clock_update();
+    let pk_same = t.pk.iter().map(|c| format!("NEW.{0} IS OLD.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+    let any_changed = if t.cols.is_empty() {
+        "0".to_owned()
+    } else {
+        t.cols.iter().map(|c| changed(c)).collect::<Vec<_>>().join(" OR ")
+    };
+    let update_cells: String = t
+        .cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let ch = changed(c);
+            format!(", CASE WHEN {ch} THEN c.local ELSE {sh}.h{i} END, CASE WHEN {ch} THEN c.site ELSE {sh}.s{i} END")
+        })
+        .collect();
+    let cell_names: String = (0..t.cols.len()).map(|i| format!(", h{i}, s{i}")).collect();
+    let ins = record_insert(t);
+    let del = record_delete(t);
+    let sql = format!(
+        "CREATE TABLE {sh}({pk_cols}cl INTEGER NOT NULL, rh INTEGER NOT NULL, rs INTEGER NOT NULL, \
+           mh INTEGER NOT NULL{cell_cols}, PRIMARY KEY({pk_list})) WITHOUT ROWID;\n\
+         CREATE INDEX \"_syncline_shadow_{id}_mh\" ON {sh}(mh);\n\
+         CREATE TRIGGER \"_syncline_{id}_insert\" AFTER INSERT ON {table} WHEN {GUARD}\n\
+         BEGIN {tick}\n{ins}\nEND;\n\
+         CREATE TRIGGER \"_syncline_{id}_update\" AFTER UPDATE ON {table} \
+           WHEN {GUARD} AND {pk_same} AND ({any_changed})\n\
+         BEGIN {tick}\n\
+           UPDATE {sh} SET (mh{cell_names}) = (SELECT c.local{update_cells} FROM {CLOCK} c) WHERE {pk_new};\n\
+         END;\n\
+         CREATE TRIGGER \"_syncline_{id}_rekey\" AFTER UPDATE ON {table} WHEN {GUARD} AND NOT ({pk_same})\n\
+         BEGIN {tick}\n{del}\n{ins}\nEND;\n\
+         CREATE TRIGGER \"_syncline_{id}_delete\" AFTER DELETE ON {table} WHEN {GUARD}\n\
+         BEGIN {tick}\n{del}\nEND;",
+        pk_new = pk_match(t, "NEW"),
+    );
+    conn.execute_batch(&sql)?;
+    Ok(())
+}
+
+/// Record every row already in the table as inserted now, with one stamp.
+pub fn backfill(conn: &Connection, t: &SyncedTable, stamp: u64, site_ord: i64) -> Result<usize> {
+    let sh = t.shadow();
+    let pk_names: String = (0..t.pk.len()).map(|i| format!("pk{i}, ")).collect();
+    let pk_vals: String = t.pk.iter().map(|c| format!("{}, ", quote_ident(c))).collect();
+    let cell_names: String = (0..t.cols.len()).map(|i| format!(", h{i}, s{i}")).collect();
+    let cell_vals: String = (0..t.cols.len()).map(|_| ", ?1, ?2").collect();
+    let sql = format!(
+        "INSERT OR IGNORE INTO {sh}({pk_names}cl, rh, rs, mh{cell_names}) \
+         SELECT {pk_vals}1, ?1, ?2, ?1{cell_vals} FROM {}",
+        quote_ident(&t.name)
+    );
+    Ok(conn.execute(&sql, rusqlite::params![stamp as i64, site_ord])?)
+}
+
+/// Drop the triggers and the shadow table (the user's data stays).
+pub fn uninstall(conn: &Connection, t: &SyncedTable) -> Result<()> {
+    let id = t.id;
+    conn.execute_batch(&format!(
+        "DROP TRIGGER IF EXISTS \"_syncline_{id}_insert\";\n\
+         DROP TRIGGER IF EXISTS \"_syncline_{id}_update\";\n\
+         DROP TRIGGER IF EXISTS \"_syncline_{id}_rekey\";\n\
+         DROP TRIGGER IF EXISTS \"_syncline_{id}_delete\";\n\
+         DROP TABLE IF EXISTS {};",
+        t.shadow()
+    ))?;
+    Ok(())
+}

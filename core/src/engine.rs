@@ -1,0 +1,461 @@
+//! [`SyncEngine`]: the one public entry point. It owns a connection to the database file,
+//! guards it for use from many threads, and ties capture, export, import, conflicts and events
+//! together. Every binding wraps this type and nothing else.
+
+use crate::apply::{self, ImportContext, ImportReport};
+use crate::capture;
+use crate::conflict::{self, Conflict};
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Hub, Observer, Subscription};
+use crate::export::{self, BundleStats};
+use crate::meta::{self, SyncedTable};
+use crate::schema::{self, quote_ident};
+use crate::site::SiteId;
+use crate::status::{self, Status};
+use crate::strategy::{Resolution, Resolver, Strategy};
+use crate::value::Value;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+/// Engine options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// How far (ms) a remote stamp may lie ahead of the local wall clock before its bundle is
+    /// quarantined. Default 5 minutes.
+    pub max_drift_ms: u64,
+    /// How long (ms) to wait for another connection's write lock. Default 10 s.
+    pub busy_timeout_ms: u64,
+    /// How often (ms) the watcher looks for local writes while someone is subscribed. Default 100.
+    pub watch_interval_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_drift_ms: 5 * 60 * 1000, busy_timeout_ms: 10_000, watch_interval_ms: 100 }
+    }
+}
+
+/// How a table is enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EnableOptions {
+    pub strategy: Strategy,
+    /// Enable a table with an AUTOINCREMENT key anyway (ids may collide across replicas).
+    pub allow_autoincrement: bool,
+}
+
+/// How a bundle is generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExportOptions<'a> {
+    /// The peer it is for; `None` (or an unknown peer) gets everything.
+    pub peer: Option<&'a SiteId>,
+    /// Compress the body with zlib.
+    pub compress: bool,
+}
+
+/// Rows returned by [`SyncEngine::query`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Progress callback: (done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+thread_local! {
+    static THREAD_TAG: Cell<u64> = const { Cell::new(0) };
+}
+static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+
+fn thread_tag() -> u64 {
+    THREAD_TAG.with(|t| {
+        if t.get() == 0 {
+            t.set(NEXT_TAG.fetch_add(1, Ordering::Relaxed));
+        }
+        t.get()
+    })
+}
+
+/// The sync engine for one SQLite database file. `Send + Sync`: share it between threads.
+pub struct SyncEngine {
+    path: PathBuf,
+    options: Options,
+    conn: Mutex<Option<Connection>>,
+    owner: AtomicU64,
+    resolvers: RwLock<HashMap<String, Arc<dyn Resolver>>>,
+    hub: Arc<Hub>,
+}
+
+/// Exclusive use of the connection; knows its thread so a re-entrant call fails cleanly.
+struct Held<'a> {
+    guard: MutexGuard<'a, Option<Connection>>,
+    owner: &'a AtomicU64,
+}
+
+impl Held<'_> {
+    fn conn(&mut self) -> Result<&mut Connection> {
+        self.guard.as_mut().ok_or_else(|| Error::new(ErrorKind::Closed, "the engine is closed"))
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.owner.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Open a connection configured for sharing the file with other writers.
+fn connect(path: &Path, options: &Options) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(Duration::from_millis(options.busy_timeout_ms))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+impl SyncEngine {
+    /// Open (or create) a database file and install the sync metadata if missing.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<SyncEngine> {
+        let path = path.as_ref().to_owned();
+        let mut conn = connect(&path, &options)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        meta::install(&tx)?;
+        tx.commit()?;
+        Ok(SyncEngine {
+            path,
+            options,
+            conn: Mutex::new(Some(conn)),
+            owner: AtomicU64::new(0),
+            resolvers: RwLock::new(HashMap::new()),
+            hub: Arc::new(Hub::default()),
+        })
+    }
+
+    fn hold(&self) -> Result<Held<'_>> {
+        let me = thread_tag();
+        if self.owner.load(Ordering::SeqCst) == me {
+            return Err(Error::new(
+                ErrorKind::Reentrant,
+                "the engine was called from a callback running inside one of its own calls (resolver or progress); \
+                 do the work after the call returns",
+            ));
+        }
+        let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.owner.store(me, Ordering::SeqCst);
+        Ok(Held { guard, owner: &self.owner })
+    }
+
+    /// Run `f` in one immediate (write) transaction.
+    fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut held = self.hold()?;
+        let tx = held.conn()?.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Run `f` in one read transaction (a consistent snapshot).
+    fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut held = self.hold()?;
+        let tx = held.conn()?.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        f(&tx)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// This replica's site id.
+    pub fn site_id(&self) -> Result<SiteId> {
+        self.read(|c| meta::local_site(c))
+    }
+
+    /// Give this database a new random site id (after copying the file to another device).
+    /// Changes already made keep the old id; new ones carry the new id.
+    pub fn reset_site_id(&self) -> Result<SiteId> {
+        self.set_site_id(SiteId::random())
+    }
+
+    /// Give this database a chosen site id (deterministic tests and golden vectors). The id
+    /// must not be one this database has seen from another replica.
+    pub fn set_site_id(&self, site: SiteId) -> Result<SiteId> {
+        self.write(|c| {
+            let old = meta::clock(c)?;
+            let current = meta::local_site(c)?;
+            if current == site {
+                return Ok(site);
+            }
+            if export::find_site(c, &site)?.is_some() {
+                return Err(Error::invalid_argument(format!("site id {site} is already known to this database")));
+            }
+            let ord = meta::site_ord(c, &site)?;
+            let mut vv = meta::VersionVector::new();
+            vv.insert(old.site_ord, old.local);
+            meta::raise_local_vv(c, &vv)?;
+            c.execute("UPDATE _syncline_clock SET site = ?1, local = 0 WHERE id = 0", [ord])?;
+            Ok(site)
+        })
+    }
+
+    /// Fix the wall clock used for new stamps and drift checks (`None`: the system clock).
+    /// For tests and reproducible golden vectors; it is stored in the database, so writers in
+    /// other connections use it too.
+    pub fn set_manual_clock(&self, ms: Option<u64>) -> Result<()> {
+        self.write(|c| meta::set_manual_clock(c, ms))
+    }
+
+    /// Start syncing an existing table: validate it, install capture and back-fill its rows.
+    pub fn enable_sync(&self, table: &str, opts: EnableOptions) -> Result<()> {
+        self.write(|c| {
+            let info = schema::introspect(c, table)?;
+            info.validate(opts.allow_autoincrement)?;
+            let existing = meta::synced_tables(c)?;
+            if let Some(t) = existing.get(table) {
+                if t.strategy != opts.strategy {
+                    c.execute("UPDATE _syncline_tables SET strategy = ?1 WHERE id = ?2", rusqlite::params![opts.strategy.as_str(), t.id])?;
+                }
+                return Ok(());
+            }
+            c.execute(
+                "INSERT INTO _syncline_tables(name, strategy) VALUES (?1, ?2)",
+                rusqlite::params![table, opts.strategy.as_str()],
+            )?;
+            let id = c.last_insert_rowid();
+            let mut ins = c.prepare("INSERT INTO _syncline_columns(tbl, is_pk, ord, name, affinity, decl_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+            for (i, col) in info.pk.iter().enumerate() {
+                ins.execute(rusqlite::params![id, 1, i as i64, col.name, col.affinity, col.decl_type])?;
+            }
+            for (i, col) in info.cols.iter().enumerate() {
+                ins.execute(rusqlite::params![id, 0, i as i64, col.name, col.affinity, col.decl_type])?;
+            }
+            let t = SyncedTable {
+                id,
+                name: table.to_owned(),
+                strategy: opts.strategy,
+                pk: info.pk.iter().map(|c| c.name.clone()).collect(),
+                cols: info.cols.iter().map(|c| c.name.clone()).collect(),
+            };
+            let affinities: Vec<&str> = info.pk.iter().map(|c| c.affinity).collect();
+            capture::install(c, &t, &affinities)?;
+            let stamp = meta::tick(c)?;
+            capture::backfill(c, &t, stamp, meta::clock(c)?.site_ord)?;
+            Ok(())
+        })
+    }
+
+    /// Stop syncing a table: capture is removed with its sync state; the data stays.
+    pub fn disable_sync(&self, table: &str) -> Result<()> {
+        self.write(|c| {
+            let t = synced(c, table)?;
+            capture::uninstall(c, &t)?;
+            c.execute("DELETE FROM _syncline_columns WHERE tbl = ?1", [t.id])?;
+            c.execute("DELETE FROM _syncline_tables WHERE id = ?1", [t.id])?;
+            Ok(())
+        })
+    }
+
+    /// Change a synced table's conflict strategy.
+    pub fn set_strategy(&self, table: &str, strategy: Strategy) -> Result<()> {
+        self.write(|c| {
+            let t = synced(c, table)?;
+            c.execute("UPDATE _syncline_tables SET strategy = ?1 WHERE id = ?2", rusqlite::params![strategy.as_str(), t.id])?;
+            Ok(())
+        })
+    }
+
+    /// Register the resolver for a table using the `custom` strategy (kept in memory only:
+    /// register it again after each open).
+    pub fn set_resolver(&self, table: &str, resolver: Arc<dyn Resolver>) {
+        self.resolvers.write().unwrap().insert(table.to_owned(), resolver);
+    }
+
+    /// Remove a table's resolver.
+    pub fn clear_resolver(&self, table: &str) {
+        self.resolvers.write().unwrap().remove(table);
+    }
+
+    /// A bundle of what `peer` lacks (everything for `None` or an unknown peer).
+    pub fn generate_bundle(&self, peer: Option<&SiteId>) -> Result<Vec<u8>> {
+        Ok(self.generate_bundle_with(ExportOptions { peer, compress: false }, &mut |_, _| {})?.0)
+    }
+
+    /// [`generate_bundle`](Self::generate_bundle) with options and progress.
+    pub fn generate_bundle_with(&self, opts: ExportOptions<'_>, progress: Progress<'_>) -> Result<(Vec<u8>, BundleStats)> {
+        self.read(|c| export::generate(c, opts.peer, opts.compress, progress))
+    }
+
+    /// Write the bundle for `peer` to a file.
+    pub fn write_bundle(&self, peer: Option<&SiteId>, path: impl AsRef<Path>) -> Result<BundleStats> {
+        let (bytes, stats) = self.generate_bundle_with(ExportOptions { peer, compress: false }, &mut |_, _| {})?;
+        write_atomically(path.as_ref(), &bytes)?;
+        Ok(stats)
+    }
+
+    /// Import a bundle: one transaction, idempotent; on error nothing changes.
+    pub fn import_bundle(&self, bytes: &[u8]) -> Result<ImportReport> {
+        self.import_bundle_with(bytes, &mut |_, _| {})
+    }
+
+    /// Import a bundle file.
+    pub fn import_bundle_file(&self, path: impl AsRef<Path>) -> Result<ImportReport> {
+        let bytes = std::fs::read(path.as_ref())
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", path.as_ref().display())))?;
+        self.import_bundle(&bytes)
+    }
+
+    /// [`import_bundle`](Self::import_bundle) with progress (rows done, rows total).
+    pub fn import_bundle_with(&self, bytes: &[u8], progress: Progress<'_>) -> Result<ImportReport> {
+        let resolvers = self.resolvers.read().unwrap().clone();
+        let want_events = self.hub.has_observers();
+        let (report, events) = {
+            let mut held = self.hold()?;
+            let ctx = ImportContext { max_drift_ms: self.options.max_drift_ms, resolvers: &resolvers, progress, want_events };
+            apply::import(held.conn()?, bytes, ctx)?
+        };
+        self.hub.emit(&events);
+        Ok(report)
+    }
+
+    /// Open conflicts (manual tables), oldest first.
+    pub fn conflicts(&self) -> Result<Vec<Conflict>> {
+        self.read(|c| conflict::list(c, false))
+    }
+
+    /// Every stored conflict, resolved ones included.
+    pub fn all_conflicts(&self) -> Result<Vec<Conflict>> {
+        self.read(|c| conflict::list(c, true))
+    }
+
+    /// Resolve a stored conflict. The outcome is written as a new local change with a new
+    /// stamp, so every replica converges on it after the next exchange.
+    pub fn resolve(&self, id: i64, resolution: Resolution) -> Result<()> {
+        let event = self.write(|c| {
+            let conflict = conflict::get_open(c, id)?;
+            let t = synced(c, &conflict.table)?;
+            let (value, how) = match resolution {
+                Resolution::Local => (conflict.local.value.clone(), "local"),
+                Resolution::Remote => (conflict.remote.value.clone(), "remote"),
+                Resolution::Value(v) => (v, "value"),
+            };
+            write_local_cell(c, &t, &conflict.pk, &conflict.column, &value)?;
+            conflict::mark_resolved(c, &conflict, how)?;
+            Ok(Event::LocalChange(crate::events::Change {
+                table: t.name.clone(),
+                pk: conflict.pk.clone(),
+                columns: vec![conflict.column.clone()],
+                deleted: false,
+            }))
+        })?;
+        self.hub.emit(&[event]);
+        Ok(())
+    }
+
+    /// Subscribe to events; the subscription ends when the handle is dropped or closed.
+    pub fn subscribe(&self, observer: Arc<dyn Observer>) -> Result<Subscription> {
+        let start = self.read(|c| Ok(meta::clock(c)?.local))?;
+        let interval = Duration::from_millis(self.options.watch_interval_ms.max(1));
+        Ok(self.hub.add(observer, &self.path, interval, start))
+    }
+
+    /// Site, tables, peers with pending changes, version vector, open conflicts.
+    pub fn status(&self) -> Result<Status> {
+        self.read(|c| status::collect(c))
+    }
+
+    /// Run one SQL statement on the engine's connection (writes are captured like any other).
+    pub fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
+        let mut held = self.hold()?;
+        Ok(held.conn()?.execute(sql, rusqlite::params_from_iter(params))?)
+    }
+
+    /// Run several SQL statements (no parameters), e.g. a schema.
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        let mut held = self.hold()?;
+        Ok(held.conn()?.execute_batch(sql)?)
+    }
+
+    /// Run a query and return every row.
+    pub fn query(&self, sql: &str, params: &[Value]) -> Result<QueryRows> {
+        let mut held = self.hold()?;
+        let conn = held.conn()?;
+        let mut stmt = conn.prepare(sql)?;
+        let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+        let n = columns.len();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push((0..n).map(|i| r.get(i)).collect::<rusqlite::Result<Vec<Value>>>()?);
+        }
+        Ok(QueryRows { columns, rows: out })
+    }
+
+    /// Close the connection and stop the watcher. Later calls fail with `Closed`.
+    pub fn close(&self) -> Result<()> {
+        self.hub.shutdown();
+        let mut held = self.hold()?;
+        if let Some(conn) = held.guard.take() {
+            conn.close().map_err(|(_, e)| Error::from(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SyncEngine {
+    fn drop(&mut self) {
+        self.hub.shutdown();
+    }
+}
+
+/// A synced table by name, or `UnknownTable`.
+fn synced(c: &Connection, table: &str) -> Result<SyncedTable> {
+    meta::synced_tables(c)?
+        .remove(table)
+        .ok_or_else(|| Error::new(ErrorKind::UnknownTable, format!("table {table:?} is not enabled for sync")))
+}
+
+/// Write one cell as a new local change with a fresh stamp (even if the value is unchanged).
+fn write_local_cell(c: &Connection, t: &SyncedTable, pk: &[Value], column: &str, value: &Value) -> Result<()> {
+    let col = t
+        .col_index(column)
+        .ok_or_else(|| Error::new(ErrorKind::UnknownColumn, format!("table {:?} has no column {column:?}", t.name)))?;
+    meta::set_applying(c, true)?;
+    let sql = format!("UPDATE {} SET {} = ? WHERE {}", quote_ident(&t.name), quote_ident(column), apply::user_pk_where(t));
+    let params = std::iter::once(value).chain(pk.iter());
+    let n = c.execute(&sql, rusqlite::params_from_iter(params))?;
+    if n == 0 {
+        return Err(Error::new(ErrorKind::NotFound, format!("the row {pk:?} of table {:?} no longer exists", t.name)));
+    }
+    let stamp = meta::tick(c)?;
+    let site = meta::clock(c)?.site_ord;
+    let sql = format!(
+        "UPDATE {} SET h{col} = ?1, s{col} = ?2, mh = max(mh, ?1) WHERE {}",
+        t.shadow(),
+        (0..t.pk.len()).map(|i| format!("pk{i} = ?{}", i + 3)).collect::<Vec<_>>().join(" AND ")
+    );
+    let params: Vec<Value> = [Value::Integer(stamp as i64), Value::Integer(site)].into_iter().chain(pk.iter().cloned()).collect();
+    c.execute(&sql, rusqlite::params_from_iter(params))?;
+    meta::set_applying(c, false)?;
+    Ok(())
+}
+
+/// Write a file through a temporary sibling and a rename, so readers never see half a bundle.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", path.display())))?;
+    Ok(())
+}

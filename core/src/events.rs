@@ -1,0 +1,225 @@
+//! Change events: observers, subscriptions that end on drop, and the watcher thread that
+//! notices local writes made by any connection (it polls `PRAGMA data_version` on its own
+//! connection and reads new local stamps from the shadow tables).
+
+use crate::conflict::Conflict;
+use crate::meta;
+use crate::value::Value;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// One changed row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub table: String,
+    pub pk: Vec<Value>,
+    /// Columns whose value changed (empty for a delete).
+    pub columns: Vec<String>,
+    pub deleted: bool,
+}
+
+/// What subscribers are told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A row changed by a local write (any connection, any process).
+    LocalChange(Change),
+    /// A row changed by an imported bundle.
+    RemoteChange(Change),
+    /// A conflict was detected (recorded for `manual` tables, settled otherwise).
+    Conflict(Conflict),
+}
+
+/// Receives events. Called on the engine's threads, never while the engine holds a lock.
+pub trait Observer: Send + Sync {
+    fn on_event(&self, event: &Event);
+}
+
+impl<F: Fn(&Event) + Send + Sync> Observer for F {
+    fn on_event(&self, event: &Event) {
+        self(event)
+    }
+}
+
+/// The observers of one engine.
+#[derive(Default)]
+pub(crate) struct Hub {
+    next_id: AtomicU64,
+    observers: Mutex<Vec<(u64, Arc<dyn Observer>)>>,
+    watcher: Mutex<Option<Watcher>>,
+}
+
+impl Hub {
+    pub fn has_observers(&self) -> bool {
+        !self.observers.lock().unwrap().is_empty()
+    }
+
+    /// Deliver events to a snapshot of the observers, with no lock held.
+    pub fn emit(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let observers: Vec<Arc<dyn Observer>> = self.observers.lock().unwrap().iter().map(|(_, o)| o.clone()).collect();
+        for e in events {
+            for o in &observers {
+                o.on_event(e);
+            }
+        }
+    }
+
+    pub fn add(self: &Arc<Self>, observer: Arc<dyn Observer>, path: &Path, interval: Duration, start_hlc: u64) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.observers.lock().unwrap().push((id, observer));
+        let mut watcher = self.watcher.lock().unwrap();
+        if watcher.is_none() {
+            *watcher = Some(Watcher::start(Arc::downgrade(self), path.to_owned(), interval, start_hlc));
+        }
+        Subscription { hub: Arc::downgrade(self), id, closed: AtomicBool::new(false) }
+    }
+
+    fn remove(&self, id: u64) {
+        let empty = {
+            let mut obs = self.observers.lock().unwrap();
+            obs.retain(|(i, _)| *i != id);
+            obs.is_empty()
+        };
+        if empty {
+            let w = self.watcher.lock().unwrap().take();
+            if let Some(w) = w {
+                w.stop();
+            }
+        }
+    }
+
+    /// Stop the watcher (engine closing).
+    pub fn shutdown(&self) {
+        self.observers.lock().unwrap().clear();
+        let w = self.watcher.lock().unwrap().take();
+        if let Some(w) = w {
+            w.stop();
+        }
+    }
+}
+
+/// A live subscription; dropping it (or calling [`Subscription::close`]) unsubscribes.
+pub struct Subscription {
+    hub: Weak<Hub>,
+    id: u64,
+    closed: AtomicBool,
+}
+
+impl Subscription {
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            if let Some(hub) = self.hub.upgrade() {
+                hub.remove(self.id);
+            }
+        }
+    }
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Background thread turning new local stamps into `LocalChange` events.
+pub(crate) struct Watcher {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(hub: Weak<Hub>, path: PathBuf, interval: Duration, start_hlc: u64) -> Watcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("syncline-watch".into())
+            .spawn(move || {
+                let Ok(conn) = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX) else {
+                    return;
+                };
+                let _ = conn.busy_timeout(Duration::from_secs(5));
+                let mut seen = start_hlc;
+                let mut version = -1i64;
+                while !flag.load(Ordering::SeqCst) {
+                    if let Ok(v) = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
+                        if v != version {
+                            version = v;
+                            if let Ok((events, top)) = local_changes_since(&conn, seen) {
+                                seen = top.max(seen);
+                                match hub.upgrade() {
+                                    Some(h) => h.emit(&events),
+                                    None => return,
+                                }
+                            }
+                        }
+                    }
+                    // Sleep in short steps so stopping is prompt.
+                    let mut left = interval;
+                    while !left.is_zero() && !flag.load(Ordering::SeqCst) {
+                        let step = left.min(Duration::from_millis(20));
+                        std::thread::sleep(step);
+                        left -= step;
+                    }
+                }
+            })
+            .expect("spawn watcher thread");
+        Watcher { stop, handle: Some(handle) }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// Rows with local stamps newer than `since`, as events, and the newest local stamp seen.
+pub(crate) fn local_changes_since(conn: &Connection, since: u64) -> crate::Result<(Vec<Event>, u64)> {
+    let tx = conn.unchecked_transaction()?;
+    let clock = meta::clock(&tx)?;
+    if clock.local <= since {
+        return Ok((Vec::new(), clock.local));
+    }
+    let me = clock.site_ord;
+    let mut events = Vec::new();
+    for t in meta::synced_tables(&tx)?.values() {
+        let np = t.pk.len();
+        let nc = t.cols.len();
+        let pk: String = (0..np).map(|i| format!("pk{i}, ")).collect();
+        let stamps: String = (0..nc).map(|i| format!(", h{i}, s{i}")).collect();
+        let sql = format!("SELECT {pk}cl, rh, rs{stamps} FROM {} WHERE mh > ?1 ORDER BY mh", t.shadow());
+        let mut stmt = tx.prepare(&sql)?;
+        let mut rows = stmt.query([since as i64])?;
+        while let Some(r) = rows.next()? {
+            let key: Vec<Value> = (0..np).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
+            let cl: i64 = r.get(np)?;
+            let rh = r.get::<_, i64>(np + 1)? as u64;
+            let rs: i64 = r.get(np + 2)?;
+            let mut columns = Vec::new();
+            for i in 0..nc {
+                let h: Option<i64> = r.get(np + 3 + 2 * i)?;
+                let s: Option<i64> = r.get(np + 4 + 2 * i)?;
+                if matches!((h, s), (Some(h), Some(s)) if h as u64 > since && s == me) {
+                    columns.push(t.cols[i].clone());
+                }
+            }
+            let deleted = cl % 2 == 0;
+            if !columns.is_empty() || (rh > since && rs == me) {
+                events.push(Event::LocalChange(Change { table: t.name.clone(), pk: key, columns, deleted }));
+            }
+        }
+    }
+    Ok((events, clock.local))
+}

@@ -1,0 +1,161 @@
+//! Reading a user table's shape from SQLite (`PRAGMA table_xinfo`) and checking the rules a
+//! table must meet before it can sync: a primary key, no AUTOINCREMENT (unless forced), a
+//! DEFAULT on every NOT NULL column. Also identifier quoting, used for every name we splice.
+
+use crate::error::{Error, ErrorKind, Result};
+use rusqlite::{Connection, OptionalExtension};
+
+/// Quote an SQL identifier: wrap in double quotes and double any quote inside.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// One column of a user table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// SQLite affinity keyword derived from the declared type (INTEGER, REAL, TEXT, BLOB, NUMERIC).
+    pub affinity: &'static str,
+    /// Declared type as written, upper-cased.
+    pub decl_type: String,
+    pub not_null: bool,
+    pub has_default: bool,
+}
+
+/// The shape of a user table as far as sync is concerned.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub name: String,
+    /// Primary-key columns in key order.
+    pub pk: Vec<ColumnInfo>,
+    /// Other (non-generated) columns in declaration order.
+    pub cols: Vec<ColumnInfo>,
+    pub autoincrement: bool,
+}
+
+/// SQLite's affinity rules (https://sqlite.org/datatype3.html §3.1).
+fn affinity(decl: &str) -> &'static str {
+    let d = decl.to_ascii_uppercase();
+    if d.contains("INT") {
+        "INTEGER"
+    } else if d.contains("CHAR") || d.contains("CLOB") || d.contains("TEXT") {
+        "TEXT"
+    } else if d.contains("BLOB") || d.is_empty() {
+        "BLOB"
+    } else if d.contains("REAL") || d.contains("FLOA") || d.contains("DOUB") {
+        "REAL"
+    } else {
+        "NUMERIC"
+    }
+}
+
+/// Whether a name belongs to Syncline or SQLite itself.
+pub fn is_reserved_table(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("_syncline_") || lower.starts_with("sqlite_")
+}
+
+/// Read the shape of `table`, or `UnknownTable` if there is no such ordinary table.
+pub fn introspect(conn: &Connection, table: &str) -> Result<TableInfo> {
+    let sql: Option<String> = conn
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(sql) = sql else {
+        return Err(Error::new(ErrorKind::UnknownTable, format!("no table named {table:?}")));
+    };
+    if sql.trim_start().to_ascii_uppercase().starts_with("CREATE VIRTUAL") {
+        return Err(Error::schema(format!("table {table:?} is a virtual table and cannot sync")));
+    }
+    let mut stmt = conn.prepare("SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk, hidden FROM pragma_table_xinfo(?1)")?;
+    let mut pk: Vec<(i64, ColumnInfo)> = Vec::new();
+    let mut cols = Vec::new();
+    let rows = stmt.query_map([table], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            r.get::<_, i64>(2)? != 0,
+            r.get::<_, bool>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (name, decl, not_null, has_default, pk_pos, hidden) = row?;
+        if hidden != 0 {
+            continue; // generated columns are computed, never synced
+        }
+        let info = ColumnInfo {
+            affinity: affinity(&decl),
+            decl_type: decl.to_ascii_uppercase(),
+            name,
+            not_null,
+            has_default,
+        };
+        if pk_pos > 0 {
+            pk.push((pk_pos, info));
+        } else {
+            cols.push(info);
+        }
+    }
+    pk.sort_by_key(|(pos, _)| *pos);
+    Ok(TableInfo {
+        name: table.to_owned(),
+        pk: pk.into_iter().map(|(_, c)| c).collect(),
+        cols,
+        autoincrement: sql.to_ascii_uppercase().contains("AUTOINCREMENT"),
+    })
+}
+
+impl TableInfo {
+    /// Check the rules for sync; `allow_autoincrement` forces AUTOINCREMENT keys through.
+    pub fn validate(&self, allow_autoincrement: bool) -> Result<()> {
+        let t = &self.name;
+        if is_reserved_table(t) {
+            return Err(Error::schema(format!("table {t:?} is reserved for SQLite or Syncline")));
+        }
+        if self.pk.is_empty() {
+            return Err(Error::schema(format!(
+                "table {t:?} has no primary key; sync needs one to identify rows across replicas"
+            )));
+        }
+        if self.autoincrement && !allow_autoincrement {
+            return Err(Error::schema(format!(
+                "table {t:?} uses AUTOINCREMENT: two offline replicas would both insert the same id; \
+                 use UUIDv7 keys (uuid7()) or force it"
+            )));
+        }
+        for c in &self.cols {
+            if c.not_null && !c.has_default {
+                return Err(Error::schema(format!(
+                    "column {:?} of table {t:?} is NOT NULL without a DEFAULT; rows arrive column by \
+                     column, so add a DEFAULT",
+                    c.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_doubles_quotes() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn affinities() {
+        assert_eq!(affinity("INTEGER"), "INTEGER");
+        assert_eq!(affinity("varchar(10)"), "TEXT");
+        assert_eq!(affinity(""), "BLOB");
+        assert_eq!(affinity("DOUBLE"), "REAL");
+        assert_eq!(affinity("DECIMAL"), "NUMERIC");
+    }
+}
