@@ -1,0 +1,203 @@
+//! The `syncline` command line, as a library so every packaging of the engine (the Rust binary,
+//! the Python console script) runs the very same code: `run(args) -> exit code`.
+
+mod demo;
+mod output;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use output::Out;
+use std::path::PathBuf;
+use syncline::{EnableOptions, Error, ErrorKind, ExportOptions, Options, Resolution, SiteId, Strategy, SyncEngine, Value};
+
+#[derive(Parser)]
+#[command(name = "syncline", version, about = "Offline-first sync for SQLite: capture, bundle, merge")]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Db {
+    /// The SQLite database file.
+    db: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install sync metadata and enable sync on tables (they must exist).
+    Init {
+        #[command(flatten)]
+        db: Db,
+        /// A table to enable (repeatable).
+        #[arg(long = "table", short = 't')]
+        tables: Vec<String>,
+        /// Conflict strategy: lww, manual, prefer_local, prefer_remote.
+        #[arg(long, default_value = "lww")]
+        strategy: String,
+        /// Enable tables with AUTOINCREMENT keys anyway.
+        #[arg(long)]
+        allow_autoincrement: bool,
+    },
+    /// Write a bundle of what a peer lacks (everything without --peer).
+    Export {
+        #[command(flatten)]
+        db: Db,
+        /// The peer's site id (32 hex digits).
+        #[arg(long)]
+        peer: Option<String>,
+        /// Output file.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// Compress the bundle body.
+        #[arg(long)]
+        compress: bool,
+    },
+    /// Import a bundle file.
+    Import {
+        #[command(flatten)]
+        db: Db,
+        /// The bundle file.
+        file: PathBuf,
+    },
+    /// Show site id, tables, peers, pending changes and conflicts.
+    Status {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// List unresolved conflicts.
+    Conflicts {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Resolve a conflict; the outcome is written as a new change that every replica adopts.
+    Resolve {
+        #[command(flatten)]
+        db: Db,
+        /// The conflict id.
+        id: i64,
+        #[arg(long, conflicts_with_all = ["remote", "value"])]
+        local: bool,
+        #[arg(long, conflicts_with_all = ["local", "value"])]
+        remote: bool,
+        /// A value: JSON scalar (42, 1.5, "text", null) or plain text.
+        #[arg(long, conflicts_with_all = ["local", "remote"])]
+        value: Option<String>,
+    },
+    /// Show or reset this database's site id (reset after copying the file to another device).
+    SiteId {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Run the three-replica demo in a temporary folder.
+    Demo,
+}
+
+/// Run the command line with `args` (the first is the program name); returns the exit code.
+pub fn run<I, S>(args: I) -> i32
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let out = Out { json: cli.json };
+    match execute(cli.command, &out) {
+        Ok(()) => 0,
+        Err(e) => {
+            out.error(&e);
+            1
+        }
+    }
+}
+
+fn open(db: &Db) -> Result<SyncEngine, Error> {
+    SyncEngine::open(&db.db, Options::default())
+}
+
+fn progress_bar(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows ({eta})").expect("template").progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn parse_value(text: &str) -> Value {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Null) => Value::Null,
+        Ok(serde_json::Value::Number(n)) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Real(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Ok(serde_json::Value::String(s)) => Value::Text(s),
+        _ => Value::Text(text.to_owned()),
+    }
+}
+
+fn execute(command: Command, out: &Out) -> Result<(), Error> {
+    match command {
+        Command::Init { db, tables, strategy, allow_autoincrement } => {
+            let strategy: Strategy = strategy.parse()?;
+            let engine = open(&db)?;
+            for t in &tables {
+                engine.enable_sync(t, EnableOptions { strategy, allow_autoincrement })?;
+            }
+            out.init(&engine.site_id()?, &tables)
+        }
+        Command::Export { db, peer, output, compress } => {
+            let peer: Option<SiteId> = peer.as_deref().map(str::parse).transpose()?;
+            let engine = open(&db)?;
+            let bar = progress_bar("export");
+            let (bytes, stats) = engine.generate_bundle_with(ExportOptions { peer: peer.as_ref(), compress }, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            std::fs::write(&output, &bytes)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", output.display())))?;
+            out.export(&output, &stats)
+        }
+        Command::Import { db, file } => {
+            let engine = open(&db)?;
+            let bytes = std::fs::read(&file)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", file.display())))?;
+            let bar = progress_bar("import");
+            let report = engine.import_bundle_with(&bytes, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            out.import(&report)
+        }
+        Command::Status { db } => out.status(&open(&db)?.status()?),
+        Command::Conflicts { db } => out.conflicts(&open(&db)?.conflicts()?),
+        Command::Resolve { db, id, local, remote, value } => {
+            let resolution = match (local, remote, value) {
+                (true, _, _) => Resolution::Local,
+                (_, true, _) => Resolution::Remote,
+                (_, _, Some(v)) => Resolution::Value(parse_value(&v)),
+                _ => return Err(Error::new(ErrorKind::InvalidArgument, "say --local, --remote or --value V")),
+            };
+            open(&db)?.resolve(id, resolution)?;
+            out.resolved(id)
+        }
+        Command::SiteId { db, reset } => {
+            let engine = open(&db)?;
+            let site = if reset { engine.reset_site_id()? } else { engine.site_id()? };
+            out.site(&site)
+        }
+        Command::Demo => demo::run(out),
+    }
+}
