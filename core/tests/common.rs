@@ -53,9 +53,6 @@ pub fn state_hash(e: &SyncEngine) -> String {
                 .iter()
                 .zip(r.iter())
                 .map(|(c, v)| {
-                    if (c == "rs" || c.starts_with('s')) && c != "rs" && !c.starts_with("s") {
-                        unreachable!()
-                    }
                     if c == "rs" || (c.starts_with('s') && c[1..].parse::<u32>().is_ok()) {
                         match v {
                             Value::Integer(o) => format!("{:?}", rows(e, &format!("SELECT hex(site) FROM _syncline_sites WHERE ord = {o}"))[0][0]),

@@ -1,0 +1,184 @@
+//! Capture: every writer's changes are recorded by the triggers (second connection, the
+//! sqlite3 shell, another process), only real changes count, keys may change, identifiers
+//! may be hostile, and the table rules are enforced at enable time.
+
+mod common;
+use common::*;
+use rusqlite::Connection;
+use syncline::{EnableOptions, ErrorKind, Strategy, Value};
+use tempfile::TempDir;
+
+fn shadow_rows(e: &syncline::SyncEngine) -> usize {
+    match &rows(e, "SELECT count(*) FROM _syncline_shadow_1")[0][0] {
+        Value::Integer(n) => *n as usize,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn a_second_connection_is_captured() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    let other = Connection::open(dir.path().join("a.db")).unwrap();
+    other.execute("INSERT INTO todos(id, title) VALUES (7, 'from another connection')", []).unwrap();
+    let b = replica(&dir, "b", Strategy::Lww);
+    sync(&a, &b);
+    assert_eq!(todos(&b)[0][1], Value::Text("from another connection".into()));
+}
+
+#[test]
+fn the_sqlite3_shell_is_captured() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    let status = std::process::Command::new("sqlite3")
+        .arg(dir.path().join("a.db"))
+        .arg("INSERT INTO todos(id, title) VALUES (8, 'from the shell'); UPDATE todos SET done = 1 WHERE id = 8;")
+        .status()
+        .expect("the sqlite3 command-line shell must be installed (scripts/test-all.sh installs it)");
+    assert!(status.success());
+    let b = replica(&dir, "b", Strategy::Lww);
+    let r = sync(&a, &b);
+    assert_eq!(r.applied, 4);
+    assert_eq!(todos(&b), vec![vec![Value::Integer(8), Value::Text("from the shell".into()), Value::Integer(1), Value::Null]]);
+}
+
+#[test]
+fn unchanged_updates_are_not_captured_and_type_changes_are() {
+    let dir = TempDir::new().unwrap();
+    let a = open(&dir, "a");
+    a.execute_batch("CREATE TABLE kv(k TEXT PRIMARY KEY, v)").unwrap();
+    a.enable_sync("kv", EnableOptions::default()).unwrap();
+    a.execute("INSERT INTO kv VALUES ('x', 1)", &[]).unwrap();
+    let before = a.status().unwrap().version_vector;
+    a.execute("UPDATE kv SET v = 1 WHERE k = 'x'", &[]).unwrap();
+    assert_eq!(a.status().unwrap().version_vector, before, "a no-op update issues no stamp");
+    a.execute("UPDATE kv SET v = 1.0 WHERE k = 'x'", &[]).unwrap();
+    assert_ne!(a.status().unwrap().version_vector, before, "1 -> 1.0 changes the stored type");
+}
+
+#[test]
+fn primary_key_change_is_a_delete_and_an_insert() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    let b = replica(&dir, "b", Strategy::Lww);
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'x')", &[]).unwrap();
+    sync(&a, &b);
+    a.execute("UPDATE todos SET id = 2 WHERE id = 1", &[]).unwrap();
+    sync(&a, &b);
+    assert_eq!(todos(&b), vec![vec![Value::Integer(2), Value::Text("x".into()), Value::Integer(0), Value::Null]]);
+    assert_eq!(shadow_rows(&b), 2, "the old key stays as a deleted row");
+}
+
+#[test]
+fn insert_or_replace_and_upsert_are_captured() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    let b = replica(&dir, "b", Strategy::Lww);
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'x')", &[]).unwrap();
+    sync(&a, &b);
+    a.execute("INSERT OR REPLACE INTO todos(id, title, done) VALUES (1, 'replaced', 1)", &[]).unwrap();
+    a.execute("INSERT INTO todos(id, title) VALUES (2, 'y') ON CONFLICT(id) DO UPDATE SET title = excluded.title", &[]).unwrap();
+    a.execute("INSERT INTO todos(id, title) VALUES (2, 'upserted') ON CONFLICT(id) DO UPDATE SET title = excluded.title", &[]).unwrap();
+    sync(&a, &b);
+    assert_eq!(todos(&a), todos(&b));
+    assert_eq!(todos(&b)[1][1], Value::Text("upserted".into()));
+}
+
+#[test]
+fn composite_keys_and_hostile_identifiers_sync() {
+    let dir = TempDir::new().unwrap();
+    let ddl = r#"CREATE TABLE "we""ird; DROP TABLE x; --"("a b" TEXT, "c""d" INTEGER, "v;--" TEXT, PRIMARY KEY("a b", "c""d"))"#;
+    let name = "we\"ird; DROP TABLE x; --";
+    let mk = |n: &str| {
+        let e = open(&dir, n);
+        e.execute_batch(ddl).unwrap();
+        e.execute_batch("CREATE TABLE x(id INTEGER PRIMARY KEY)").unwrap();
+        e.enable_sync(name, EnableOptions::default()).unwrap();
+        e
+    };
+    let a = mk("a");
+    let b = mk("b");
+    a.execute(r#"INSERT INTO "we""ird; DROP TABLE x; --" VALUES ('k', 1, 'v1'), ('k', 2, 'v2')"#, &[]).unwrap();
+    a.execute(r#"UPDATE "we""ird; DROP TABLE x; --" SET "v;--" = 'changed' WHERE "c""d" = 2"#, &[]).unwrap();
+    sync(&a, &b);
+    let got = rows(&b, r#"SELECT * FROM "we""ird; DROP TABLE x; --" ORDER BY 2"#);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1][2], Value::Text("changed".into()));
+    assert_eq!(rows(&b, "SELECT count(*) FROM x")[0][0], Value::Integer(0), "table x still exists");
+}
+
+#[test]
+fn table_rules_are_enforced_with_clear_errors() {
+    let dir = TempDir::new().unwrap();
+    let e = open(&dir, "a");
+    e.execute_batch(
+        "CREATE TABLE nopk(a, b);
+         CREATE TABLE auto(id INTEGER PRIMARY KEY AUTOINCREMENT, t TEXT);
+         CREATE TABLE strictnn(id TEXT PRIMARY KEY, n INTEGER NOT NULL);
+         CREATE TABLE okdefault(id TEXT PRIMARY KEY, n INTEGER NOT NULL DEFAULT 0);",
+    )
+    .unwrap();
+    let err = e.enable_sync("nopk", EnableOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SchemaMismatch);
+    assert!(err.message().contains("nopk") && err.message().contains("primary key"), "{err}");
+    let err = e.enable_sync("auto", EnableOptions::default()).unwrap_err();
+    assert!(err.message().contains("AUTOINCREMENT"), "{err}");
+    e.enable_sync("auto", EnableOptions { allow_autoincrement: true, ..Default::default() }).unwrap();
+    let err = e.enable_sync("strictnn", EnableOptions::default()).unwrap_err();
+    assert!(err.message().contains("\"n\"") && err.message().contains("strictnn"), "{err}");
+    e.enable_sync("okdefault", EnableOptions::default()).unwrap();
+    assert_eq!(e.enable_sync("missing", EnableOptions::default()).unwrap_err().kind(), ErrorKind::UnknownTable);
+    assert_eq!(e.disable_sync("missing").unwrap_err().kind(), ErrorKind::UnknownTable);
+    assert_eq!(e.enable_sync("_syncline_clock", EnableOptions::default()).unwrap_err().kind(), ErrorKind::SchemaMismatch);
+}
+
+#[test]
+fn existing_rows_are_backfilled_and_disable_keeps_data() {
+    let dir = TempDir::new().unwrap();
+    let a = open(&dir, "a");
+    a.execute_batch(TODOS).unwrap();
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'old'), (2, 'older')", &[]).unwrap();
+    a.enable_sync("todos", EnableOptions::default()).unwrap();
+    let b = replica(&dir, "b", Strategy::Lww);
+    sync(&a, &b);
+    assert_eq!(todos(&b).len(), 2);
+    a.disable_sync("todos").unwrap();
+    assert_eq!(todos(&a).len(), 2);
+    a.execute("INSERT INTO todos(id, title) VALUES (3, 'not captured')", &[]).unwrap();
+    assert!(a.status().unwrap().tables.is_empty());
+}
+
+#[test]
+fn a_copied_database_takes_a_new_site_id_and_both_converge() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'x')", &[]).unwrap();
+    drop(a);
+    std::fs::copy(dir.path().join("a.db"), dir.path().join("copy.db")).unwrap();
+    let a = open(&dir, "a");
+    let copy = open(&dir, "copy");
+    assert_eq!(a.site_id().unwrap(), copy.site_id().unwrap());
+    let new = copy.reset_site_id().unwrap();
+    assert_ne!(new, a.site_id().unwrap());
+    a.execute("UPDATE todos SET title = 'a' WHERE id = 1", &[]).unwrap();
+    copy.execute("UPDATE todos SET done = 1 WHERE id = 1", &[]).unwrap();
+    sync(&a, &copy);
+    sync(&copy, &a);
+    assert_eq!(todos(&a), todos(&copy));
+    assert_eq!(todos(&a)[0][1..3], [Value::Text("a".into()), Value::Integer(1)]);
+    assert_eq!(state_hash(&a), state_hash(&copy));
+}
+
+#[test]
+fn a_copy_that_was_not_rekeyed_is_detected() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'x')", &[]).unwrap();
+    drop(a);
+    std::fs::copy(dir.path().join("a.db"), dir.path().join("copy.db")).unwrap();
+    let a = open(&dir, "a");
+    let copy = open(&dir, "copy");
+    copy.execute("UPDATE todos SET title = 'diverged' WHERE id = 1", &[]).unwrap();
+    let err = a.import_bundle(&copy.generate_bundle(None).unwrap()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SiteIdClash, "{err}");
+}
