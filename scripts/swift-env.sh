@@ -205,7 +205,8 @@ swift_env_destroy() {
     flock 9
     swift_env_umount || exit 1 # never rm -rf through a live bind mount
     rm -rf --one-file-system "$SYNCLINE_SWIFT_ROOT"
-  )
+  ) || return 1
+  rm -f "$SYNCLINE_SWIFT_ROOT.lock"
 }
 
 _swift_env_main() {
