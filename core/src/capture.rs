@@ -6,7 +6,8 @@
 //! `mh` (newest stamp in the row, indexed for delta export) and, per non-key column i, the stamp
 //! `h<i>`/`s<i>` (hlc, site ordinal) of the value the row holds. Triggers compute the HLC from
 //! `_syncline_clock` themselves and stay silent while `applying` is set (remote imports).
-//! Only syntax SQLite 3.24+ understands is used, because the app's own SQLite parses it.
+//! Only syntax SQLite 3.24+ understands is used (UPSERT, row values), because the app's own
+//! SQLite parses these triggers.
 
 use crate::error::Result;
 use crate::hlc;
@@ -18,8 +19,7 @@ const CLOCK: &str = "(SELECT local, site FROM _syncline_clock WHERE id = 0)";
 const GUARD: &str = "(SELECT applying FROM _syncline_clock WHERE id = 0) = 0";
 
 fn clock_update() -> String {
-    let next = hlc::sql_next();
-    format!("UPDATE _syncline_clock SET hlc = {next}, local = {next} WHERE id = 0;")
+    format!("UPDATE _syncline_clock SET local = {} WHERE id = 0;", hlc::sql_next())
 }
 
 /// `pk0 = ROW."a" AND pk1 = ROW."b"` for `ROW` = NEW or OLD.
@@ -37,26 +37,30 @@ fn changed(c: &str) -> String {
     format!("(NEW.{q} IS NOT OLD.{q} COLLATE BINARY OR typeof(NEW.{q}) <> typeof(OLD.{q}))")
 }
 
-/// Statements that record `NEW` as inserted (or re-inserted after a delete, or replaced).
+fn pk_names(t: &SyncedTable) -> String {
+    (0..t.pk.len()).map(|i| format!("pk{i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Statement that records `NEW` as inserted, re-inserted after a delete (causal length +1) or
+/// replaced (INSERT OR REPLACE of a live row: every column restamped).
 fn record_insert(t: &SyncedTable) -> String {
     let sh = t.shadow();
     let n = t.cols.len();
     let cell_names: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
     let cell_now: String = (0..n).map(|_| ", c.local, c.site").collect();
-    let pk_names: String = (0..t.pk.len()).map(|i| format!("pk{i}, ")).collect();
+    let cell_set: String = (0..n).map(|i| format!(", h{i} = excluded.h{i}, s{i} = excluded.s{i}")).collect();
     let pk_new: String = t.pk.iter().map(|c| format!("NEW.{}, ", quote_ident(c))).collect();
     format!(
-        "UPDATE {sh} SET (cl, rh, rs, mh{cell_names}) = (SELECT {sh}.cl + 1 - {sh}.cl % 2, \
-           CASE WHEN {sh}.cl % 2 = 0 THEN c.local ELSE {sh}.rh END, \
-           CASE WHEN {sh}.cl % 2 = 0 THEN c.site ELSE {sh}.rs END, c.local{cell_now} FROM {CLOCK} c) \
-         WHERE {pk};\n\
-         INSERT OR IGNORE INTO {sh}({pk_names}cl, rh, rs, mh{cell_names}) \
-           SELECT {pk_new}1, c.local, c.site, c.local{cell_now} FROM {CLOCK} c;",
-        pk = pk_match(t, "NEW"),
+        "INSERT INTO {sh}({pks}, cl, rh, rs, mh{cell_names}) \
+           SELECT {pk_new}1, c.local, c.site, c.local{cell_now} FROM {CLOCK} c WHERE 1 \
+         ON CONFLICT({pks}) DO UPDATE SET cl = cl + 1 - cl % 2, \
+           rh = CASE WHEN cl % 2 = 0 THEN excluded.rh ELSE rh END, \
+           rs = CASE WHEN cl % 2 = 0 THEN excluded.rs ELSE rs END, mh = excluded.mh{cell_set};",
+        pks = pk_names(t),
     )
 }
 
-/// Statement that records `OLD` as deleted.
+/// Statement that records `OLD` as deleted (causal length +1, cell stamps cleared).
 fn record_delete(t: &SyncedTable) -> String {
     let sh = t.shadow();
     let cells: String = (0..t.cols.len()).map(|i| format!(", h{i} = NULL, s{i} = NULL")).collect();
@@ -67,51 +71,44 @@ fn record_delete(t: &SyncedTable) -> String {
     )
 }
 
-/// Create the shadow table, its index and the four capture triggers.
+/// Create the shadow table, its index and the capture triggers: one for inserts, one for
+/// deletes, one for key changes, and one per column for updates (`AFTER UPDATE OF col`, so an
+/// UPDATE pays only for the columns it names).
 pub fn install(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Result<()> {
     let sh = t.shadow();
     let id = t.id;
-    let pk_cols: String =
-        pk_affinity.iter().enumerate().map(|(i, a)| format!("pk{i} {a} NOT NULL, ")).collect();
-    let pk_list = (0..t.pk.len()).map(|i| format!("pk{i}")).collect::<Vec<_>>().join(", ");
+    let pk_cols: String = pk_affinity.iter().enumerate().map(|(i, a)| format!("pk{i} {a} NOT NULL, ")).collect();
     let cell_cols: String = (0..t.cols.len()).map(|i| format!(", h{i} INTEGER, s{i} INTEGER")).collect();
     let table = quote_ident(&t.name);
     let tick = clock_update();
     let pk_same = t.pk.iter().map(|c| format!("NEW.{0} IS OLD.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
-    let any_changed = if t.cols.is_empty() {
-        "0".to_owned()
-    } else {
-        t.cols.iter().map(|c| changed(c)).collect::<Vec<_>>().join(" OR ")
-    };
-    let update_cells: String = t
-        .cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let ch = changed(c);
-            format!(", CASE WHEN {ch} THEN c.local ELSE {sh}.h{i} END, CASE WHEN {ch} THEN c.site ELSE {sh}.s{i} END")
-        })
-        .collect();
-    let cell_names: String = (0..t.cols.len()).map(|i| format!(", h{i}, s{i}")).collect();
+    let pk_of = t.pk.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
     let ins = record_insert(t);
     let del = record_delete(t);
-    let sql = format!(
+    let mut sql = format!(
         "CREATE TABLE {sh}({pk_cols}cl INTEGER NOT NULL, rh INTEGER NOT NULL, rs INTEGER NOT NULL, \
-           mh INTEGER NOT NULL{cell_cols}, PRIMARY KEY({pk_list})) WITHOUT ROWID;\n\
+           mh INTEGER NOT NULL{cell_cols}, PRIMARY KEY({pks})) WITHOUT ROWID;\n\
          CREATE INDEX \"_syncline_shadow_{id}_mh\" ON {sh}(mh);\n\
          CREATE TRIGGER \"_syncline_{id}_insert\" AFTER INSERT ON {table} WHEN {GUARD}\n\
          BEGIN {tick}\n{ins}\nEND;\n\
-         CREATE TRIGGER \"_syncline_{id}_update\" AFTER UPDATE ON {table} \
-           WHEN {GUARD} AND {pk_same} AND ({any_changed})\n\
-         BEGIN {tick}\n\
-           UPDATE {sh} SET (mh{cell_names}) = (SELECT c.local{update_cells} FROM {CLOCK} c) WHERE {pk_new};\n\
-         END;\n\
-         CREATE TRIGGER \"_syncline_{id}_rekey\" AFTER UPDATE ON {table} WHEN {GUARD} AND NOT ({pk_same})\n\
+         CREATE TRIGGER \"_syncline_{id}_rekey\" AFTER UPDATE OF {pk_of} ON {table} WHEN {GUARD} AND NOT ({pk_same})\n\
          BEGIN {tick}\n{del}\n{ins}\nEND;\n\
          CREATE TRIGGER \"_syncline_{id}_delete\" AFTER DELETE ON {table} WHEN {GUARD}\n\
-         BEGIN {tick}\n{del}\nEND;",
-        pk_new = pk_match(t, "NEW"),
+         BEGIN {tick}\n{del}\nEND;\n",
+        pks = pk_names(t),
     );
+    for (i, c) in t.cols.iter().enumerate() {
+        sql += &format!(
+            "CREATE TRIGGER \"_syncline_{id}_update_{i}\" AFTER UPDATE OF {col} ON {table} \
+               WHEN {GUARD} AND {pk_same} AND {ch}\n\
+             BEGIN {tick}\n\
+               UPDATE {sh} SET (h{i}, s{i}, mh) = (SELECT c.local, c.site, c.local FROM {CLOCK} c) WHERE {pk_new};\n\
+             END;\n",
+            col = quote_ident(c),
+            ch = changed(c),
+            pk_new = pk_match(t, "NEW"),
+        );
+    }
     conn.execute_batch(&sql)?;
     Ok(())
 }
@@ -133,14 +130,14 @@ pub fn backfill(conn: &Connection, t: &SyncedTable, stamp: u64, site_ord: i64) -
 
 /// Drop the triggers and the shadow table (the user's data stays).
 pub fn uninstall(conn: &Connection, t: &SyncedTable) -> Result<()> {
-    let id = t.id;
-    conn.execute_batch(&format!(
-        "DROP TRIGGER IF EXISTS \"_syncline_{id}_insert\";\n\
-         DROP TRIGGER IF EXISTS \"_syncline_{id}_update\";\n\
-         DROP TRIGGER IF EXISTS \"_syncline_{id}_rekey\";\n\
-         DROP TRIGGER IF EXISTS \"_syncline_{id}_delete\";\n\
-         DROP TABLE IF EXISTS {};",
-        t.shadow()
-    ))?;
+    let mut drop = String::new();
+    for i in 0..t.cols.len() {
+        drop += &format!("DROP TRIGGER IF EXISTS \"_syncline_{}_update_{i}\";\n", t.id);
+    }
+    for kind in ["insert", "rekey", "delete"] {
+        drop += &format!("DROP TRIGGER IF EXISTS \"_syncline_{}_{kind}\";\n", t.id);
+    }
+    drop += &format!("DROP TABLE IF EXISTS {};", t.shadow());
+    conn.execute_batch(&drop)?;
     Ok(())
 }

@@ -206,7 +206,8 @@ impl SyncEngine {
             let mut vv = meta::VersionVector::new();
             vv.insert(old.site_ord, old.local);
             meta::raise_local_vv(c, &vv)?;
-            c.execute("UPDATE _syncline_clock SET site = ?1, local = 0 WHERE id = 0", [ord])?;
+            // The new site starts its own count; `seen` keeps every later stamp above the old ones.
+            c.execute("UPDATE _syncline_clock SET site = ?1, seen = max(seen, local), local = 0 WHERE id = 0", [ord])?;
             Ok(site)
         })
     }

@@ -17,9 +17,10 @@ pub const MAX_MILLIS: u64 = (1 << 48) - 1;
 pub const SQL_NOW_MS: &str =
     "coalesce(manual_ms, CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER))";
 
-/// The send rule as an SQL expression over the `_syncline_clock` row.
+/// The send rule as an SQL expression over the `_syncline_clock` row, whose `local` is the
+/// last stamp issued here and `seen` the newest remote stamp received.
 pub fn sql_next() -> String {
-    format!("max(hlc + 1, {SQL_NOW_MS} << {COUNTER_BITS})")
+    format!("max(max(local, seen) + 1, {SQL_NOW_MS} << {COUNTER_BITS})")
 }
 
 /// The send rule in Rust; the same expression as [`sql_next`].

@@ -17,8 +17,8 @@ CREATE TABLE IF NOT EXISTS _syncline_meta(key TEXT PRIMARY KEY, value ANY) WITHO
 CREATE TABLE IF NOT EXISTS _syncline_sites(ord INTEGER PRIMARY KEY, site BLOB NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS _syncline_clock(
   id INTEGER PRIMARY KEY CHECK (id = 0),
-  hlc INTEGER NOT NULL,
   local INTEGER NOT NULL,
+  seen INTEGER NOT NULL,
   site INTEGER NOT NULL,
   applying INTEGER NOT NULL DEFAULT 0,
   manual_ms INTEGER);
@@ -63,7 +63,7 @@ pub fn install(conn: &Connection) -> Result<()> {
         conn.query_row("SELECT count(*) FROM _syncline_clock", [], |r| r.get::<_, i64>(0))? > 0;
     if !has_clock {
         let ord = site_ord(conn, &SiteId::random())?;
-        conn.execute("INSERT INTO _syncline_clock(id, hlc, local, site) VALUES (0, 0, 0, ?1)", [ord])?;
+        conn.execute("INSERT INTO _syncline_clock(id, local, seen, site) VALUES (0, 0, 0, ?1)", [ord])?;
     }
     Ok(())
 }
@@ -93,13 +93,15 @@ pub fn sites(conn: &Connection) -> Result<BTreeMap<i64, SiteId>> {
 /// The clock row.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
+    /// The newest stamp issued or received.
     pub hlc: u64,
+    /// The last stamp issued by this site (this site's version-vector entry).
     pub local: u64,
     pub site_ord: i64,
 }
 
 pub fn clock(conn: &Connection) -> Result<Clock> {
-    Ok(conn.prepare_cached("SELECT hlc, local, site FROM _syncline_clock WHERE id = 0")?.query_row([], |r| {
+    Ok(conn.prepare_cached("SELECT max(local, seen), local, site FROM _syncline_clock WHERE id = 0")?.query_row([], |r| {
         Ok(Clock { hlc: r.get::<_, i64>(0)? as u64, local: r.get::<_, i64>(1)? as u64, site_ord: r.get(2)? })
     })?)
 }
@@ -117,7 +119,7 @@ pub fn local_site(conn: &Connection) -> Result<SiteId> {
 /// Issue the next local stamp (the same send rule the triggers use).
 pub fn tick(conn: &Connection) -> Result<u64> {
     let next = hlc::sql_next();
-    let sql = format!("UPDATE _syncline_clock SET hlc = {next}, local = {next} WHERE id = 0 RETURNING hlc");
+    let sql = format!("UPDATE _syncline_clock SET local = {next} WHERE id = 0 RETURNING local");
     Ok(conn.prepare_cached(&sql)?.query_row([], |r| r.get::<_, i64>(0))? as u64)
 }
 
@@ -129,7 +131,7 @@ pub fn now_ms(conn: &Connection) -> Result<u64> {
 
 /// Receive rule: advance the clock to a remote stamp (already checked for drift).
 pub fn observe(conn: &Connection, remote: u64) -> Result<()> {
-    conn.prepare_cached("UPDATE _syncline_clock SET hlc = max(hlc, ?1) WHERE id = 0")?.execute([remote as i64])?;
+    conn.prepare_cached("UPDATE _syncline_clock SET seen = max(seen, ?1) WHERE id = 0")?.execute([remote as i64])?;
     Ok(())
 }
 
