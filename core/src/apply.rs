@@ -13,7 +13,9 @@ use crate::site::SiteId;
 use crate::strategy::{CellVersion, ConflictInput, Resolution, Resolver, Strategy};
 use crate::value::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// What an import did, counted in changes (one per cell and one per row state).
@@ -42,11 +44,60 @@ pub(crate) struct ImportContext<'a> {
     pub want_events: bool,
 }
 
-/// A table of the bundle mapped onto the local one.
+/// A table of the bundle mapped onto the local one, with its statements prepared as text once.
 struct Target {
     meta: SyncedTable,
     /// Wire column index to local shadow index.
     cols: Vec<usize>,
+    read_shadow: String,
+    read_values: String,
+    write_shadow: String,
+    delete_row: String,
+    /// Upsert statements by the set of columns written.
+    upserts: RefCell<HashMap<Vec<usize>, String>>,
+}
+
+impl Target {
+    fn new(meta: SyncedTable, cols: Vec<usize>) -> Target {
+        let n = meta.cols.len();
+        let stamps: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
+        let pk_names: String = (0..meta.pk.len()).map(|i| format!("pk{i}, ")).collect();
+        let marks = vec!["?"; meta.pk.len() + 4 + 2 * n].join(", ");
+        let values = if n == 0 { "1".to_owned() } else { meta.cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
+        Target {
+            read_shadow: format!("SELECT cl, rh, rs, mh{stamps} FROM {} WHERE {}", meta.shadow(), pk_where(meta.pk.len(), "pk")),
+            read_values: format!("SELECT {values} FROM {} WHERE {}", quote_ident(&meta.name), user_pk_where(&meta)),
+            write_shadow: format!("INSERT OR REPLACE INTO {}({pk_names}cl, rh, rs, mh{stamps}) VALUES ({marks})", meta.shadow()),
+            delete_row: format!("DELETE FROM {} WHERE {}", quote_ident(&meta.name), user_pk_where(&meta)),
+            upserts: RefCell::new(HashMap::new()),
+            meta,
+            cols,
+        }
+    }
+
+    /// `INSERT ... ON CONFLICT(pk) DO UPDATE` for exactly these columns.
+    fn upsert(&self, cells: &[(usize, Value)]) -> String {
+        let key: Vec<usize> = cells.iter().map(|(c, _)| *c).collect();
+        if let Some(sql) = self.upserts.borrow().get(&key) {
+            return sql.clone();
+        }
+        let t = &self.meta;
+        let names: Vec<String> = t.pk.iter().chain(key.iter().map(|c| &t.cols[*c])).map(|c| quote_ident(c)).collect();
+        let marks = vec!["?"; names.len()].join(", ");
+        let pk_list = t.pk.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let action = if key.is_empty() {
+            "NOTHING".to_owned()
+        } else {
+            let sets = key.iter().map(|c| {
+                let q = quote_ident(&t.cols[*c]);
+                format!("{q} = excluded.{q}")
+            });
+            format!("UPDATE SET {}", sets.collect::<Vec<_>>().join(", "))
+        };
+        let sql = format!("INSERT INTO {}({}) VALUES ({marks}) ON CONFLICT({pk_list}) DO {action}", quote_ident(&t.name), names.join(", "));
+        self.upserts.borrow_mut().insert(key, sql.clone());
+        sql
+    }
 }
 
 /// A cell stamp with the site as a local ordinal.
@@ -68,7 +119,7 @@ struct Merge<'c, 'a> {
     conn: &'c Connection,
     ctx: ImportContext<'a>,
     header: bundle::Header,
-    targets: Vec<Target>,
+    targets: Vec<Rc<Target>>,
     /// Bundle site index to local ordinal.
     site_map: Vec<i64>,
     site_ids: BTreeMap<i64, SiteId>,
@@ -127,7 +178,7 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        targets.push(Target { meta: meta.clone(), cols: map });
+        targets.push(Rc::new(Target::new(meta.clone(), map)));
     }
 
     let site_map = decoded.sites.iter().map(|s| meta::site_ord(&tx, s)).collect::<Result<Vec<_>>>()?;
@@ -234,11 +285,9 @@ impl Merge<'_, '_> {
         Ok(())
     }
 
-    fn read_shadow(&self, t: &SyncedTable, pk: &[Value]) -> Result<Option<Shadow>> {
-        let n = t.cols.len();
-        let stamps: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
-        let sql = format!("SELECT cl, rh, rs, mh{stamps} FROM {} WHERE {}", t.shadow(), pk_where(t.pk.len(), "pk"));
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+    fn read_shadow(&self, target: &Target, pk: &[Value]) -> Result<Option<Shadow>> {
+        let n = target.meta.cols.len();
+        let mut stmt = self.conn.prepare_cached(&target.read_shadow)?;
         Ok(stmt
             .query_row(rusqlite::params_from_iter(pk), |r| {
                 let mut cells = Vec::with_capacity(n);
@@ -257,16 +306,10 @@ impl Merge<'_, '_> {
             .optional()?)
     }
 
-    fn read_values(&self, t: &SyncedTable, pk: &[Value]) -> Result<Option<Vec<Value>>> {
-        if t.cols.is_empty() {
-            return Ok(Some(Vec::new()));
-        }
-        let cols = t.cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-        let sql = format!("SELECT {cols} FROM {} WHERE {}", quote_ident(&t.name), user_pk_where(t));
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        Ok(stmt
-            .query_row(rusqlite::params_from_iter(pk), |r| (0..t.cols.len()).map(|i| r.get(i)).collect())
-            .optional()?)
+    fn read_values(&self, target: &Target, pk: &[Value]) -> Result<Option<Vec<Value>>> {
+        let n = target.meta.cols.len();
+        let mut stmt = self.conn.prepare_cached(&target.read_values)?;
+        Ok(stmt.query_row(rusqlite::params_from_iter(pk), |r| (0..n).map(|i| r.get(i)).collect()).optional()?)
     }
 
     fn apply_row(&mut self, row: WireRow) -> Result<()> {
@@ -274,8 +317,8 @@ impl Merge<'_, '_> {
         for c in &row.cells {
             self.check_stamp(c.hlc)?;
         }
-        let target = &self.targets[row.table as usize];
-        let t = target.meta.clone();
+        let target = self.targets[row.table as usize].clone();
+        let t = &target.meta;
         let n_changes = 1 + row.cells.len() as u64;
         let remote_row = Stamp { hlc: row.hlc, site: self.site_map[row.site as usize] };
         let cells: Vec<(usize, Value, Stamp)> = row
@@ -289,7 +332,7 @@ impl Merge<'_, '_> {
             }
         }
         let pk = row.pk;
-        let local = self.read_shadow(&t, &pk)?;
+        let local = self.read_shadow(&target, &pk)?;
         let local_cl = local.as_ref().map(|l| l.cl).unwrap_or(0);
 
         if row.cl < local_cl {
@@ -312,7 +355,7 @@ impl Merge<'_, '_> {
             state.rh = remote_row;
             state.cells = vec![None; t.cols.len()];
             applied += 1;
-            self.close_row_conflicts(&t, &pk)?;
+            self.close_row_conflicts(t, &pk)?;
         } else if state.rh != remote_row && self.newer(remote_row, state.rh) {
             state.rh = remote_row;
             applied += 1;
@@ -324,7 +367,7 @@ impl Merge<'_, '_> {
         let mut winners: Vec<(usize, Value)> = Vec::new();
         let mut local_values: Option<Option<Vec<Value>>> = None;
         for (col, value, rs) in cells {
-            let decision = self.decide_cell(&t, &pk, col, &value, rs, state.cells[col], &mut local_values)?;
+            let decision = self.decide_cell(&target, &pk, col, &value, rs, state.cells[col], &mut local_values)?;
             match decision {
                 CellOutcome::Known => known += 1,
                 CellOutcome::Take => {
@@ -347,8 +390,8 @@ impl Merge<'_, '_> {
         let alive = state.cl % 2 == 1;
         if new_incarnation || !winners.is_empty() {
             let delete_first = new_incarnation && (old_alive || !alive);
-            if let Some(reason) = self.write_row(&t, &pk, &winners, delete_first, alive)? {
-                self.reject(&t, &pk, &winners, reason, n_changes)?;
+            if let Some(reason) = self.write_row(&target, &pk, &winners, delete_first, alive)? {
+                self.reject(t, &pk, &winners, reason, n_changes)?;
                 return Ok(());
             }
         }
@@ -356,7 +399,7 @@ impl Merge<'_, '_> {
         self.report.already_known += known;
         let stamps = state.cells.iter().flatten().map(|s| s.hlc).chain([state.rh.hlc, state.mh]);
         state.mh = stamps.max().unwrap_or(0);
-        self.write_shadow(&t, &pk, &state)?;
+        self.write_shadow(&target, &pk, &state)?;
         if self.ctx.want_events && (new_incarnation || !winners.is_empty()) {
             self.events.push(Event::RemoteChange(Change {
                 table: t.name.clone(),
@@ -371,7 +414,7 @@ impl Merge<'_, '_> {
     #[allow(clippy::too_many_arguments)]
     fn decide_cell(
         &mut self,
-        t: &SyncedTable,
+        target: &Target,
         pk: &[Value],
         col: usize,
         value: &Value,
@@ -379,10 +422,11 @@ impl Merge<'_, '_> {
         local: Option<Stamp>,
         local_values: &mut Option<Option<Vec<Value>>>,
     ) -> Result<CellOutcome> {
+        let t = &target.meta;
         let Some(local) = local else { return Ok(CellOutcome::Take) };
         if local == remote {
             // The same op id must carry the same value.
-            let current = self.cached_value(t, pk, col, local_values)?;
+            let current = self.cached_value(target, pk, col, local_values)?;
             if let Some(v) = current {
                 if !v.same_as(value) {
                     return Err(Error::new(
@@ -420,7 +464,7 @@ impl Merge<'_, '_> {
 
         // A conflict: the same cell changed here and at the sender since they last synced.
         self.report.conflicts += 1;
-        let local_value = self.cached_value(t, pk, col, local_values)?.unwrap_or(Value::Null);
+        let local_value = self.cached_value(target, pk, col, local_values)?.unwrap_or(Value::Null);
         let input = ConflictInput {
             table: t.name.clone(),
             pk: pk.to_vec(),
@@ -465,9 +509,9 @@ impl Merge<'_, '_> {
         })
     }
 
-    fn cached_value(&self, t: &SyncedTable, pk: &[Value], col: usize, cache: &mut Option<Option<Vec<Value>>>) -> Result<Option<Value>> {
+    fn cached_value(&self, target: &Target, pk: &[Value], col: usize, cache: &mut Option<Option<Vec<Value>>>) -> Result<Option<Value>> {
         if cache.is_none() {
-            *cache = Some(self.read_values(t, pk)?);
+            *cache = Some(self.read_values(target, pk)?);
         }
         Ok(cache.as_ref().unwrap().as_ref().map(|vals| vals[col].clone()))
     }
@@ -475,7 +519,7 @@ impl Merge<'_, '_> {
     /// Write a row's outcome to the user table: delete it (a deleted incarnation), or upsert the
     /// winning cells (after removing an older incarnation). Returns the reason when a local
     /// constraint refuses it; the transaction is then exactly as before this row.
-    fn write_row(&self, t: &SyncedTable, pk: &[Value], cells: &[(usize, Value)], delete_first: bool, alive: bool) -> Result<Option<String>> {
+    fn write_row(&self, target: &Target, pk: &[Value], cells: &[(usize, Value)], delete_first: bool, alive: bool) -> Result<Option<String>> {
         let conn = self.conn;
         // One statement is atomic by itself; two need a savepoint to be undone together.
         let savepoint = delete_first && alive;
@@ -484,31 +528,12 @@ impl Merge<'_, '_> {
         }
         let result = (|| -> rusqlite::Result<()> {
             if delete_first {
-                let sql = format!("DELETE FROM {} WHERE {}", quote_ident(&t.name), user_pk_where(t));
-                conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(pk))?;
+                conn.prepare_cached(&target.delete_row)?.execute(rusqlite::params_from_iter(pk))?;
             }
-            if !alive {
-                return Ok(());
+            if alive {
+                let sql = target.upsert(cells);
+                conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(pk.iter().chain(cells.iter().map(|(_, v)| v))))?;
             }
-            let names: Vec<String> =
-                t.pk.iter().chain(cells.iter().map(|(c, _)| &t.cols[*c])).map(|c| quote_ident(c)).collect();
-            let marks = vec!["?"; names.len()].join(", ");
-            let pk_list = t.pk.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-            let action = if cells.is_empty() {
-                "NOTHING".to_owned()
-            } else {
-                let sets = cells.iter().map(|(c, _)| {
-                    let q = quote_ident(&t.cols[*c]);
-                    format!("{q} = excluded.{q}")
-                });
-                format!("UPDATE SET {}", sets.collect::<Vec<_>>().join(", "))
-            };
-            let sql = format!(
-                "INSERT INTO {}({}) VALUES ({marks}) ON CONFLICT({pk_list}) DO {action}",
-                quote_ident(&t.name),
-                names.join(", ")
-            );
-            conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(pk.iter().chain(cells.iter().map(|(_, v)| v))))?;
             Ok(())
         })();
         match result {
@@ -557,12 +582,7 @@ impl Merge<'_, '_> {
         Ok(())
     }
 
-    fn write_shadow(&self, t: &SyncedTable, pk: &[Value], s: &Shadow) -> Result<()> {
-        let n = t.cols.len();
-        let pk_names: String = (0..t.pk.len()).map(|i| format!("pk{i}, ")).collect();
-        let cell_names: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
-        let marks = vec!["?"; t.pk.len() + 4 + 2 * n].join(", ");
-        let sql = format!("INSERT OR REPLACE INTO {}({pk_names}cl, rh, rs, mh{cell_names}) VALUES ({marks})", t.shadow());
+    fn write_shadow(&self, target: &Target, pk: &[Value], s: &Shadow) -> Result<()> {
         let mut params: Vec<Value> = pk.to_vec();
         params.push(Value::Integer(s.cl as i64));
         params.push(Value::Integer(s.rh.hlc as i64));
@@ -580,7 +600,7 @@ impl Merge<'_, '_> {
                 }
             }
         }
-        self.conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(params))?;
+        self.conn.prepare_cached(&target.write_shadow)?.execute(rusqlite::params_from_iter(params))?;
         Ok(())
     }
 }

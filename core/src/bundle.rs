@@ -73,7 +73,8 @@ pub fn vv_from_wire(entries: &[VvEntry]) -> Result<Vec<(SiteId, u64)>> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableDict(pub String, pub Vec<String>, pub Vec<String>);
 
-/// One row entry: table index, key values, causal length, row stamp, cells.
+/// One row entry: table index, key values, causal length, row stamp, cells. On the wire:
+/// `[table, [key...], cl, hlc - header.min_hlc, site, cells...]` (cells flat, see [`WireCell`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WireRow {
     pub table: u32,
@@ -84,7 +85,8 @@ pub struct WireRow {
     pub cells: Vec<WireCell>,
 }
 
-/// One cell: column index, value, and its stamp (the row's stamp when written as a pair).
+/// One cell: column index, value and stamp. On the wire a cell with its row's stamp is
+/// `col, value`; any other is `-(col + 1), value, hlc - row hlc, site`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WireCell {
     pub col: u32,
@@ -93,67 +95,79 @@ pub struct WireCell {
     pub site: u32,
 }
 
-struct CellOut<'a>(&'a WireCell, u64, u32);
+/// A row as written: its stamp as an offset from the header's `min_hlc`, then its cells flat.
+struct RowOut<'a>(&'a WireRow, u64);
 
-impl Serialize for CellOut<'_> {
+impl Serialize for RowOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let c = self.0;
-        let same = c.hlc == self.1 && c.site == self.2;
-        let mut seq = s.serialize_seq(Some(if same { 2 } else { 4 }))?;
-        seq.serialize_element(&c.col)?;
-        seq.serialize_element(&c.value)?;
-        if !same {
-            seq.serialize_element(&c.hlc)?;
-            seq.serialize_element(&c.site)?;
+        let (row, min_hlc) = (self.0, self.1);
+        let explicit = row.cells.iter().filter(|c| c.hlc != row.hlc || c.site != row.site).count();
+        let mut seq = s.serialize_seq(Some(5 + 2 * row.cells.len() + 2 * explicit))?;
+        seq.serialize_element(&row.table)?;
+        seq.serialize_element(&row.pk)?;
+        seq.serialize_element(&row.cl)?;
+        seq.serialize_element(&(row.hlc - min_hlc))?;
+        seq.serialize_element(&row.site)?;
+        for c in &row.cells {
+            if c.hlc == row.hlc && c.site == row.site {
+                seq.serialize_element(&i64::from(c.col))?;
+                seq.serialize_element(&c.value)?;
+            } else {
+                seq.serialize_element(&(-1 - i64::from(c.col)))?;
+                seq.serialize_element(&c.value)?;
+                seq.serialize_element(&(c.hlc as i64 - row.hlc as i64))?; // stamps are below 2^63 (stored as SQLite integers)
+                seq.serialize_element(&c.site)?;
+            }
         }
         seq.end()
     }
 }
 
-impl Serialize for WireRow {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(6))?;
-        seq.serialize_element(&self.table)?;
-        seq.serialize_element(&self.pk)?;
-        seq.serialize_element(&self.cl)?;
-        seq.serialize_element(&self.hlc)?;
-        seq.serialize_element(&self.site)?;
-        let cells: Vec<CellOut> = self.cells.iter().map(|c| CellOut(c, self.hlc, self.site)).collect();
-        seq.serialize_element(&cells)?;
-        seq.end()
-    }
+/// A row as read: stamps still relative, checked and resolved by [`Decoded::read_row`].
+struct RowIn {
+    table: u32,
+    pk: Vec<Value>,
+    cl: u64,
+    offset: u64,
+    site: u32,
+    /// (column, value, explicit (hlc delta, site)).
+    cells: Vec<(u32, Value, Option<(i64, u32)>)>,
 }
 
-/// A cell as read, before the row's stamp fills in a missing one.
-struct CellIn(u32, Value, Option<(u64, u32)>);
-
-impl<'de> Deserialize<'de> for CellIn {
+impl<'de> Deserialize<'de> for RowIn {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = CellIn;
+            type Value = RowIn;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a cell [column, value] or [column, value, hlc, site]")
+                f.write_str("a row [table, key, causal length, hlc offset, site, cells...]")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> std::result::Result<CellIn, A::Error> {
-                let col = a.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let value = a.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                let stamp = match a.next_element::<u64>()? {
-                    None => None,
-                    Some(h) => Some((h, a.next_element()?.ok_or_else(|| de::Error::invalid_length(3, &self))?)),
-                };
-                if a.next_element::<de::IgnoredAny>()?.is_some() {
-                    return Err(de::Error::custom("a cell has at most 4 elements"));
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> std::result::Result<RowIn, A::Error> {
+                let missing = |i| de::Error::invalid_length(i, &"a complete row");
+                let table = a.next_element()?.ok_or_else(|| missing(0))?;
+                let pk = a.next_element()?.ok_or_else(|| missing(1))?;
+                let cl = a.next_element()?.ok_or_else(|| missing(2))?;
+                let offset = a.next_element()?.ok_or_else(|| missing(3))?;
+                let site = a.next_element()?.ok_or_else(|| missing(4))?;
+                let mut cells = Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096) / 2);
+                while let Some(tag) = a.next_element::<i64>()? {
+                    let value = a.next_element()?.ok_or_else(|| missing(5))?;
+                    if tag >= 0 {
+                        let col = u32::try_from(tag).map_err(|_| de::Error::custom("column index out of range"))?;
+                        cells.push((col, value, None));
+                    } else {
+                        let col = u32::try_from(-1 - tag).map_err(|_| de::Error::custom("column index out of range"))?;
+                        let delta = a.next_element()?.ok_or_else(|| missing(6))?;
+                        let s = a.next_element()?.ok_or_else(|| missing(7))?;
+                        cells.push((col, value, Some((delta, s))));
+                    }
                 }
-                Ok(CellIn(col, value, stamp))
+                Ok(RowIn { table, pk, cl, offset, site, cells })
             }
         }
         d.deserialize_seq(V)
     }
 }
-
-#[derive(Deserialize)]
-struct RowIn(u32, Vec<Value>, u64, u64, u32, Vec<CellIn>);
 
 fn msgpack_err(e: impl fmt::Display) -> Error {
     Error::invalid_bundle(format!("malformed MessagePack: {e}"))
@@ -189,7 +203,7 @@ pub fn encode(c: &Contents, compress: bool) -> Vec<u8> {
     body.extend(rmp_serde::to_vec(&sites).expect("sites encode"));
     rmp::encode::write_array_len(&mut body, c.rows.len() as u32).expect("vec write");
     for row in &c.rows {
-        rmp_serde::encode::write(&mut body, row).expect("row encodes");
+        rmp_serde::encode::write(&mut body, &RowOut(row, c.header.min_hlc)).expect("row encodes");
     }
     let body = if compress {
         use std::io::Write;
@@ -318,10 +332,17 @@ impl Decoded {
     }
 
     fn read_row(&self, rd: &mut &[u8]) -> Result<WireRow> {
-        let RowIn(table, pk, cl, hlc, site, cells) = rmp_serde::from_read(&mut *rd).map_err(msgpack_err)?;
-        let dict = self.tables.get(table as usize).ok_or_else(|| Error::invalid_bundle(format!("row names table #{table}, the dictionary has {}", self.tables.len())))?;
+        let RowIn { table, pk, cl, offset, site, cells } = rmp_serde::from_read(&mut *rd).map_err(msgpack_err)?;
+        let dict = self.tables.get(table as usize).ok_or_else(|| {
+            Error::invalid_bundle(format!("row names table #{table}, the dictionary has {}", self.tables.len()))
+        })?;
         if pk.len() != dict.1.len() {
-            return Err(Error::invalid_bundle(format!("row of {:?} has {} key values, the table has {} key columns", dict.0, pk.len(), dict.1.len())));
+            return Err(Error::invalid_bundle(format!(
+                "row of {:?} has {} key values, the table has {} key columns",
+                dict.0,
+                pk.len(),
+                dict.1.len()
+            )));
         }
         let check_site = |s: u32| {
             if (s as usize) < self.sites.len() {
@@ -334,16 +355,30 @@ impl Decoded {
         if cl == 0 {
             return Err(Error::invalid_bundle("causal length 0 is not valid"));
         }
+        let hlc = self.header.min_hlc.checked_add(offset).ok_or_else(|| Error::invalid_bundle("row stamp overflows"))?;
         let mut out = Vec::with_capacity(cells.len());
-        for CellIn(col, value, stamp) in cells {
+        for (col, value, stamp) in cells {
             if col as usize >= dict.2.len() {
-                return Err(Error::invalid_bundle(format!("cell names column #{col} of {:?}, which has {}", dict.0, dict.2.len())));
+                return Err(Error::invalid_bundle(format!(
+                    "cell names column #{col} of {:?}, which has {}",
+                    dict.0,
+                    dict.2.len()
+                )));
             }
             if out.last().is_some_and(|c: &WireCell| c.col >= col) {
                 return Err(Error::invalid_bundle("cells are not in column order"));
             }
-            let (h, s) = stamp.unwrap_or((hlc, site));
-            out.push(WireCell { col, value, hlc: h, site: check_site(s)? });
+            let (h, s) = match stamp {
+                None => (hlc, site),
+                Some((delta, s)) => {
+                    let h = u64::try_from(hlc as i128 + delta as i128).map_err(|_| Error::invalid_bundle("cell stamp out of range"))?;
+                    if h == hlc && s == site {
+                        return Err(Error::invalid_bundle("a cell repeats its row's stamp explicitly (not canonical)"));
+                    }
+                    (h, check_site(s)?)
+                }
+            };
+            out.push(WireCell { col, value, hlc: h, site: s });
         }
         if cl % 2 == 0 && !out.is_empty() {
             return Err(Error::invalid_bundle("a deleted row carries cells"));

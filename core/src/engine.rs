@@ -119,6 +119,7 @@ fn connect(path: &Path, options: &Options) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(256);
+    conn.pragma_update(None, "cache_size", -8192)?; // 8 MiB page cache
     Ok(conn)
 }
 
