@@ -12,7 +12,7 @@ use crate::schema::quote_ident;
 use crate::site::SiteId;
 use crate::strategy::{CellVersion, ConflictInput, Resolution, Resolver, Strategy};
 use crate::value::Value;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Statement, TransactionBehavior};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -44,59 +44,70 @@ pub(crate) struct ImportContext<'a> {
     pub want_events: bool,
 }
 
-/// A table of the bundle mapped onto the local one, with its statements prepared as text once.
-struct Target {
+/// A table of the bundle mapped onto the local one, with its statements prepared once.
+struct Target<'c> {
     meta: SyncedTable,
     /// Wire column index to local shadow index.
     cols: Vec<usize>,
-    read_shadow: String,
-    read_values: String,
-    write_shadow: String,
-    delete_row: String,
+    /// The table had no sync state when the import began: no row can have local state except
+    /// one this import wrote, and a row appears once in a bundle, so lookups can be skipped.
+    was_empty: bool,
+    read_shadow: RefCell<Statement<'c>>,
+    read_values: RefCell<Statement<'c>>,
+    write_shadow: RefCell<Statement<'c>>,
+    insert_shadow: RefCell<Statement<'c>>,
+    delete_row: RefCell<Statement<'c>>,
     /// Upsert statements by the set of columns written.
-    upserts: RefCell<HashMap<Vec<usize>, String>>,
+    upserts: RefCell<HashMap<Vec<usize>, Statement<'c>>>,
 }
 
-impl Target {
-    fn new(meta: SyncedTable, cols: Vec<usize>) -> Target {
+impl<'c> Target<'c> {
+    fn new(conn: &'c Connection, meta: SyncedTable, cols: Vec<usize>) -> Result<Target<'c>> {
         let n = meta.cols.len();
         let stamps: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
         let pk_names: String = (0..meta.pk.len()).map(|i| format!("pk{i}, ")).collect();
         let marks = vec!["?"; meta.pk.len() + 4 + 2 * n].join(", ");
         let values = if n == 0 { "1".to_owned() } else { meta.cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
-        Target {
-            read_shadow: format!("SELECT cl, rh, rs, mh{stamps} FROM {} WHERE {}", meta.shadow(), pk_where(meta.pk.len(), "pk")),
-            read_values: format!("SELECT {values} FROM {} WHERE {}", quote_ident(&meta.name), user_pk_where(&meta)),
-            write_shadow: format!("INSERT OR REPLACE INTO {}({pk_names}cl, rh, rs, mh{stamps}) VALUES ({marks})", meta.shadow()),
-            delete_row: format!("DELETE FROM {} WHERE {}", quote_ident(&meta.name), user_pk_where(&meta)),
+        let shadow = meta.shadow();
+        let was_empty: bool = conn.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {shadow})"), [], |r| r.get(0))?;
+        let prep = |sql: String| conn.prepare(&sql).map(RefCell::new);
+        Ok(Target {
+            read_shadow: prep(format!("SELECT cl, rh, rs, mh{stamps} FROM {shadow} WHERE {}", pk_where(meta.pk.len(), "pk")))?,
+            read_values: prep(format!("SELECT {values} FROM {} WHERE {}", quote_ident(&meta.name), user_pk_where(&meta)))?,
+            write_shadow: prep(format!("INSERT OR REPLACE INTO {shadow}({pk_names}cl, rh, rs, mh{stamps}) VALUES ({marks})"))?,
+            insert_shadow: prep(format!("INSERT INTO {shadow}({pk_names}cl, rh, rs, mh{stamps}) VALUES ({marks})"))?,
+            delete_row: prep(format!("DELETE FROM {} WHERE {}", quote_ident(&meta.name), user_pk_where(&meta)))?,
             upserts: RefCell::new(HashMap::new()),
+            was_empty,
             meta,
             cols,
-        }
+        })
     }
 
-    /// `INSERT ... ON CONFLICT(pk) DO UPDATE` for exactly these columns.
-    fn upsert(&self, cells: &[(usize, Value)]) -> String {
+    /// Run `INSERT ... ON CONFLICT(pk) DO UPDATE` for exactly these columns.
+    fn upsert(&self, conn: &'c Connection, pk: &[Value], cells: &[(usize, Value)]) -> rusqlite::Result<()> {
         let key: Vec<usize> = cells.iter().map(|(c, _)| *c).collect();
-        if let Some(sql) = self.upserts.borrow().get(&key) {
-            return sql.clone();
+        let mut upserts = self.upserts.borrow_mut();
+        if !upserts.contains_key(&key) {
+            let t = &self.meta;
+            let names: Vec<String> = t.pk.iter().chain(key.iter().map(|c| &t.cols[*c])).map(|c| quote_ident(c)).collect();
+            let marks = vec!["?"; names.len()].join(", ");
+            let pk_list = t.pk.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+            let action = if key.is_empty() {
+                "NOTHING".to_owned()
+            } else {
+                let sets = key.iter().map(|c| {
+                    let q = quote_ident(&t.cols[*c]);
+                    format!("{q} = excluded.{q}")
+                });
+                format!("UPDATE SET {}", sets.collect::<Vec<_>>().join(", "))
+            };
+            let sql = format!("INSERT INTO {}({}) VALUES ({marks}) ON CONFLICT({pk_list}) DO {action}", quote_ident(&t.name), names.join(", "));
+            upserts.insert(key.clone(), conn.prepare(&sql)?);
         }
-        let t = &self.meta;
-        let names: Vec<String> = t.pk.iter().chain(key.iter().map(|c| &t.cols[*c])).map(|c| quote_ident(c)).collect();
-        let marks = vec!["?"; names.len()].join(", ");
-        let pk_list = t.pk.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-        let action = if key.is_empty() {
-            "NOTHING".to_owned()
-        } else {
-            let sets = key.iter().map(|c| {
-                let q = quote_ident(&t.cols[*c]);
-                format!("{q} = excluded.{q}")
-            });
-            format!("UPDATE SET {}", sets.collect::<Vec<_>>().join(", "))
-        };
-        let sql = format!("INSERT INTO {}({}) VALUES ({marks}) ON CONFLICT({pk_list}) DO {action}", quote_ident(&t.name), names.join(", "));
-        self.upserts.borrow_mut().insert(key, sql.clone());
-        sql
+        let stmt = upserts.get_mut(&key).expect("just inserted");
+        stmt.execute(rusqlite::params_from_iter(pk.iter().chain(cells.iter().map(|(_, v)| v))))?;
+        Ok(())
     }
 }
 
@@ -119,7 +130,7 @@ struct Merge<'c, 'a> {
     conn: &'c Connection,
     ctx: ImportContext<'a>,
     header: bundle::Header,
-    targets: Vec<Rc<Target>>,
+    targets: Vec<Rc<Target<'c>>>,
     /// Bundle site index to local ordinal.
     site_map: Vec<i64>,
     site_ids: BTreeMap<i64, SiteId>,
@@ -159,7 +170,7 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
     }
 
     let synced = meta::synced_tables(&tx)?;
-    let mut targets = Vec::with_capacity(decoded.tables.len());
+    let mut mapped = Vec::with_capacity(decoded.tables.len());
     for bundle::TableDict(name, pk, cols) in &decoded.tables {
         let meta = synced.get(name).ok_or_else(|| {
             Error::new(ErrorKind::UnknownTable, format!("bundle from {sender} names table {name:?}, which is not enabled for sync here"))
@@ -178,7 +189,7 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        targets.push(Rc::new(Target::new(meta.clone(), map)));
+        mapped.push((meta.clone(), map));
     }
 
     let site_map = decoded.sites.iter().map(|s| meta::site_ord(&tx, s)).collect::<Result<Vec<_>>>()?;
@@ -205,8 +216,11 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
     let site_ids = meta::sites(&tx)?;
     let open = conflict::open_cells(&tx)?;
     meta::set_applying(&tx, true)?;
-    let mut m = Merge {
-        conn: &tx,
+    let (report, events) = {
+        let conn: &Connection = &tx;
+        let targets = mapped.into_iter().map(|(meta, map)| Target::new(conn, meta, map).map(Rc::new)).collect::<Result<Vec<_>>>()?;
+        let mut m = Merge {
+        conn,
         ctx,
         header: decoded.header.clone(),
         targets,
@@ -221,8 +235,9 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
         report: ImportReport { sender: Some(sender), rows: decoded.row_count(), ..Default::default() },
         events: Vec::new(),
     };
-    m.apply_rows(&decoded)?;
-    let (report, events) = (m.report, m.events);
+        m.apply_rows(&decoded)?;
+        (m.report, m.events)
+    };
 
     meta::observe(&tx, decoded.header.max_hlc)?;
     let peer_ord = meta::site_ord(&tx, &sender)?;
@@ -252,7 +267,7 @@ fn site_clash(site: &SiteId) -> Error {
     )
 }
 
-impl Merge<'_, '_> {
+impl<'c> Merge<'c, '_> {
     fn site_bytes(&self, ord: i64) -> [u8; 16] {
         self.site_ids.get(&ord).map(|s| s.0).unwrap_or([0; 16])
     }
@@ -287,7 +302,7 @@ impl Merge<'_, '_> {
 
     fn read_shadow(&self, target: &Target, pk: &[Value]) -> Result<Option<Shadow>> {
         let n = target.meta.cols.len();
-        let mut stmt = self.conn.prepare_cached(&target.read_shadow)?;
+        let mut stmt = target.read_shadow.borrow_mut();
         Ok(stmt
             .query_row(rusqlite::params_from_iter(pk), |r| {
                 let mut cells = Vec::with_capacity(n);
@@ -308,7 +323,7 @@ impl Merge<'_, '_> {
 
     fn read_values(&self, target: &Target, pk: &[Value]) -> Result<Option<Vec<Value>>> {
         let n = target.meta.cols.len();
-        let mut stmt = self.conn.prepare_cached(&target.read_values)?;
+        let mut stmt = target.read_values.borrow_mut();
         Ok(stmt.query_row(rusqlite::params_from_iter(pk), |r| (0..n).map(|i| r.get(i)).collect()).optional()?)
     }
 
@@ -332,7 +347,7 @@ impl Merge<'_, '_> {
             }
         }
         let pk = row.pk;
-        let local = self.read_shadow(&target, &pk)?;
+        let local = if target.was_empty { None } else { self.read_shadow(&target, &pk)? };
         let local_cl = local.as_ref().map(|l| l.cl).unwrap_or(0);
 
         if row.cl < local_cl {
@@ -399,7 +414,7 @@ impl Merge<'_, '_> {
         self.report.already_known += known;
         let stamps = state.cells.iter().flatten().map(|s| s.hlc).chain([state.rh.hlc, state.mh]);
         state.mh = stamps.max().unwrap_or(0);
-        self.write_shadow(&target, &pk, &state)?;
+        self.write_shadow(&target, &pk, &state, target.was_empty)?;
         if self.ctx.want_events && (new_incarnation || !winners.is_empty()) {
             self.events.push(Event::RemoteChange(Change {
                 table: t.name.clone(),
@@ -519,7 +534,7 @@ impl Merge<'_, '_> {
     /// Write a row's outcome to the user table: delete it (a deleted incarnation), or upsert the
     /// winning cells (after removing an older incarnation). Returns the reason when a local
     /// constraint refuses it; the transaction is then exactly as before this row.
-    fn write_row(&self, target: &Target, pk: &[Value], cells: &[(usize, Value)], delete_first: bool, alive: bool) -> Result<Option<String>> {
+    fn write_row(&self, target: &Target<'c>, pk: &[Value], cells: &[(usize, Value)], delete_first: bool, alive: bool) -> Result<Option<String>> {
         let conn = self.conn;
         // One statement is atomic by itself; two need a savepoint to be undone together.
         let savepoint = delete_first && alive;
@@ -528,11 +543,10 @@ impl Merge<'_, '_> {
         }
         let result = (|| -> rusqlite::Result<()> {
             if delete_first {
-                conn.prepare_cached(&target.delete_row)?.execute(rusqlite::params_from_iter(pk))?;
+                target.delete_row.borrow_mut().execute(rusqlite::params_from_iter(pk))?;
             }
             if alive {
-                let sql = target.upsert(cells);
-                conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(pk.iter().chain(cells.iter().map(|(_, v)| v))))?;
+                target.upsert(conn, pk, cells)?;
             }
             Ok(())
         })();
@@ -582,7 +596,8 @@ impl Merge<'_, '_> {
         Ok(())
     }
 
-    fn write_shadow(&self, target: &Target, pk: &[Value], s: &Shadow) -> Result<()> {
+    /// Store the row's sync state; `fresh` when the table had none before this import.
+    fn write_shadow(&self, target: &Target, pk: &[Value], s: &Shadow, fresh: bool) -> Result<()> {
         let mut params: Vec<Value> = pk.to_vec();
         params.push(Value::Integer(s.cl as i64));
         params.push(Value::Integer(s.rh.hlc as i64));
@@ -600,7 +615,17 @@ impl Merge<'_, '_> {
                 }
             }
         }
-        self.conn.prepare_cached(&target.write_shadow)?.execute(rusqlite::params_from_iter(params))?;
+        if fresh {
+            let inserted = target.insert_shadow.borrow_mut().execute(rusqlite::params_from_iter(params));
+            if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted {
+                if e.code == ErrorCode::ConstraintViolation {
+                    return Err(Error::invalid_bundle(format!("a row of {:?} appears twice in the bundle", target.meta.name)));
+                }
+            }
+            inserted?;
+        } else {
+            target.write_shadow.borrow_mut().execute(rusqlite::params_from_iter(params))?;
+        }
         Ok(())
     }
 }
