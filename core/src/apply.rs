@@ -169,6 +169,9 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
         ));
     }
 
+    // Receive rule before the merge: a value a strategy writes during this import must be
+    // stamped after every remote stamp it settles.
+    meta::observe(&tx, newest)?;
     let synced = meta::synced_tables(&tx)?;
     let mut mapped = Vec::with_capacity(decoded.tables.len());
     for bundle::TableDict(name, pk, cols) in &decoded.tables {
@@ -239,7 +242,6 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
         (m.report, m.events)
     };
 
-    meta::observe(&tx, decoded.header.max_hlc)?;
     let peer_ord = meta::site_ord(&tx, &sender)?;
     let wire_vv: VersionVector = sender_wire_vv
         .iter()

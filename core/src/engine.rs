@@ -302,7 +302,13 @@ impl SyncEngine {
 
     /// Write the bundle for `peer` to a file.
     pub fn write_bundle(&self, peer: Option<&SiteId>, path: impl AsRef<Path>) -> Result<BundleStats> {
-        let (bytes, stats) = self.generate_bundle_with(ExportOptions { peer, compress: false }, &mut |_, _| {})?;
+        self.write_bundle_with(ExportOptions { peer, compress: false }, path, &mut |_, _| {})
+    }
+
+    /// Write a bundle to a file (through a temporary sibling and a rename, so no reader ever
+    /// sees half a bundle), with options and progress.
+    pub fn write_bundle_with(&self, opts: ExportOptions<'_>, path: impl AsRef<Path>, progress: Progress<'_>) -> Result<BundleStats> {
+        let (bytes, stats) = self.generate_bundle_with(opts, progress)?;
         write_atomically(path.as_ref(), &bytes)?;
         Ok(stats)
     }
@@ -403,6 +409,11 @@ impl SyncEngine {
             out.push((0..n).map(|i| r.get(i)).collect::<rusqlite::Result<Vec<Value>>>()?);
         }
         Ok(QueryRows { columns, rows: out })
+    }
+
+    /// Whether [`close`](Self::close) has been called.
+    pub fn is_closed(&self) -> bool {
+        self.conn.lock().map(|c| c.is_none()).unwrap_or(true)
     }
 
     /// Close the connection and stop the watcher. Later calls fail with `Closed`.

@@ -1,7 +1,7 @@
 //! Property test: 2-5 replicas make random inserts, updates, deletes and re-inserts on a small
 //! key space and exchange bundles on a random schedule (duplicated, reordered, relayed, stale).
 //! After everyone has exchanged with everyone, every replica holds the same data AND the same
-//! sync state. Cases: 64 by default, `SYNCLINE_PROPTEST_CASES` for more.
+//! sync state, also with every clock frozen in one millisecond. Cases: 64 by default, `SYNCLINE_PROPTEST_CASES` for more.
 
 mod common;
 use common::*;
@@ -31,13 +31,19 @@ fn op(n: usize) -> impl proptest::strategy::Strategy<Value = Op> {
     ]
 }
 
-fn scenario() -> impl proptest::strategy::Strategy<Value = (usize, Vec<Op>, u8)> {
-    (2..=5usize).prop_flat_map(|n| (Just(n), prop::collection::vec(op(n), 1..40), 0..3u8))
+fn scenario() -> impl proptest::strategy::Strategy<Value = (usize, Vec<Op>, u8, bool)> {
+    (2..=5usize).prop_flat_map(|n| (Just(n), prop::collection::vec(op(n), 1..40), 0..3u8, any::<bool>()))
 }
 
-fn run(n: usize, ops: &[Op], strategy: Merge) -> Result<(), TestCaseError> {
+fn run(n: usize, ops: &[Op], strategy: Merge, frozen_clock: bool) -> Result<(), TestCaseError> {
     let dir = TempDir::new().unwrap();
     let reps: Vec<SyncEngine> = (0..n).map(|i| replica(&dir, &format!("r{i}"), strategy)).collect();
+    if frozen_clock {
+        // Every stamp in one millisecond: order comes from counters alone.
+        for r in &reps {
+            r.set_manual_clock(Some(syncline::hlc::system_now_ms())).unwrap();
+        }
+    }
     let mut kept: Vec<Vec<u8>> = Vec::new();
     for op in ops {
         match op {
@@ -94,8 +100,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn replicas_converge_under_any_delivery_order((n, ops, s) in scenario()) {
+    fn replicas_converge_under_any_delivery_order((n, ops, s, frozen) in scenario()) {
         let strategy = [Merge::Lww, Merge::PreferLocal, Merge::PreferRemote][s as usize];
-        run(n, &ops, strategy)?;
+        run(n, &ops, strategy, frozen)?;
     }
 }

@@ -196,3 +196,27 @@ fn relayed_bundles_converge() {
     assert_eq!(todos(&a), todos(&c));
     assert_eq!(state_hash(&a), state_hash(&c));
 }
+
+#[test]
+fn a_strategy_write_is_stamped_after_the_remote_stamp_it_settles() {
+    // Same millisecond everywhere, the remote counter far ahead: the value prefer_local writes
+    // must still win on the remote side, or the replicas would diverge.
+    for strategy in [Strategy::PreferLocal, Strategy::Custom] {
+        let (_d, a, b) = conflict_pair(strategy);
+        let keep_local = Arc::new(|_: &ConflictInput| -> Result<Resolution, String> { Ok(Resolution::Local) });
+        a.set_resolver("todos", keep_local.clone());
+        b.set_resolver("todos", keep_local);
+        for e in [&a, &b] {
+            e.set_manual_clock(Some(4_000_000_000_000)).unwrap();
+        }
+        for k in 0..50 {
+            b.execute(&format!("UPDATE todos SET title = 'from b {k}' WHERE id = 1"), &[]).unwrap();
+        }
+        a.execute("UPDATE todos SET title = 'from a' WHERE id = 1", &[]).unwrap();
+        let r = sync(&b, &a); // the conflict is settled on a, whose counter is behind
+        assert_eq!(r.conflicts, 1);
+        settle(&a, &b);
+        assert_eq!(todos(&a), todos(&b), "{strategy}");
+        assert_eq!(state_hash(&a), state_hash(&b), "{strategy}");
+    }
+}

@@ -1,0 +1,835 @@
+//! `syncline._native`: the private native module under the pure-Python package `syncline`.
+//!
+//! This crate only converts types, maps errors, adapts callbacks and releases the GIL; every
+//! behaviour lives in the `syncline` core crate. Rules kept throughout:
+//! - every call into the engine runs with the GIL released (`py.detach`), so a second Python
+//!   thread keeps running and a callback on another thread can always take the GIL;
+//! - callbacks (resolver, subscriber) take the GIL only around the Python call (`Python::attach`);
+//! - core errors become Python exceptions in exactly one place: [`to_py_err`].
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyOverflowError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyByteArray, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple, PyType};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use syncline as sl;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+create_exception!(syncline, SynclineError, PyException, "Base class of every Syncline error; `code` is the stable core error code.");
+create_exception!(syncline, InvalidBundleError, SynclineError, "The bundle is corrupt, truncated, of an unknown version or fails its checksum.");
+create_exception!(syncline, SchemaMismatchError, SynclineError, "A table does not meet the rules for sync, or a bundle's schema differs from the local one.");
+create_exception!(syncline, UnknownTableError, SynclineError, "A table named by a call or a bundle is not enabled for sync here.");
+create_exception!(syncline, UnknownColumnError, SynclineError, "A column named by a bundle or a call does not exist in the local table.");
+create_exception!(syncline, ClockDriftError, SynclineError, "A remote stamp lies further in the future than the allowed drift; the bundle was refused.");
+create_exception!(syncline, SiteIdClashError, SynclineError, "Two databases share one site id (a copied file); call reset_site_id() on one of them.");
+create_exception!(syncline, ResolverError, SynclineError, "A custom conflict resolver failed (or none is registered); nothing was applied.");
+create_exception!(syncline, NotFoundError, SynclineError, "A conflict, peer or row named by a call does not exist.");
+create_exception!(syncline, InvalidArgumentError, SynclineError, "A call's argument is malformed (bad site id, bad strategy name, ...).");
+create_exception!(syncline, ReentrantError, SynclineError, "The engine was called from a callback running inside one of its own calls.");
+create_exception!(syncline, ClosedError, SynclineError, "The engine has been closed.");
+create_exception!(syncline, SynclineIOError, SynclineError, "Reading or writing a file failed.");
+create_exception!(syncline, SqliteError, SynclineError, "SQLite reported an error.");
+create_exception!(syncline, NetworkError, SynclineError, "A network transport failed.");
+create_exception!(syncline, AuthError, SynclineError, "A token was refused.");
+
+/// The exception class of a core error kind (the one mapping of kinds to classes).
+fn exception_type(py: Python<'_>, kind: sl::ErrorKind) -> Bound<'_, PyType> {
+    use sl::ErrorKind as K;
+    match kind {
+        K::InvalidBundle => py.get_type::<InvalidBundleError>(),
+        K::SchemaMismatch => py.get_type::<SchemaMismatchError>(),
+        K::UnknownTable => py.get_type::<UnknownTableError>(),
+        K::UnknownColumn => py.get_type::<UnknownColumnError>(),
+        K::ClockDrift => py.get_type::<ClockDriftError>(),
+        K::SiteIdClash => py.get_type::<SiteIdClashError>(),
+        K::Resolver => py.get_type::<ResolverError>(),
+        K::NotFound => py.get_type::<NotFoundError>(),
+        K::InvalidArgument => py.get_type::<InvalidArgumentError>(),
+        K::Reentrant => py.get_type::<ReentrantError>(),
+        K::Closed => py.get_type::<ClosedError>(),
+        K::Io => py.get_type::<SynclineIOError>(),
+        K::Sqlite => py.get_type::<SqliteError>(),
+        K::Network => py.get_type::<NetworkError>(),
+        K::Auth => py.get_type::<AuthError>(),
+        // A kind added to the core later still reaches Python, as the base class.
+        _ => py.get_type::<SynclineError>(),
+    }
+}
+
+/// THE conversion of a core error into a Python exception (the orphan rule forbids `From`).
+/// The message is the core's; the class carries the stable `code`.
+fn to_py_err(e: sl::Error) -> PyErr {
+    Python::attach(|py| PyErr::from_type(exception_type(py, e.kind()), e.message().to_owned()))
+}
+
+/// `Result<T, sl::Error>` to `PyResult<T>`.
+trait IntoPy<T> {
+    fn py_err(self) -> PyResult<T>;
+}
+impl<T> IntoPy<T> for sl::Result<T> {
+    fn py_err(self) -> PyResult<T> {
+        self.map_err(to_py_err)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+// ---------------------------------------------------------------------------------------------
+
+/// A Python value bound as an SQLite value: None, int (64-bit), float, str, bytes-like.
+struct PyValue(sl::Value);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for PyValue {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let v = if obj.is_none() {
+            sl::Value::Null
+        } else if obj.is_instance_of::<PyInt>() {
+            // bool is an int subclass: True binds as 1, as in the sqlite3 module.
+            sl::Value::Integer(obj.extract::<i64>().map_err(|_| {
+                PyOverflowError::new_err(format!("integer {} does not fit in SQLite's signed 64-bit range", &*obj))
+            })?)
+        } else if obj.is_instance_of::<PyFloat>() {
+            sl::Value::Real(obj.extract::<f64>()?)
+        } else if let Ok(s) = obj.cast::<PyString>() {
+            sl::Value::Text(s.to_cow()?.into_owned())
+        } else if let Ok(b) = obj.cast::<PyBytes>() {
+            sl::Value::Blob(b.as_bytes().to_vec())
+        } else if let Ok(b) = obj.cast::<PyByteArray>() {
+            sl::Value::Blob(b.to_vec())
+        } else if obj.is_instance_of::<PyMemoryView>() {
+            sl::Value::Blob(obj.call_method0("tobytes")?.cast::<PyBytes>()?.as_bytes().to_vec())
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "cannot bind a value of type {}: expected int, float, str, bytes or None",
+                obj.get_type().name()?
+            )));
+        };
+        Ok(PyValue(v))
+    }
+}
+
+fn value_to_py(py: Python<'_>, v: &sl::Value) -> PyResult<Py<PyAny>> {
+    Ok(match v {
+        sl::Value::Null => py.None(),
+        sl::Value::Integer(i) => i.into_pyobject(py)?.into_any().unbind(),
+        sl::Value::Real(f) => f.into_pyobject(py)?.into_any().unbind(),
+        sl::Value::Text(s) => PyString::new(py, s).into_any().unbind(),
+        sl::Value::Blob(b) => PyBytes::new(py, b).into_any().unbind(),
+    })
+}
+
+fn values_to_tuple(py: Python<'_>, vs: &[sl::Value]) -> PyResult<Py<PyTuple>> {
+    let items = vs.iter().map(|v| value_to_py(py, v)).collect::<PyResult<Vec<_>>>()?;
+    Ok(PyTuple::new(py, items)?.unbind())
+}
+
+fn core_values(params: Vec<PyValue>) -> Vec<sl::Value> {
+    params.into_iter().map(|p| p.0).collect()
+}
+
+/// A site id given as 32 hex digits (str) or 16 raw bytes; parsing is the core's.
+fn parse_site(obj: &Bound<'_, PyAny>) -> PyResult<sl::SiteId> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        s.to_cow()?.parse::<sl::SiteId>().py_err()
+    } else if let Ok(b) = obj.cast::<PyBytes>() {
+        sl::SiteId::from_slice(b.as_bytes()).py_err()
+    } else {
+        Err(PyTypeError::new_err(format!("a site id is a hex str or 16 bytes, not {}", obj.get_type().name()?)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Result objects
+// ---------------------------------------------------------------------------------------------
+
+/// One side of a conflict: a value, the stamp that wrote it and the replica that made it.
+#[pyclass(frozen, get_all, module = "syncline")]
+struct CellVersion {
+    value: Py<PyAny>,
+    hlc: u64,
+    site: String,
+}
+
+#[pymethods]
+impl CellVersion {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("CellVersion(value={}, hlc={}, site='{}')", self.value.bind(py).repr()?, self.hlc, self.site))
+    }
+}
+
+fn cell_to_py(py: Python<'_>, c: &sl::CellVersion) -> PyResult<Py<CellVersion>> {
+    Py::new(py, CellVersion { value: value_to_py(py, &c.value)?, hlc: c.hlc, site: c.site.to_hex() })
+}
+
+/// A conflict: the same cell changed on two replicas since they last synced.
+#[pyclass(frozen, get_all, module = "syncline")]
+struct Conflict {
+    id: Option<i64>,
+    table: String,
+    pk: Py<PyTuple>,
+    column: String,
+    local: Py<CellVersion>,
+    remote: Py<CellVersion>,
+    strategy: String,
+    resolution: Option<String>,
+}
+
+#[pymethods]
+impl Conflict {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "Conflict(id={}, table='{}', pk={}, column='{}', local={}, remote={}, strategy='{}', resolution={})",
+            self.id.map_or("None".to_owned(), |i| i.to_string()),
+            self.table,
+            self.pk.bind(py).repr()?,
+            self.column,
+            self.local.bind(py).repr()?,
+            self.remote.bind(py).repr()?,
+            self.strategy,
+            self.resolution.as_ref().map_or("None".to_owned(), |r| format!("'{r}'")),
+        ))
+    }
+}
+
+fn conflict_to_py(py: Python<'_>, c: &sl::Conflict) -> PyResult<Py<Conflict>> {
+    Py::new(
+        py,
+        Conflict {
+            id: c.id,
+            table: c.table.clone(),
+            pk: values_to_tuple(py, &c.pk)?,
+            column: c.column.clone(),
+            local: cell_to_py(py, &c.local)?,
+            remote: cell_to_py(py, &c.remote)?,
+            strategy: c.strategy.as_str().to_owned(),
+            resolution: c.resolution.clone(),
+        },
+    )
+}
+
+/// What a custom resolver is shown: a conflict with no id yet, strategy "custom".
+fn conflict_input_to_py(py: Python<'_>, c: &sl::ConflictInput) -> PyResult<Py<Conflict>> {
+    Py::new(
+        py,
+        Conflict {
+            id: None,
+            table: c.table.clone(),
+            pk: values_to_tuple(py, &c.pk)?,
+            column: c.column.clone(),
+            local: cell_to_py(py, &c.local)?,
+            remote: cell_to_py(py, &c.remote)?,
+            strategy: sl::Strategy::Custom.as_str().to_owned(),
+            resolution: None,
+        },
+    )
+}
+
+fn conflicts_to_py(py: Python<'_>, cs: &[sl::Conflict]) -> PyResult<Vec<Py<Conflict>>> {
+    cs.iter().map(|c| conflict_to_py(py, c)).collect()
+}
+
+/// A decision on a conflict: keep the local value, take the remote one, or write a new value.
+#[pyclass(frozen, module = "syncline")]
+struct Resolution {
+    inner: sl::Resolution,
+}
+
+#[pymethods]
+impl Resolution {
+    /// Keep the local value.
+    #[classattr]
+    #[allow(non_snake_case)]
+    fn LOCAL() -> Resolution {
+        Resolution { inner: sl::Resolution::Local }
+    }
+    /// Take the remote value.
+    #[classattr]
+    #[allow(non_snake_case)]
+    fn REMOTE() -> Resolution {
+        Resolution { inner: sl::Resolution::Remote }
+    }
+    /// Write this value (int, float, str, bytes or None).
+    #[staticmethod]
+    fn with_value(value: PyValue) -> Resolution {
+        Resolution { inner: sl::Resolution::Value(value.0) }
+    }
+    /// "local", "remote" or "value".
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match self.inner {
+            sl::Resolution::Local => "local",
+            sl::Resolution::Remote => "remote",
+            sl::Resolution::Value(_) => "value",
+        }
+    }
+    /// The value to write (None unless `kind == "value"`).
+    #[getter]
+    fn value(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &self.inner {
+            sl::Resolution::Value(v) => value_to_py(py, v),
+            _ => Ok(py.None()),
+        }
+    }
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<Resolution>().is_ok_and(|o| o.get().inner == self.inner)
+    }
+    fn __hash__(&self) -> u64 {
+        match self.inner {
+            sl::Resolution::Local => 1,
+            sl::Resolution::Remote => 2,
+            sl::Resolution::Value(_) => 3,
+        }
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(match &self.inner {
+            sl::Resolution::Local => "Resolution.LOCAL".to_owned(),
+            sl::Resolution::Remote => "Resolution.REMOTE".to_owned(),
+            sl::Resolution::Value(v) => format!("Resolution.with_value({})", value_to_py(py, v)?.bind(py).repr()?),
+        })
+    }
+}
+
+/// What an import did, counted in changes (one per cell and one per row state).
+#[pyclass(frozen, get_all, module = "syncline")]
+struct ImportReport {
+    sender: Option<String>,
+    rows: u64,
+    applied: u64,
+    already_known: u64,
+    conflicts: u64,
+    rejected: u64,
+}
+
+#[pymethods]
+impl ImportReport {
+    /// sqlite-sync-core name of `applied`.
+    #[getter]
+    fn applied_count(&self) -> u64 {
+        self.applied
+    }
+    /// sqlite-sync-core name of `conflicts`.
+    #[getter]
+    fn conflict_count(&self) -> u64 {
+        self.conflicts
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "ImportReport(sender={}, rows={}, applied={}, already_known={}, conflicts={}, rejected={})",
+            self.sender.as_ref().map_or("None".to_owned(), |s| format!("'{s}'")),
+            self.rows,
+            self.applied,
+            self.already_known,
+            self.conflicts,
+            self.rejected
+        )
+    }
+}
+
+impl From<sl::ImportReport> for ImportReport {
+    fn from(r: sl::ImportReport) -> Self {
+        ImportReport {
+            sender: r.sender.map(|s| s.to_hex()),
+            rows: r.rows,
+            applied: r.applied,
+            already_known: r.already_known,
+            conflicts: r.conflicts,
+            rejected: r.rejected,
+        }
+    }
+}
+
+/// What a written bundle holds.
+#[pyclass(frozen, get_all, module = "syncline")]
+struct BundleStats {
+    rows: u64,
+    changes: u64,
+    bytes: u64,
+}
+
+#[pymethods]
+impl BundleStats {
+    fn __repr__(&self) -> String {
+        format!("BundleStats(rows={}, changes={}, bytes={})", self.rows, self.changes, self.bytes)
+    }
+}
+
+/// One synced table.
+#[pyclass(frozen, get_all, module = "syncline")]
+struct TableStatus {
+    name: String,
+    strategy: String,
+    rows: u64,
+}
+
+#[pymethods]
+impl TableStatus {
+    fn __repr__(&self) -> String {
+        format!("TableStatus(name='{}', strategy='{}', rows={})", self.name, self.strategy, self.rows)
+    }
+}
+
+/// One peer this replica has received a bundle from.
+#[pyclass(frozen, get_all, module = "syncline")]
+struct PeerStatus {
+    site_id: String,
+    version_vector: Py<PyDict>,
+    pending: u64,
+}
+
+#[pymethods]
+impl PeerStatus {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("PeerStatus(site_id='{}', version_vector={}, pending={})", self.site_id, self.version_vector.bind(py).repr()?, self.pending))
+    }
+}
+
+/// A snapshot of the engine's state.
+#[pyclass(frozen, get_all, module = "syncline")]
+struct Status {
+    site_id: String,
+    hlc: u64,
+    tables: Py<PyList>,
+    peers: Py<PyList>,
+    version_vector: Py<PyDict>,
+    unresolved_conflicts: u64,
+    rejected: u64,
+}
+
+#[pymethods]
+impl Status {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "Status(site_id='{}', hlc={}, tables={}, peers={}, version_vector={}, unresolved_conflicts={}, rejected={})",
+            self.site_id,
+            self.hlc,
+            self.tables.bind(py).repr()?,
+            self.peers.bind(py).repr()?,
+            self.version_vector.bind(py).repr()?,
+            self.unresolved_conflicts,
+            self.rejected
+        ))
+    }
+}
+
+fn vv_to_py(py: Python<'_>, vv: &[(sl::SiteId, u64)]) -> PyResult<Py<PyDict>> {
+    let d = PyDict::new(py);
+    for (s, h) in vv {
+        d.set_item(s.to_hex(), *h)?;
+    }
+    Ok(d.unbind())
+}
+
+fn status_to_py(py: Python<'_>, s: &sl::Status) -> PyResult<Status> {
+    let tables = s
+        .tables
+        .iter()
+        .map(|t| Py::new(py, TableStatus { name: t.name.clone(), strategy: t.strategy.as_str().to_owned(), rows: t.rows }))
+        .collect::<PyResult<Vec<_>>>()?;
+    let peers = s
+        .peers
+        .iter()
+        .map(|p| Py::new(py, PeerStatus { site_id: p.site_id.to_hex(), version_vector: vv_to_py(py, &p.version_vector)?, pending: p.pending }))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Status {
+        site_id: s.site_id.to_hex(),
+        hlc: s.hlc,
+        tables: PyList::new(py, tables)?.unbind(),
+        peers: PyList::new(py, peers)?.unbind(),
+        version_vector: vv_to_py(py, &s.version_vector)?,
+        unresolved_conflicts: s.unresolved_conflicts,
+        rejected: s.rejected,
+    })
+}
+
+/// A change event: kind "local" (a local write by any connection), "remote" (an import) or
+/// "conflict" (with `conflict` set).
+#[pyclass(frozen, get_all, module = "syncline")]
+struct Event {
+    kind: &'static str,
+    table: String,
+    pk: Py<PyTuple>,
+    columns: Py<PyTuple>,
+    deleted: bool,
+    conflict: Option<Py<Conflict>>,
+}
+
+#[pymethods]
+impl Event {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "Event(kind='{}', table='{}', pk={}, columns={}, deleted={}, conflict={})",
+            self.kind,
+            self.table,
+            self.pk.bind(py).repr()?,
+            self.columns.bind(py).repr()?,
+            if self.deleted { "True" } else { "False" },
+            match &self.conflict {
+                Some(c) => c.bind(py).repr()?.to_string(),
+                None => "None".to_owned(),
+            }
+        ))
+    }
+}
+
+fn event_to_py(py: Python<'_>, e: &sl::Event) -> PyResult<Py<Event>> {
+    let change = |kind: &'static str, c: &sl::Change| -> PyResult<Event> {
+        Ok(Event {
+            kind,
+            table: c.table.clone(),
+            pk: values_to_tuple(py, &c.pk)?,
+            columns: PyTuple::new(py, &c.columns)?.unbind(),
+            deleted: c.deleted,
+            conflict: None,
+        })
+    };
+    let ev = match e {
+        sl::Event::LocalChange(c) => change("local", c)?,
+        sl::Event::RemoteChange(c) => change("remote", c)?,
+        sl::Event::Conflict(c) => Event {
+            kind: "conflict",
+            table: c.table.clone(),
+            pk: values_to_tuple(py, &c.pk)?,
+            columns: PyTuple::new(py, [&c.column])?.unbind(),
+            deleted: false,
+            conflict: Some(conflict_to_py(py, c)?),
+        },
+    };
+    Py::new(py, ev)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callbacks
+// ---------------------------------------------------------------------------------------------
+
+/// The last exception a Python resolver raised, kept to chain it as `__cause__`.
+type LastError = Arc<Mutex<Option<PyErr>>>;
+
+/// A Python callable `(Conflict) -> Resolution` as a core resolver.
+struct PyResolver {
+    callback: Py<PyAny>,
+    last_error: LastError,
+}
+
+impl sl::Resolver for PyResolver {
+    fn resolve(&self, input: &sl::ConflictInput) -> Result<sl::Resolution, String> {
+        Python::try_attach(|py| {
+            let outcome = conflict_input_to_py(py, input).and_then(|c| self.callback.call1(py, (c,)));
+            match outcome {
+                Ok(obj) => match obj.bind(py).cast::<Resolution>() {
+                    Ok(r) => Ok(r.get().inner.clone()),
+                    Err(_) => {
+                        let ty = obj.bind(py).get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                        Err(format!("it returned a {ty}, not a syncline.Resolution (Resolution.LOCAL, Resolution.REMOTE or Resolution.with_value(v))"))
+                    }
+                },
+                Err(err) => {
+                    let ty = err.get_type(py).name().map(|n| n.to_string()).unwrap_or_else(|_| "exception".into());
+                    let msg = format!("{ty}: {}", err.value(py));
+                    *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+                    Err(msg)
+                }
+            }
+        })
+        .unwrap_or_else(|| Err("the Python interpreter is shutting down".into()))
+    }
+}
+
+/// A Python callable `(Event) -> None` as a core observer. An exception it raises goes to
+/// `sys.unraisablehook` (the event source is a background thread or a finished call).
+struct PyObserver {
+    callback: Py<PyAny>,
+}
+
+impl sl::Observer for PyObserver {
+    fn on_event(&self, event: &sl::Event) {
+        Python::try_attach(|py| {
+            if let Err(err) = event_to_py(py, event).and_then(|e| self.callback.call1(py, (e,))) {
+                err.write_unraisable(py, Some(self.callback.bind(py)));
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine and subscription
+// ---------------------------------------------------------------------------------------------
+
+/// A live subscription; `close()` (or leaving a `with` block) unsubscribes.
+#[pyclass(frozen, module = "syncline")]
+struct Subscription {
+    inner: Mutex<Option<sl::Subscription>>,
+}
+
+impl Subscription {
+    fn take(&self) -> Option<sl::Subscription> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+#[pymethods]
+impl Subscription {
+    /// Stop receiving events (idempotent). Waits for the watcher thread, GIL released.
+    fn close(&self, py: Python<'_>) {
+        if let Some(s) = self.take() {
+            py.detach(move || s.close());
+        }
+    }
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_none_or(|s| s.is_closed())
+    }
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // Stopping joins the watcher thread, which may be waiting for the GIL: release it.
+        if let Some(s) = self.take() {
+            let _ = Python::try_attach(|py| py.detach(|| drop(s)));
+        }
+    }
+}
+
+/// The native engine; `syncline.SyncEngine` wraps it with the Pythonic API.
+#[pyclass(frozen, module = "syncline._native")]
+struct Engine {
+    inner: Option<sl::SyncEngine>,
+    last_error: LastError,
+}
+
+impl Engine {
+    fn eng(&self) -> &sl::SyncEngine {
+        self.inner.as_ref().expect("engine present until dropped")
+    }
+
+    /// Run a core call with the GIL released, mapping its error.
+    fn run<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&sl::SyncEngine) -> sl::Result<T> + Send) -> PyResult<T> {
+        let e = self.eng();
+        py.detach(|| f(e)).py_err()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Dropping the core engine stops its watcher thread, which may be waiting for the GIL.
+        if let Some(e) = self.inner.take() {
+            let _ = Python::try_attach(|py| py.detach(|| drop(e)));
+        }
+    }
+}
+
+fn parse_strategy(s: &str) -> PyResult<sl::Strategy> {
+    s.parse::<sl::Strategy>().py_err()
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    #[pyo3(signature = (path, max_drift_ms=None, busy_timeout_ms=None, watch_interval_ms=None))]
+    fn new(py: Python<'_>, path: PathBuf, max_drift_ms: Option<u64>, busy_timeout_ms: Option<u64>, watch_interval_ms: Option<u64>) -> PyResult<Self> {
+        let d = sl::Options::default();
+        let options = sl::Options {
+            max_drift_ms: max_drift_ms.unwrap_or(d.max_drift_ms),
+            busy_timeout_ms: busy_timeout_ms.unwrap_or(d.busy_timeout_ms),
+            watch_interval_ms: watch_interval_ms.unwrap_or(d.watch_interval_ms),
+        };
+        let engine = py.detach(|| sl::SyncEngine::open(&path, options)).py_err()?;
+        Ok(Engine { inner: Some(engine), last_error: Arc::default() })
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.eng().path().to_owned()
+    }
+    #[getter]
+    fn max_drift_ms(&self) -> u64 {
+        self.eng().options().max_drift_ms
+    }
+    #[getter]
+    fn busy_timeout_ms(&self) -> u64 {
+        self.eng().options().busy_timeout_ms
+    }
+    #[getter]
+    fn watch_interval_ms(&self) -> u64 {
+        self.eng().options().watch_interval_ms
+    }
+
+    fn site_id(&self, py: Python<'_>) -> PyResult<String> {
+        self.run(py, |e| e.site_id()).map(|s| s.to_hex())
+    }
+    fn reset_site_id(&self, py: Python<'_>) -> PyResult<String> {
+        self.run(py, |e| e.reset_site_id()).map(|s| s.to_hex())
+    }
+    fn set_site_id(&self, py: Python<'_>, site: &Bound<'_, PyAny>) -> PyResult<String> {
+        let site = parse_site(site)?;
+        self.run(py, |e| e.set_site_id(site)).map(|s| s.to_hex())
+    }
+    #[pyo3(signature = (ms))]
+    fn set_manual_clock(&self, py: Python<'_>, ms: Option<u64>) -> PyResult<()> {
+        self.run(py, |e| e.set_manual_clock(ms))
+    }
+
+    #[pyo3(signature = (table, strategy="lww", allow_autoincrement=false))]
+    fn enable_sync(&self, py: Python<'_>, table: &str, strategy: &str, allow_autoincrement: bool) -> PyResult<()> {
+        let opts = sl::EnableOptions { strategy: parse_strategy(strategy)?, allow_autoincrement };
+        self.run(py, |e| e.enable_sync(table, opts))
+    }
+    fn disable_sync(&self, py: Python<'_>, table: &str) -> PyResult<()> {
+        self.run(py, |e| e.disable_sync(table))
+    }
+    fn set_strategy(&self, py: Python<'_>, table: &str, strategy: &str) -> PyResult<()> {
+        let strategy = parse_strategy(strategy)?;
+        self.run(py, |e| e.set_strategy(table, strategy))
+    }
+    #[pyo3(signature = (table, resolver))]
+    fn set_resolver(&self, table: &str, resolver: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        match resolver {
+            None => self.eng().clear_resolver(table),
+            Some(cb) => {
+                if !cb.is_callable() {
+                    return Err(PyTypeError::new_err("a resolver must be callable: (Conflict) -> Resolution"));
+                }
+                let r = PyResolver { callback: cb.unbind(), last_error: self.last_error.clone() };
+                self.eng().set_resolver(table, Arc::new(r));
+            }
+        }
+        Ok(())
+    }
+
+    #[pyo3(signature = (peer=None, compress=false))]
+    fn generate_bundle<'py>(&self, py: Python<'py>, peer: Option<&Bound<'py, PyAny>>, compress: bool) -> PyResult<(Bound<'py, PyBytes>, BundleStats)> {
+        let peer = peer.map(parse_site).transpose()?;
+        let (bytes, s) = self.run(py, |e| e.generate_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &mut |_, _| {}))?;
+        Ok((PyBytes::new(py, &bytes), BundleStats { rows: s.rows, changes: s.changes, bytes: s.bytes }))
+    }
+    #[pyo3(signature = (path, peer=None, compress=false))]
+    fn write_bundle(&self, py: Python<'_>, path: PathBuf, peer: Option<&Bound<'_, PyAny>>, compress: bool) -> PyResult<BundleStats> {
+        let peer = peer.map(parse_site).transpose()?;
+        let s = self.run(py, |e| e.write_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &path, &mut |_, _| {}))?;
+        Ok(BundleStats { rows: s.rows, changes: s.changes, bytes: s.bytes })
+    }
+
+    fn import_bundle(&self, py: Python<'_>, data: PyBackedBytes) -> PyResult<ImportReport> {
+        self.import(py, |e| e.import_bundle(&data))
+    }
+    fn import_bundle_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<ImportReport> {
+        self.import(py, |e| e.import_bundle_file(&path))
+    }
+
+    fn conflicts(&self, py: Python<'_>) -> PyResult<Vec<Py<Conflict>>> {
+        let cs = self.run(py, |e| e.conflicts())?;
+        conflicts_to_py(py, &cs)
+    }
+    fn all_conflicts(&self, py: Python<'_>) -> PyResult<Vec<Py<Conflict>>> {
+        let cs = self.run(py, |e| e.all_conflicts())?;
+        conflicts_to_py(py, &cs)
+    }
+    fn resolve(&self, py: Python<'_>, conflict_id: i64, resolution: &Bound<'_, Resolution>) -> PyResult<()> {
+        let r = resolution.get().inner.clone();
+        self.run(py, |e| e.resolve(conflict_id, r))
+    }
+
+    fn status(&self, py: Python<'_>) -> PyResult<Status> {
+        let s = self.run(py, |e| e.status())?;
+        status_to_py(py, &s)
+    }
+
+    fn subscribe(&self, py: Python<'_>, callback: Bound<'_, PyAny>) -> PyResult<Subscription> {
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err("a subscriber must be callable: (Event) -> None"));
+        }
+        let observer: Arc<dyn sl::Observer> = Arc::new(PyObserver { callback: callback.unbind() });
+        let sub = self.run(py, |e| e.subscribe(observer))?;
+        Ok(Subscription { inner: Mutex::new(Some(sub)) })
+    }
+
+    #[pyo3(signature = (sql, params=Vec::new()))]
+    fn execute(&self, py: Python<'_>, sql: &str, params: Vec<PyValue>) -> PyResult<usize> {
+        let params = core_values(params);
+        self.run(py, |e| e.execute(sql, &params))
+    }
+    fn execute_batch(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
+        self.run(py, |e| e.execute_batch(sql))
+    }
+    /// Returns (column names, rows as tuples).
+    #[pyo3(signature = (sql, params=Vec::new()))]
+    fn query(&self, py: Python<'_>, sql: &str, params: Vec<PyValue>) -> PyResult<(Vec<String>, Vec<Py<PyTuple>>)> {
+        let params = core_values(params);
+        let q = self.run(py, |e| e.query(sql, &params))?;
+        let rows = q.rows.iter().map(|r| values_to_tuple(py, r)).collect::<PyResult<Vec<_>>>()?;
+        Ok((q.columns, rows))
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, |e| e.close())
+    }
+}
+
+impl Engine {
+    /// An import, with the resolver's own exception chained as `__cause__` of a ResolverError.
+    fn import(&self, py: Python<'_>, f: impl FnOnce(&sl::SyncEngine) -> sl::Result<sl::ImportReport> + Send) -> PyResult<ImportReport> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let e = self.eng();
+        match py.detach(|| f(e)) {
+            Ok(r) => Ok(r.into()),
+            Err(err) => {
+                let cause = if err.kind() == sl::ErrorKind::Resolver { self.last_error.lock().unwrap_or_else(|p| p.into_inner()).take() } else { None };
+                let py_err = to_py_err(err);
+                if cause.is_some() {
+                    py_err.set_cause(py, cause);
+                }
+                Err(py_err)
+            }
+        }
+    }
+}
+
+/// Run the `syncline` command line (argv[0] is the program name); returns the exit code.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
+    py.detach(|| syncline_cli::run(argv))
+}
+
+/// A fresh UUIDv7 string (time-ordered), the recommended primary key for synced tables.
+#[pyfunction]
+fn uuid7() -> String {
+    sl::uuid7()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("SynclineError", py.get_type::<SynclineError>())?;
+    for kind in sl::ErrorKind::ALL {
+        let ty = exception_type(py, kind);
+        ty.setattr("code", kind.code())?;
+        m.add(ty.name()?, ty)?;
+    }
+    m.add_class::<Engine>()?;
+    m.add_class::<Subscription>()?;
+    m.add_class::<Conflict>()?;
+    m.add_class::<CellVersion>()?;
+    m.add_class::<Resolution>()?;
+    m.add_class::<ImportReport>()?;
+    m.add_class::<BundleStats>()?;
+    m.add_class::<Status>()?;
+    m.add_class::<TableStatus>()?;
+    m.add_class::<PeerStatus>()?;
+    m.add_class::<Event>()?;
+    m.add_function(wrap_pyfunction!(uuid7, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    Ok(())
+}

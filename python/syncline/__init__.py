@@ -1,0 +1,97 @@
+"""Syncline: offline-first sync for SQLite.
+
+Any write to an enabled table is captured by SQL triggers (whichever connection makes it) and
+stamped with a hybrid logical clock; replicas exchange bundles and converge by column-level
+last-writer-wins, with manual, prefer-local/remote and custom (Python callable) strategies.
+
+    from syncline import SyncEngine
+
+    with SyncEngine("a.db") as a, SyncEngine("b.db") as b:
+        for e in (a, b):
+            e.execute_batch("CREATE TABLE IF NOT EXISTS todos(id TEXT PRIMARY KEY, title TEXT)")
+            e.enable_sync("todos")
+        a.execute("INSERT INTO todos VALUES (?, ?)", (syncline.uuid7(), "milk"))
+        report = b.import_bundle(a.generate_bundle(peer=b.site_id))
+"""
+
+from __future__ import annotations
+
+from ._engine import (
+    BundleSource,
+    Resolver,
+    Rows,
+    SiteIdLike,
+    SqlParam,
+    SqlValue,
+    Strategy,
+    StrPath,
+    SyncEngine,
+)
+from ._native import (
+    AuthError,
+    BundleStats,
+    CellVersion,
+    ClockDriftError,
+    ClosedError,
+    Conflict,
+    Event,
+    ImportReport,
+    InvalidArgumentError,
+    InvalidBundleError,
+    NetworkError,
+    NotFoundError,
+    PeerStatus,
+    ReentrantError,
+    Resolution,
+    ResolverError,
+    SchemaMismatchError,
+    SiteIdClashError,
+    SqliteError,
+    Status,
+    Subscription,
+    SynclineError,
+    SynclineIOError,
+    TableStatus,
+    UnknownColumnError,
+    UnknownTableError,
+    uuid7,
+)
+
+__all__ = [
+    "AuthError",
+    "BundleSource",
+    "BundleStats",
+    "CellVersion",
+    "ClockDriftError",
+    "ClosedError",
+    "Conflict",
+    "Event",
+    "ImportReport",
+    "InvalidArgumentError",
+    "InvalidBundleError",
+    "NetworkError",
+    "NotFoundError",
+    "PeerStatus",
+    "ReentrantError",
+    "Resolution",
+    "Resolver",
+    "ResolverError",
+    "Rows",
+    "SchemaMismatchError",
+    "SiteIdClashError",
+    "SiteIdLike",
+    "SqlParam",
+    "SqlValue",
+    "SqliteError",
+    "Status",
+    "StrPath",
+    "Strategy",
+    "Subscription",
+    "SyncEngine",
+    "SynclineError",
+    "SynclineIOError",
+    "TableStatus",
+    "UnknownColumnError",
+    "UnknownTableError",
+    "uuid7",
+]

@@ -1,0 +1,366 @@
+"""The Pythonic `SyncEngine` over the native engine.
+
+Everything here is argument conversion and Python conveniences (context managers, aliases for
+users of sqlite-sync-core); every behaviour is the Rust core's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import os
+import pathlib
+import sqlite3
+import weakref
+from types import TracebackType
+from typing import TYPE_CHECKING, Callable, List, Literal, Optional, Sequence, Tuple, Union, overload
+
+from . import _native
+from ._native import (
+    BundleStats,
+    Conflict,
+    Event,
+    ImportReport,
+    Resolution,
+    Status,
+    Subscription,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self, TypeAlias
+
+SqlValue: TypeAlias = Union[int, float, str, bytes, None]
+"""A value read from SQLite: INTEGER (64-bit int), REAL, TEXT, BLOB or NULL."""
+SqlParam: TypeAlias = Union[int, float, str, bytes, bytearray, memoryview, None]
+"""A value bound to SQLite (bool binds as 0/1, as in the sqlite3 module)."""
+SiteIdLike: TypeAlias = Union[str, bytes]
+"""A site id: 32 hex digits, or the 16 raw bytes (sqlite-sync-core's device id)."""
+StrPath: TypeAlias = Union[str, "os.PathLike[str]"]
+BundleSource: TypeAlias = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+Strategy: TypeAlias = Literal["lww", "manual", "prefer_local", "prefer_remote", "custom"]
+"""Conflict strategies, chosen per table."""
+Resolver: TypeAlias = Callable[[Conflict], Resolution]
+"""A custom resolver: shown the conflict, returns Resolution.LOCAL / REMOTE / with_value(v)."""
+
+
+class _Missing(enum.Enum):
+    MISSING = 0
+
+
+_MISSING = _Missing.MISSING
+
+
+class Rows(List[Tuple[SqlValue, ...]]):
+    """The rows of a query (a list of tuples) with the column names in `columns`."""
+
+    columns: Tuple[str, ...]
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[Tuple[SqlValue, ...]]) -> None:
+        super().__init__(rows)
+        self.columns = tuple(columns)
+
+
+# Engines still open at interpreter exit are closed first, so no watcher thread outlives Python.
+_open_engines: weakref.WeakSet[SyncEngine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_engines() -> None:
+    for engine in list(_open_engines):
+        try:
+            engine.close()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+
+class SyncEngine:
+    """The sync engine for one SQLite database file.
+
+    Open (or create) the file and install the sync metadata::
+
+        with SyncEngine("app.db") as engine:
+            engine.execute_batch("CREATE TABLE IF NOT EXISTS todos(id TEXT PRIMARY KEY, title TEXT)")
+            engine.enable_sync("todos")
+
+    Every write to an enabled table is captured, whichever connection makes it (this engine,
+    Python's ``sqlite3``, another process). All methods release the GIL while the engine works.
+    """
+
+    def __init__(
+        self,
+        path: StrPath,
+        *,
+        max_drift_ms: Optional[int] = None,
+        busy_timeout_ms: Optional[int] = None,
+        watch_interval_ms: Optional[int] = None,
+    ) -> None:
+        self._engine = _native.Engine(
+            path,
+            max_drift_ms=max_drift_ms,
+            busy_timeout_ms=busy_timeout_ms,
+            watch_interval_ms=watch_interval_ms,
+        )
+        self._connection: Optional[sqlite3.Connection] = None
+        self._closed = False
+        _open_engines.add(self)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the engine (and `connection`, if it was opened). Idempotent."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if not self._closed:
+            self._closed = True
+            _open_engines.discard(self)
+            self._engine.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<syncline.SyncEngine {str(self.path)!r} ({state})>"
+
+    # -- identity and options --------------------------------------------------------------
+
+    @property
+    def path(self) -> pathlib.Path:
+        """The database file."""
+        return self._engine.path
+
+    @property
+    def max_drift_ms(self) -> int:
+        return self._engine.max_drift_ms
+
+    @property
+    def busy_timeout_ms(self) -> int:
+        return self._engine.busy_timeout_ms
+
+    @property
+    def watch_interval_ms(self) -> int:
+        return self._engine.watch_interval_ms
+
+    @property
+    def site_id(self) -> str:
+        """This replica's site id (32 hex digits)."""
+        return self._engine.site_id()
+
+    def reset_site_id(self) -> str:
+        """Give this database a new random site id (after copying the file); returns it."""
+        return self._engine.reset_site_id()
+
+    def set_site_id(self, site_id: SiteIdLike) -> str:
+        """Give this database a chosen site id (tests, golden vectors); returns it."""
+        return self._engine.set_site_id(site_id)
+
+    def set_manual_clock(self, ms: Optional[int]) -> None:
+        """Fix the wall clock (Unix ms) used for new stamps; None returns to the system clock."""
+        self._engine.set_manual_clock(ms)
+
+    # -- tables and strategies -------------------------------------------------------------
+
+    def enable_sync(self, table: str, strategy: Strategy = "lww", *, allow_autoincrement: bool = False) -> None:
+        """Start syncing an existing table (validated; existing rows are back-filled)."""
+        self._engine.enable_sync(table, strategy, allow_autoincrement)
+
+    def disable_sync(self, table: str) -> None:
+        """Stop syncing a table; its data stays."""
+        self._engine.disable_sync(table)
+
+    def set_strategy(self, table: str, strategy: Strategy) -> None:
+        """Change a synced table's conflict strategy."""
+        self._engine.set_strategy(table, strategy)
+
+    def set_resolver(self, table: str, resolver: Optional[Resolver]) -> None:
+        """Register the resolver of a table using the "custom" strategy (None removes it).
+
+        The resolver must be deterministic and symmetric in (local, remote), or replicas
+        diverge. An exception it raises aborts the import with nothing applied and surfaces
+        as `ResolverError` (the original exception is its ``__cause__``).
+        """
+        self._engine.set_resolver(table, resolver)
+
+    # -- bundles ---------------------------------------------------------------------------
+
+    @overload
+    def generate_bundle(
+        self,
+        peer: Optional[SiteIdLike] = None,
+        path: None = None,
+        compress: bool = False,
+        *,
+        peer_device_id: Optional[SiteIdLike] = None,
+        output_path: None = None,
+    ) -> bytes: ...
+    @overload
+    def generate_bundle(
+        self,
+        peer: Optional[SiteIdLike],
+        path: StrPath,
+        compress: bool = False,
+        *,
+        peer_device_id: Optional[SiteIdLike] = None,
+        output_path: None = None,
+    ) -> BundleStats: ...
+    @overload
+    def generate_bundle(
+        self,
+        peer: Optional[SiteIdLike] = None,
+        *,
+        path: StrPath,
+        compress: bool = False,
+        peer_device_id: Optional[SiteIdLike] = None,
+        output_path: None = None,
+    ) -> BundleStats: ...
+    @overload
+    def generate_bundle(
+        self,
+        peer: Optional[SiteIdLike] = None,
+        path: None = None,
+        compress: bool = False,
+        *,
+        peer_device_id: Optional[SiteIdLike] = None,
+        output_path: StrPath,
+    ) -> BundleStats: ...
+    def generate_bundle(
+        self,
+        peer: Optional[SiteIdLike] = None,
+        path: Optional[StrPath] = None,
+        compress: bool = False,
+        *,
+        peer_device_id: Optional[SiteIdLike] = None,
+        output_path: Optional[StrPath] = None,
+    ) -> Union[bytes, BundleStats]:
+        """A bundle of what `peer` lacks (everything for None or an unknown peer).
+
+        Returns the bytes, or writes them to `path` and returns the `BundleStats`.
+        `peer_device_id` and `output_path` are the sqlite-sync-core spellings.
+        """
+        if peer is not None and peer_device_id is not None:
+            raise TypeError("give peer or peer_device_id, not both")
+        if path is not None and output_path is not None:
+            raise TypeError("give path or output_path, not both")
+        peer = peer if peer is not None else peer_device_id
+        path = path if path is not None else output_path
+        if path is None:
+            data, _ = self._engine.generate_bundle(peer, compress)
+            return data
+        return self._engine.write_bundle(path, peer, compress)
+
+    def import_bundle(self, source: BundleSource) -> ImportReport:
+        """Import a bundle given as bytes or as a file path: one transaction, idempotent;
+        on any error nothing changes."""
+        if isinstance(source, (bytes, bytearray)):
+            return self._engine.import_bundle(source)
+        if isinstance(source, memoryview):
+            return self._engine.import_bundle(source.tobytes())
+        return self._engine.import_bundle_file(source)
+
+    # -- conflicts -------------------------------------------------------------------------
+
+    def conflicts(self) -> list[Conflict]:
+        """Open conflicts (manual tables), oldest first."""
+        return self._engine.conflicts()
+
+    def all_conflicts(self) -> list[Conflict]:
+        """Every stored conflict, resolved ones included."""
+        return self._engine.all_conflicts()
+
+    def resolve(
+        self,
+        conflict: Union[int, Conflict],
+        resolution: Optional[Resolution] = None,
+        *,
+        local: bool = False,
+        remote: bool = False,
+        value: Union[SqlParam, _Missing] = _MISSING,
+    ) -> None:
+        """Resolve a stored conflict: give exactly one of `resolution`, ``local=True``,
+        ``remote=True`` or ``value=v``. The outcome is written as a new local change, so
+        every replica converges on it after the next exchange."""
+        chosen = [r for r in (resolution, Resolution.LOCAL if local else None, Resolution.REMOTE if remote else None) if r is not None]
+        if not isinstance(value, _Missing):
+            chosen.append(Resolution.with_value(value))
+        if len(chosen) != 1:
+            raise TypeError("resolve() takes exactly one of: a Resolution, local=True, remote=True, value=...")
+        conflict_id = conflict if isinstance(conflict, int) else conflict.id
+        if conflict_id is None:
+            raise TypeError("this conflict was settled by its strategy and has no stored record to resolve")
+        self._engine.resolve(conflict_id, chosen[0])
+
+    # -- status and events -----------------------------------------------------------------
+
+    def status(self) -> Status:
+        """Site, tables, peers with pending changes, version vector, open conflicts."""
+        return self._engine.status()
+
+    def subscribe(self, callback: Callable[[Event], object]) -> Subscription:
+        """Call `callback(event)` for every change: local writes by any connection (noticed
+        by a watcher thread within `watch_interval_ms`), imports and conflicts. The callback
+        runs on an engine thread; an exception it raises goes to ``sys.unraisablehook``.
+        Close the returned subscription (or use it in a ``with`` block) to stop."""
+        return self._engine.subscribe(callback)
+
+    # -- SQL -------------------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[SqlParam] = ()) -> int:
+        """Run one statement on the engine's connection; returns the changed row count."""
+        return self._engine.execute(sql, params)
+
+    def execute_batch(self, sql: str) -> None:
+        """Run several statements (no parameters), e.g. a schema."""
+        self._engine.execute_batch(sql)
+
+    def query(self, sql: str, params: Sequence[SqlParam] = ()) -> Rows:
+        """Run a query; returns every row as a tuple (`Rows.columns` has the names)."""
+        columns, rows = self._engine.query(sql, params)
+        return Rows(columns, rows)
+
+    # -- sqlite-sync-core migration aliases ------------------------------------------------
+
+    def initialize(self) -> bytes:
+        """sqlite-sync-core alias: the metadata is installed on open; returns `device_id`."""
+        return self.device_id
+
+    @property
+    def device_id(self) -> bytes:
+        """sqlite-sync-core alias: the site id as its 16 raw bytes."""
+        return bytes.fromhex(self.site_id)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """sqlite-sync-core alias: a `sqlite3.Connection` on the same file (opened on first
+        use, closed with the engine). Its writes are captured like any other."""
+        if self._closed:
+            raise _native.ClosedError("the engine is closed")
+        if self._connection is None:
+            self._connection = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000)
+        return self._connection
+
+    def enable_sync_for_table(self, table_name: str) -> None:
+        """sqlite-sync-core alias of `enable_sync(table_name)`."""
+        self.enable_sync(table_name)
+
+    def get_unresolved_conflicts(self) -> list[Conflict]:
+        """sqlite-sync-core alias of `conflicts()`."""
+        return self.conflicts()
+
+    def resolve_conflict(self, conflict_id: int, resolution: Literal["local", "remote"]) -> None:
+        """sqlite-sync-core alias: ``resolve(conflict_id, local=True)`` or ``remote=True``."""
+        if resolution not in ("local", "remote"):
+            raise ValueError("resolution must be 'local' or 'remote'")
+        self.resolve(conflict_id, Resolution.LOCAL if resolution == "local" else Resolution.REMOTE)

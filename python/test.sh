@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Build, install and test the Python package from a fresh machine:
+#   1. a tool venv (python/.venv) with maturin, pytest and mypy;
+#   2. `maturin build --release` -> python/dist/*.whl (abi3, CPython >= 3.9);
+#   3. a FRESH venv (python/.venv-test, recreated every run) with only the wheel + pytest + mypy,
+#      so the packaging itself is tested (not `maturin develop`);
+#   4. mypy --strict on the package, the tests and bench.py; stubtest of syncline._native
+#      against the installed module (the .pyi must match the real module);
+#   5. pytest against the installed wheel.
+# Exits non-zero on any failure. Needs no stdin (CI=true is fine).
+#
+# Environment: PYTHON (default python3), CARGO_TARGET_DIR (default <repo>/target).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+TOOLS="$HERE/.venv"
+FRESH="$HERE/.venv-test"
+DIST="$HERE/dist"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "tool venv ($TOOLS)"
+if [ ! -x "$TOOLS/bin/python" ]; then
+    "$PYTHON" -m venv "$TOOLS"
+fi
+"$TOOLS/bin/python" -m pip install --quiet 'maturin>=1.9.4,<2' pytest mypy
+
+step "build the wheel (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+rm -rf "$DIST"
+"$TOOLS/bin/maturin" build --release --manifest-path "$HERE/Cargo.toml" --out "$DIST"
+WHEEL="$(ls "$DIST"/syncline-*.whl)"
+echo "built $WHEEL"
+
+step "install it into a fresh venv ($FRESH)"
+rm -rf "$FRESH"
+"$PYTHON" -m venv "$FRESH"
+"$FRESH/bin/python" -m pip install --quiet "$WHEEL" pytest mypy
+
+step "mypy --strict (package, tests, bench)"
+(cd "$HERE" && "$TOOLS/bin/mypy" --strict syncline tests bench.py)
+
+# Run from outside the source tree so `import syncline` is the installed wheel.
+step "stubtest: _native.pyi against the installed module"
+(cd "$FRESH" && "$FRESH/bin/python" -m mypy.stubtest syncline._native)
+
+step "pytest against the installed wheel"
+(cd "$HERE/tests" && SYNCLINE_REQUIRE_INSTALLED=1 "$FRESH/bin/python" -m pytest -p no:cacheprovider -q -rxs .)
+
+step "python: all checks passed"
