@@ -1,0 +1,100 @@
+'use strict'
+// Shared helpers for the node --test suite. The package under test is loaded by name
+// ("syncline"): in the repo that is the package itself (self-reference through "exports"),
+// in test.sh the copy installed from the npm pack tarball.
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const syncline = require('syncline')
+
+/** better-sqlite3, from the path test.sh gives (the scratch project does not install it). */
+function betterSqlite3() {
+  return require(process.env.SYNCLINE_BETTER_SQLITE3 || 'better-sqlite3')
+}
+
+const TODOS =
+  'CREATE TABLE IF NOT EXISTS todos(id INTEGER PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0, body BLOB)'
+
+function tmpdir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'syncline-node-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** An engine on DIR/NAME.db with the todos table enabled, closed when the test ends. */
+function replica(t, dir, name, enable = {}, options = { watchIntervalMs: 20 }) {
+  const e = new syncline.SyncEngine(path.join(dir, `${name}.db`), options)
+  t.after(() => {
+    try {
+      e.close()
+    } catch {}
+  })
+  e.executeBatch(TODOS)
+  e.enableSync('todos', enable)
+  return e
+}
+
+/** Send what `to` lacks from `from`. */
+async function sync(from, to) {
+  const bundle = await from.generateBundle({ peer: to.siteId })
+  return to.importBundle(bundle)
+}
+
+function rows(e, sql = 'SELECT id, title, done, body FROM todos ORDER BY id', params = []) {
+  return e.query(sql, params).rows
+}
+
+/** Assert that fn throws an Error whose code is `code`. */
+function throwsCode(fn, code, message) {
+  assert.throws(fn, (err) => {
+    assert.ok(err instanceof Error, `expected an Error, got ${err}`)
+    assert.equal(err.code, code, `code of ${err.message}`)
+    if (message) assert.match(err.message, message)
+    return true
+  })
+}
+
+/** Assert that a promise rejects with an Error whose code is `code`. */
+async function rejectsCode(promise, code, message) {
+  await assert.rejects(promise, (err) => {
+    assert.ok(err instanceof Error, `expected an Error, got ${err}`)
+    assert.equal(err.code, code, `code of ${err.message}`)
+    if (message) assert.match(err.message, message)
+    return true
+  })
+}
+
+/** Collect events; `waitFor(pred)` resolves with the first matching one (5 s timeout). */
+function collector(engine) {
+  const events = []
+  const waiters = []
+  const sub = engine.subscribe((ev) => {
+    events.push(ev)
+    for (const w of [...waiters]) {
+      if (w.pred(ev)) {
+        waiters.splice(waiters.indexOf(w), 1)
+        clearTimeout(w.timer)
+        w.resolve(ev)
+      }
+    }
+  })
+  function waitFor(pred, what = 'event') {
+    const found = events.find(pred)
+    if (found) return Promise.resolve(found)
+    return new Promise((resolve, reject) => {
+      const w = { pred, resolve }
+      w.timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(w), 1)
+        reject(new Error(`no ${what} within 5 s; got ${JSON.stringify(events, (_, v) => (typeof v === 'bigint' ? `${v}n` : v))}`))
+      }, 5000)
+      waiters.push(w)
+    })
+  }
+  return { events, sub, waitFor }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+module.exports = { syncline, betterSqlite3, TODOS, tmpdir, replica, sync, rows, throwsCode, rejectsCode, collector, sleep }

@@ -1,0 +1,105 @@
+// Type-checked under `tsc --strict` (test/tsconfig.json), then run by `node --test` like the
+// other tests. It uses the whole public surface with its declared types.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {
+  SyncEngine,
+  Subscription,
+  uuid7,
+  errorCodes,
+  type BundleStats,
+  type ChangeEvent,
+  type Conflict,
+  type ConflictInput,
+  type EngineOptions,
+  type EngineStatus,
+  type ErrorCode,
+  type ImportReport,
+  type QueryResult,
+  type Resolution,
+  type SqlValue,
+  type Strategy,
+} from 'syncline'
+
+interface SynclineError extends Error {
+  code: ErrorCode
+}
+
+function isSynclineError(e: unknown): e is SynclineError {
+  return e instanceof Error && typeof (e as { code?: unknown }).code === 'string'
+}
+
+test('typed API', async () => {
+  const dir: string = fs.mkdtempSync(path.join(os.tmpdir(), 'syncline-ts-'))
+  try {
+    const options: EngineOptions = { maxDriftMs: 60_000, busyTimeoutMs: 1_000, watchIntervalMs: 20 }
+    const a: SyncEngine = new SyncEngine(path.join(dir, 'a.db'), options)
+    const b: SyncEngine = await SyncEngine.open(path.join(dir, 'b.db'))
+    const strategy: Strategy = 'custom'
+    for (const e of [a, b]) {
+      e.executeBatch('CREATE TABLE notes(id TEXT PRIMARY KEY, body TEXT, n INTEGER, raw BLOB)')
+      e.enableSync('notes', { strategy, allowAutoincrement: false })
+    }
+    const resolver = (c: ConflictInput): Resolution => {
+      const l: SqlValue = c.local.value
+      const r: SqlValue = c.remote.value
+      return typeof l === 'string' && typeof r === 'string' ? { value: [l, r].sort().join('|') } : 'local'
+    }
+    a.setResolver('notes', resolver)
+    b.setResolver('notes', resolver)
+    const events: ChangeEvent[] = []
+    const sub: Subscription = b.subscribe((ev: ChangeEvent) => {
+      events.push(ev)
+    })
+    const id: string = uuid7()
+    const params: SqlValue[] = [id, 'hello', 2n ** 60n, Buffer.from('raw')]
+    const changed: number = a.execute('INSERT INTO notes VALUES (?, ?, ?, ?)', params)
+    assert.equal(changed, 1)
+    const bundle: Buffer = await a.generateBundle({ peer: b.siteId, compress: true })
+    const report: ImportReport = await b.importBundle(bundle)
+    assert.equal(report.sender, a.siteId)
+    const q: QueryResult = b.query('SELECT n FROM notes WHERE id = ?', [id])
+    const n: SqlValue = q.rows[0][0]
+    assert.equal(n, 2n ** 60n)
+    const file: string = path.join(dir, 'a.bundle')
+    const stats: BundleStats = await a.writeBundle(file, { peer: b.siteId })
+    assert.ok(stats.bytes > 0)
+    await b.importBundle(file)
+    const st: EngineStatus = b.status()
+    const hlc: bigint = st.hlc
+    assert.ok(hlc > 0n)
+    const conflicts: Conflict[] = b.conflicts().concat(b.allConflicts())
+    assert.ok(Array.isArray(conflicts))
+    const codes: ErrorCode[] = errorCodes()
+    assert.ok(codes.includes('InvalidBundle'))
+    try {
+      await b.importBundle(Buffer.from('junk'))
+      assert.fail('expected a rejection')
+    } catch (e: unknown) {
+      assert.ok(isSynclineError(e))
+      assert.equal(e.code, 'InvalidBundle')
+    }
+    b.setManualClock(Date.now())
+    b.setManualClock(null)
+    b.setStrategy('notes', 'lww')
+    b.clearResolver('notes')
+    b.setSiteId(b.resetSiteId())
+    sub.close()
+    const closed: boolean = sub.closed
+    assert.equal(closed, true)
+    // @ts-expect-error: not a strategy
+    assert.throws(() => b.setStrategy('notes', 'bogus'))
+    // @ts-expect-error: booleans are not SQL values
+    assert.throws(() => b.execute('SELECT ?', [true]))
+    // @ts-expect-error: a resolution is 'local' | 'remote' | {local} | {remote} | {value}
+    const bad: Resolution = { keep: 'mine' }
+    void bad
+    a.close()
+    b.close()
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
