@@ -399,7 +399,7 @@ impl<'c> Merge<'c, '_> {
                     state.cells[col] = Some(stamp);
                     winners.push((col, v));
                 }
-                CellOutcome::Keep => {}
+                CellOutcome::Keep => known += 1,
             }
         }
 

@@ -204,9 +204,14 @@ impl SyncEngine {
                 return Err(Error::invalid_argument(format!("site id {site} is already known to this database")));
             }
             let ord = meta::site_ord(c, &site)?;
-            let mut vv = meta::VersionVector::new();
-            vv.insert(old.site_ord, old.local);
-            meta::raise_local_vv(c, &vv)?;
+            if old.local > 0 {
+                let mut vv = meta::VersionVector::new();
+                vv.insert(old.site_ord, old.local);
+                meta::raise_local_vv(c, &vv)?;
+            } else {
+                // The old id never stamped anything: forget it, so it leaks into no bundle.
+                c.execute("DELETE FROM _syncline_sites WHERE ord = ?1", [old.site_ord])?;
+            }
             // The new site starts its own count; `seen` keeps every later stamp above the old ones.
             c.execute("UPDATE _syncline_clock SET site = ?1, seen = max(seen, local), local = 0 WHERE id = 0", [ord])?;
             Ok(site)

@@ -8,7 +8,7 @@ use crate::schema::quote_ident;
 use crate::site::SiteId;
 use crate::value::Value;
 use rusqlite::{Connection, OptionalExtension};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Sizes of a generated bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,10 +18,13 @@ pub struct BundleStats {
     pub bytes: u64,
 }
 
-/// A version vector on the wire: sorted by site id.
+/// A version vector on the wire: sorted by site id, zero entries left out.
 pub(crate) fn vv_to_wire(vv: &VersionVector, sites: &BTreeMap<i64, SiteId>) -> Vec<VvEntry> {
-    let mut out: Vec<VvEntry> =
-        vv.iter().filter_map(|(o, h)| sites.get(o).map(|s| VvEntry(s.0.to_vec(), *h))).collect();
+    let mut out: Vec<VvEntry> = vv
+        .iter()
+        .filter(|(_, h)| **h > 0)
+        .filter_map(|(o, h)| sites.get(o).map(|s| VvEntry(s.0.to_vec(), *h)))
+        .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
@@ -107,11 +110,6 @@ pub(crate) fn generate(
     let vv = meta::local_vv(conn)?;
     let tables = meta::synced_tables(conn)?;
 
-    // Site dictionary: every site this replica knows, sorted by id.
-    let mut dict_sites: Vec<(SiteId, i64)> = sites.iter().map(|(o, s)| (*s, *o)).collect();
-    dict_sites.sort();
-    let site_idx: HashMap<i64, u32> = dict_sites.iter().enumerate().map(|(i, (_, o))| (*o, i as u32)).collect();
-
     let floor = sites.keys().map(|o| known.get(o).copied().unwrap_or(0)).min().unwrap_or(0);
     let mut total = 0u64;
     for t in tables.values() {
@@ -119,6 +117,7 @@ pub(crate) fn generate(
     }
 
     let mut dict: Vec<TableDict> = Vec::new();
+    let mut used: BTreeSet<u32> = BTreeSet::new();
     let mut encoded: Vec<((u32, Vec<u8>), WireRow)> = Vec::new();
     let (mut min_hlc, mut max_hlc, mut changes, mut scanned) = (u64::MAX, 0u64, 0u64, 0u64);
     for t in tables.values() {
@@ -137,10 +136,10 @@ pub(crate) fn generate(
                 progress(scanned, total);
             }
             row.table = table_idx;
-            row.site = site_idx[&(row.site as i64)];
+            used.insert(row.site);
             for c in &mut row.cells {
                 c.col = wire_col[c.col as usize];
-                c.site = site_idx[&(c.site as i64)];
+                used.insert(c.site);
             }
             row.cells.sort_by_key(|c| c.col);
             for h in std::iter::once(row.hlc).chain(row.cells.iter().map(|c| c.hlc)) {
@@ -158,7 +157,20 @@ pub(crate) fn generate(
     }
     progress(total, total);
     encoded.sort_by(|a, b| a.0.cmp(&b.0));
-    let rows: Vec<WireRow> = encoded.into_iter().map(|(_, r)| r).collect();
+    // Site dictionary: the sites the rows name, sorted by id; rows refer to it by index.
+    let mut dict_sites: Vec<(SiteId, u32)> = used.iter().map(|o| (sites[&i64::from(*o)], *o)).collect();
+    dict_sites.sort();
+    let site_idx: HashMap<u32, u32> = dict_sites.iter().enumerate().map(|(i, (_, o))| (*o, i as u32)).collect();
+    let rows: Vec<WireRow> = encoded
+        .into_iter()
+        .map(|(_, mut r)| {
+            r.site = site_idx[&r.site];
+            for c in &mut r.cells {
+                c.site = site_idx[&c.site];
+            }
+            r
+        })
+        .collect();
     if rows.is_empty() {
         min_hlc = 0;
     }

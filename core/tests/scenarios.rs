@@ -220,3 +220,15 @@ fn a_strategy_write_is_stamped_after_the_remote_stamp_it_settles() {
         assert_eq!(state_hash(&a), state_hash(&b), "{strategy}");
     }
 }
+
+#[test]
+fn every_change_is_counted_once() {
+    for strategy in [Strategy::Lww, Strategy::Manual, Strategy::PreferLocal] {
+        let (_d, a, b) = conflict_pair(strategy);
+        let bundle = b.generate_bundle(None).unwrap();
+        let r = a.import_bundle(&bundle).unwrap();
+        let decoded = syncline::bundle::decode(&bundle).unwrap();
+        assert_eq!(r.applied + r.already_known + r.rejected, decoded.header.changes, "{strategy}: {r:?}");
+        assert_eq!(r.conflicts, 1);
+    }
+}
