@@ -34,6 +34,7 @@ mod site;
 mod status;
 mod strategy;
 mod value;
+#[cfg(feature = "net")] pub mod net;
 
 pub use apply::ImportReport;
 pub use conflict::Conflict;
