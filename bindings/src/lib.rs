@@ -1,0 +1,710 @@
+//! UniFFI bindings of Syncline for Swift and Kotlin.
+//!
+//! This crate only converts types, maps errors and adapts callbacks: every behaviour lives in
+//! the `syncline` core. Site ids cross the boundary as 32 hexadecimal digits (parsed by the
+//! core), values as the [`Value`] enum, errors as the one [`SynclineError`] enum (one variant per
+//! core [`syncline::ErrorKind`], converted in exactly one `From` impl below).
+
+use std::sync::Arc;
+
+uniffi::setup_scaffolding!();
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Every Syncline error: one variant per stable core error kind, each with the core's message.
+/// Kotlin: `SynclineException.<Kind>` (the text is the field `reason`, because Kotlin's
+/// `Throwable` already owns `message`); Swift: `SynclineError.<kind>(message:)`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Error)]
+pub enum SynclineError {
+    InvalidBundle { message: String },
+    SchemaMismatch { message: String },
+    UnknownTable { message: String },
+    UnknownColumn { message: String },
+    ClockDrift { message: String },
+    SiteIdClash { message: String },
+    Resolver { message: String },
+    NotFound { message: String },
+    InvalidArgument { message: String },
+    Reentrant { message: String },
+    Closed { message: String },
+    Io { message: String },
+    Sqlite { message: String },
+    Network { message: String },
+    Auth { message: String },
+    /// A kind added to the core after this binding was built (the core's kinds are
+    /// `#[non_exhaustive]`); `message` starts with the kind's stable code.
+    Other { message: String },
+}
+
+impl SynclineError {
+    /// The stable code of the kind (the core's `ErrorKind::code()`, e.g. `"InvalidBundle"`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SynclineError::InvalidBundle { .. } => "InvalidBundle",
+            SynclineError::SchemaMismatch { .. } => "SchemaMismatch",
+            SynclineError::UnknownTable { .. } => "UnknownTable",
+            SynclineError::UnknownColumn { .. } => "UnknownColumn",
+            SynclineError::ClockDrift { .. } => "ClockDrift",
+            SynclineError::SiteIdClash { .. } => "SiteIdClash",
+            SynclineError::Resolver { .. } => "Resolver",
+            SynclineError::NotFound { .. } => "NotFound",
+            SynclineError::InvalidArgument { .. } => "InvalidArgument",
+            SynclineError::Reentrant { .. } => "Reentrant",
+            SynclineError::Closed { .. } => "Closed",
+            SynclineError::Io { .. } => "Io",
+            SynclineError::Sqlite { .. } => "Sqlite",
+            SynclineError::Network { .. } => "Network",
+            SynclineError::Auth { .. } => "Auth",
+            SynclineError::Other { .. } => "Other",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            SynclineError::InvalidBundle { message }
+            | SynclineError::SchemaMismatch { message }
+            | SynclineError::UnknownTable { message }
+            | SynclineError::UnknownColumn { message }
+            | SynclineError::ClockDrift { message }
+            | SynclineError::SiteIdClash { message }
+            | SynclineError::Resolver { message }
+            | SynclineError::NotFound { message }
+            | SynclineError::InvalidArgument { message }
+            | SynclineError::Reentrant { message }
+            | SynclineError::Closed { message }
+            | SynclineError::Io { message }
+            | SynclineError::Sqlite { message }
+            | SynclineError::Network { message }
+            | SynclineError::Auth { message }
+            | SynclineError::Other { message } => message,
+        }
+    }
+}
+
+impl std::fmt::Display for SynclineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code(), self.message())
+    }
+}
+
+impl std::error::Error for SynclineError {}
+
+/// The one conversion from the core's error.
+impl From<syncline::Error> for SynclineError {
+    fn from(e: syncline::Error) -> Self {
+        use syncline::ErrorKind as K;
+        let message = e.message().to_owned();
+        match e.kind() {
+            K::InvalidBundle => SynclineError::InvalidBundle { message },
+            K::SchemaMismatch => SynclineError::SchemaMismatch { message },
+            K::UnknownTable => SynclineError::UnknownTable { message },
+            K::UnknownColumn => SynclineError::UnknownColumn { message },
+            K::ClockDrift => SynclineError::ClockDrift { message },
+            K::SiteIdClash => SynclineError::SiteIdClash { message },
+            K::Resolver => SynclineError::Resolver { message },
+            K::NotFound => SynclineError::NotFound { message },
+            K::InvalidArgument => SynclineError::InvalidArgument { message },
+            K::Reentrant => SynclineError::Reentrant { message },
+            K::Closed => SynclineError::Closed { message },
+            K::Io => SynclineError::Io { message },
+            K::Sqlite => SynclineError::Sqlite { message },
+            K::Network => SynclineError::Network { message },
+            K::Auth => SynclineError::Auth { message },
+            other => SynclineError::Other { message: format!("{}: {message}", other.code()) },
+        }
+    }
+}
+
+/// A foreign callback threw something other than a `SynclineError` (Swift: any other `Error`;
+/// Kotlin: any other `Throwable`). Only resolvers and observers are foreign, so it is reported
+/// as a resolver failure (observer failures are ignored).
+impl From<uniffi::UnexpectedUniFFICallbackError> for SynclineError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        SynclineError::Resolver { message: format!("the callback threw: {}", e.reason) }
+    }
+}
+
+type Result<T, E = SynclineError> = std::result::Result<T, E>;
+
+fn site(hex: &str) -> Result<syncline::SiteId> {
+    Ok(hex.parse::<syncline::SiteId>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values and records
+// ---------------------------------------------------------------------------------------------
+
+/// One SQLite value (64-bit integers stay exact).
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl From<syncline::Value> for Value {
+    fn from(v: syncline::Value) -> Self {
+        match v {
+            syncline::Value::Null => Value::Null,
+            syncline::Value::Integer(i) => Value::Integer(i),
+            syncline::Value::Real(r) => Value::Real(r),
+            syncline::Value::Text(t) => Value::Text(t),
+            syncline::Value::Blob(b) => Value::Blob(b),
+        }
+    }
+}
+
+impl From<Value> for syncline::Value {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Null => syncline::Value::Null,
+            Value::Integer(i) => syncline::Value::Integer(i),
+            Value::Real(r) => syncline::Value::Real(r),
+            Value::Text(t) => syncline::Value::Text(t),
+            Value::Blob(b) => syncline::Value::Blob(b),
+        }
+    }
+}
+
+fn values_in(v: Vec<Value>) -> Vec<syncline::Value> {
+    v.into_iter().map(Into::into).collect()
+}
+
+fn values_out(v: Vec<syncline::Value>) -> Vec<Value> {
+    v.into_iter().map(Into::into).collect()
+}
+
+/// How a table's conflicts are settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum Strategy {
+    Lww,
+    Manual,
+    PreferLocal,
+    PreferRemote,
+    Custom,
+}
+
+impl From<syncline::Strategy> for Strategy {
+    fn from(s: syncline::Strategy) -> Self {
+        match s {
+            syncline::Strategy::Lww => Strategy::Lww,
+            syncline::Strategy::Manual => Strategy::Manual,
+            syncline::Strategy::PreferLocal => Strategy::PreferLocal,
+            syncline::Strategy::PreferRemote => Strategy::PreferRemote,
+            syncline::Strategy::Custom => Strategy::Custom,
+        }
+    }
+}
+
+impl From<Strategy> for syncline::Strategy {
+    fn from(s: Strategy) -> Self {
+        match s {
+            Strategy::Lww => syncline::Strategy::Lww,
+            Strategy::Manual => syncline::Strategy::Manual,
+            Strategy::PreferLocal => syncline::Strategy::PreferLocal,
+            Strategy::PreferRemote => syncline::Strategy::PreferRemote,
+            Strategy::Custom => syncline::Strategy::Custom,
+        }
+    }
+}
+
+/// Engine options (defaults: the core's).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EngineOptions {
+    /// How far (ms) a remote stamp may lie ahead of the local clock before its bundle is refused.
+    #[uniffi(default = 300000)]
+    pub max_drift_ms: u64,
+    /// How long (ms) to wait for another connection's write lock.
+    #[uniffi(default = 10000)]
+    pub busy_timeout_ms: u64,
+    /// How often (ms) the watcher looks for local writes while someone is subscribed.
+    #[uniffi(default = 100)]
+    pub watch_interval_ms: u64,
+}
+
+impl From<EngineOptions> for syncline::Options {
+    fn from(o: EngineOptions) -> Self {
+        syncline::Options {
+            max_drift_ms: o.max_drift_ms,
+            busy_timeout_ms: o.busy_timeout_ms,
+            watch_interval_ms: o.watch_interval_ms,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ImportReport {
+    /// The sender's site id (hex), if the bundle names one.
+    pub sender: Option<String>,
+    pub rows: u64,
+    pub applied: u64,
+    pub already_known: u64,
+    pub conflicts: u64,
+    pub rejected: u64,
+}
+
+impl From<syncline::ImportReport> for ImportReport {
+    fn from(r: syncline::ImportReport) -> Self {
+        ImportReport {
+            sender: r.sender.map(|s| s.to_hex()),
+            rows: r.rows,
+            applied: r.applied,
+            already_known: r.already_known,
+            conflicts: r.conflicts,
+            rejected: r.rejected,
+        }
+    }
+}
+
+/// Sizes of a written bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct BundleStats {
+    pub rows: u64,
+    pub changes: u64,
+    pub bytes: u64,
+}
+
+impl From<syncline::BundleStats> for BundleStats {
+    fn from(s: syncline::BundleStats) -> Self {
+        BundleStats { rows: s.rows, changes: s.changes, bytes: s.bytes }
+    }
+}
+
+/// One side of a conflict.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct CellVersion {
+    pub value: Value,
+    pub hlc: u64,
+    /// Site id (hex) of the replica that wrote it.
+    pub site: String,
+}
+
+impl From<syncline::CellVersion> for CellVersion {
+    fn from(c: syncline::CellVersion) -> Self {
+        CellVersion { value: c.value.into(), hlc: c.hlc, site: c.site.to_hex() }
+    }
+}
+
+/// A conflict (the same cell changed on two replicas since they last synced).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Conflict {
+    /// Id of the stored record (`manual` tables); none for conflicts a strategy settled at once.
+    pub id: Option<i64>,
+    pub table: String,
+    pub pk: Vec<Value>,
+    pub column: String,
+    pub local: CellVersion,
+    pub remote: CellVersion,
+    pub strategy: Strategy,
+    /// How it ended: none while open; `local`, `remote`, `value`, `superseded` or a strategy name.
+    pub resolution: Option<String>,
+}
+
+impl From<syncline::Conflict> for Conflict {
+    fn from(c: syncline::Conflict) -> Self {
+        Conflict {
+            id: c.id,
+            table: c.table,
+            pk: values_out(c.pk),
+            column: c.column,
+            local: c.local.into(),
+            remote: c.remote.into(),
+            strategy: c.strategy.into(),
+            resolution: c.resolution,
+        }
+    }
+}
+
+/// What a custom resolver is shown.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ConflictInput {
+    pub table: String,
+    pub pk: Vec<Value>,
+    pub column: String,
+    pub local: CellVersion,
+    pub remote: CellVersion,
+}
+
+impl From<&syncline::ConflictInput> for ConflictInput {
+    fn from(c: &syncline::ConflictInput) -> Self {
+        ConflictInput {
+            table: c.table.clone(),
+            pk: values_out(c.pk.clone()),
+            column: c.column.clone(),
+            local: c.local.clone().into(),
+            remote: c.remote.clone().into(),
+        }
+    }
+}
+
+/// A decision on a conflict (Kotlin: `Resolution.UseValue` for `Value`).
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum Resolution {
+    Local,
+    Remote,
+    Value(Value),
+}
+
+impl From<Resolution> for syncline::Resolution {
+    fn from(r: Resolution) -> Self {
+        match r {
+            Resolution::Local => syncline::Resolution::Local,
+            Resolution::Remote => syncline::Resolution::Remote,
+            Resolution::Value(v) => syncline::Resolution::Value(v.into()),
+        }
+    }
+}
+
+/// One changed row.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Change {
+    pub table: String,
+    pub pk: Vec<Value>,
+    /// Columns whose value changed (empty for a delete).
+    pub columns: Vec<String>,
+    pub deleted: bool,
+}
+
+impl From<syncline::Change> for Change {
+    fn from(c: syncline::Change) -> Self {
+        Change { table: c.table, pk: values_out(c.pk), columns: c.columns, deleted: c.deleted }
+    }
+}
+
+/// What subscribers are told (Kotlin: `Event.ConflictDetected` for `Conflict`).
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum Event {
+    /// A row changed by a local write (any connection, any process).
+    LocalChange(Change),
+    /// A row changed by an imported bundle.
+    RemoteChange(Change),
+    /// A conflict was detected (recorded for `manual` tables, settled otherwise).
+    Conflict(Conflict),
+}
+
+impl From<syncline::Event> for Event {
+    fn from(e: syncline::Event) -> Self {
+        match e {
+            syncline::Event::LocalChange(c) => Event::LocalChange(c.into()),
+            syncline::Event::RemoteChange(c) => Event::RemoteChange(c.into()),
+            syncline::Event::Conflict(c) => Event::Conflict(c.into()),
+        }
+    }
+}
+
+/// One synced table.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TableStatus {
+    pub name: String,
+    pub strategy: Strategy,
+    pub rows: u64,
+}
+
+/// One version vector entry: what is known of a site, up to which stamp.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VersionEntry {
+    pub site_id: String,
+    pub hlc: u64,
+}
+
+fn vv(v: Vec<(syncline::SiteId, u64)>) -> Vec<VersionEntry> {
+    v.into_iter().map(|(s, h)| VersionEntry { site_id: s.to_hex(), hlc: h }).collect()
+}
+
+/// One peer this replica has received a bundle from.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PeerStatus {
+    pub site_id: String,
+    pub version_vector: Vec<VersionEntry>,
+    pub pending: u64,
+}
+
+/// A snapshot of the engine's state.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Status {
+    pub site_id: String,
+    pub hlc: u64,
+    pub tables: Vec<TableStatus>,
+    pub peers: Vec<PeerStatus>,
+    pub version_vector: Vec<VersionEntry>,
+    pub unresolved_conflicts: u64,
+    pub rejected: u64,
+}
+
+impl From<syncline::Status> for Status {
+    fn from(s: syncline::Status) -> Self {
+        Status {
+            site_id: s.site_id.to_hex(),
+            hlc: s.hlc,
+            tables: s
+                .tables
+                .into_iter()
+                .map(|t| TableStatus { name: t.name, strategy: t.strategy.into(), rows: t.rows })
+                .collect(),
+            peers: s
+                .peers
+                .into_iter()
+                .map(|p| PeerStatus { site_id: p.site_id.to_hex(), version_vector: vv(p.version_vector), pending: p.pending })
+                .collect(),
+            version_vector: vv(s.version_vector),
+            unresolved_conflicts: s.unresolved_conflicts,
+            rejected: s.rejected,
+        }
+    }
+}
+
+/// Rows returned by a query.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct QueryRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl From<syncline::QueryRows> for QueryRows {
+    fn from(q: syncline::QueryRows) -> Self {
+        QueryRows { columns: q.columns, rows: q.rows.into_iter().map(values_out).collect() }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callbacks implemented in Swift / Kotlin
+// ---------------------------------------------------------------------------------------------
+
+/// A custom conflict resolver (tables with the `Custom` strategy). It must be deterministic and
+/// symmetric in (local, remote), or replicas diverge. It runs inside the import transaction and
+/// must not call the engine. Throwing aborts the import with nothing applied (`Resolver` error).
+#[uniffi::export(with_foreign)]
+pub trait ConflictResolver: Send + Sync {
+    fn resolve(&self, conflict: ConflictInput) -> Result<Resolution>;
+}
+
+/// Receives events, on the engine's threads. Errors it throws are ignored.
+#[uniffi::export(with_foreign)]
+pub trait EventObserver: Send + Sync {
+    fn on_event(&self, event: Event) -> Result<()>;
+}
+
+struct ResolverAdapter(Arc<dyn ConflictResolver>);
+
+impl syncline::Resolver for ResolverAdapter {
+    fn resolve(&self, conflict: &syncline::ConflictInput) -> std::result::Result<syncline::Resolution, String> {
+        self.0.resolve(conflict.into()).map(Into::into).map_err(|e| e.to_string())
+    }
+}
+
+struct ObserverAdapter(Arc<dyn EventObserver>);
+
+impl syncline::Observer for ObserverAdapter {
+    fn on_event(&self, event: &syncline::Event) {
+        let _ = self.0.on_event(event.clone().into());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects
+// ---------------------------------------------------------------------------------------------
+
+/// A live subscription; `close()` (Kotlin: `cancel()`, or `close()`/`use {}` which also frees
+/// it) or dropping it unsubscribes.
+#[derive(uniffi::Object)]
+pub struct Subscription {
+    inner: syncline::Subscription,
+}
+
+#[uniffi::export]
+impl Subscription {
+    pub fn close(&self) {
+        self.inner.close()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}
+
+/// The sync engine for one SQLite database file. Thread-safe.
+#[derive(uniffi::Object)]
+pub struct SyncEngine {
+    inner: syncline::SyncEngine,
+}
+
+#[uniffi::export]
+impl SyncEngine {
+    /// Open (or create) a database file and install the sync metadata if missing.
+    #[uniffi::constructor(default(options = None))]
+    pub fn open(path: String, options: Option<EngineOptions>) -> Result<Arc<Self>> {
+        let options = options.map(Into::into).unwrap_or_default();
+        Ok(Arc::new(SyncEngine { inner: syncline::SyncEngine::open(path, options)? }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> String {
+        self.inner.path().display().to_string()
+    }
+
+    /// This replica's site id (32 hex digits).
+    pub fn site_id(&self) -> Result<String> {
+        Ok(self.inner.site_id()?.to_hex())
+    }
+
+    /// Give this database a new random site id (after copying the file to another device).
+    pub fn reset_site_id(&self) -> Result<String> {
+        Ok(self.inner.reset_site_id()?.to_hex())
+    }
+
+    /// Give this database a chosen site id (32 hex digits; tests and golden vectors).
+    pub fn set_site_id(&self, site_id: String) -> Result<String> {
+        Ok(self.inner.set_site_id(site(&site_id)?)?.to_hex())
+    }
+
+    /// Fix the wall clock (Unix ms) used for new stamps and drift checks; none: the system clock.
+    pub fn set_manual_clock(&self, ms: Option<u64>) -> Result<()> {
+        Ok(self.inner.set_manual_clock(ms)?)
+    }
+
+    /// Start syncing an existing table.
+    #[uniffi::method(default(strategy = None, allow_autoincrement = false))]
+    pub fn enable_sync(&self, table: String, strategy: Option<Strategy>, allow_autoincrement: bool) -> Result<()> {
+        let opts = syncline::EnableOptions { strategy: strategy.map(Into::into).unwrap_or_default(), allow_autoincrement };
+        Ok(self.inner.enable_sync(&table, opts)?)
+    }
+
+    /// Stop syncing a table (its data stays).
+    pub fn disable_sync(&self, table: String) -> Result<()> {
+        Ok(self.inner.disable_sync(&table)?)
+    }
+
+    /// Change a synced table's conflict strategy.
+    pub fn set_strategy(&self, table: String, strategy: Strategy) -> Result<()> {
+        Ok(self.inner.set_strategy(&table, strategy.into())?)
+    }
+
+    /// Register the resolver of a `Custom` table (in memory: register again after each open).
+    pub fn set_resolver(&self, table: String, resolver: Arc<dyn ConflictResolver>) {
+        self.inner.set_resolver(&table, Arc::new(ResolverAdapter(resolver)))
+    }
+
+    /// Remove a table's resolver.
+    pub fn clear_resolver(&self, table: String) {
+        self.inner.clear_resolver(&table)
+    }
+
+    /// A bundle of what `peer` (site id hex) lacks; everything for none or an unknown peer.
+    #[uniffi::method(default(peer = None, compress = false))]
+    pub fn generate_bundle(&self, peer: Option<String>, compress: bool) -> Result<Vec<u8>> {
+        let peer = peer.as_deref().map(site).transpose()?;
+        let opts = syncline::ExportOptions { peer: peer.as_ref(), compress };
+        Ok(self.inner.generate_bundle_with(opts, &mut |_, _| {})?.0)
+    }
+
+    /// Write the bundle for `peer` (everything for none) to a file, atomically.
+    #[uniffi::method(default(peer = None, compress = false))]
+    pub fn write_bundle(&self, path: String, peer: Option<String>, compress: bool) -> Result<BundleStats> {
+        let peer = peer.as_deref().map(site).transpose()?;
+        let opts = syncline::ExportOptions { peer: peer.as_ref(), compress };
+        Ok(self.inner.write_bundle_with(opts, path, &mut |_, _| {})?.into())
+    }
+
+    /// Import a bundle: one transaction, idempotent; on error nothing changes.
+    pub fn import_bundle(&self, bundle: Vec<u8>) -> Result<ImportReport> {
+        Ok(self.inner.import_bundle(&bundle)?.into())
+    }
+
+    /// Import a bundle file.
+    pub fn import_bundle_file(&self, path: String) -> Result<ImportReport> {
+        Ok(self.inner.import_bundle_file(path)?.into())
+    }
+
+    /// Open conflicts (manual tables), oldest first.
+    pub fn conflicts(&self) -> Result<Vec<Conflict>> {
+        Ok(self.inner.conflicts()?.into_iter().map(Into::into).collect())
+    }
+
+    /// Every stored conflict, resolved ones included.
+    pub fn all_conflicts(&self) -> Result<Vec<Conflict>> {
+        Ok(self.inner.all_conflicts()?.into_iter().map(Into::into).collect())
+    }
+
+    /// Resolve a stored conflict; the outcome is written as a new local change.
+    pub fn resolve(&self, id: i64, resolution: Resolution) -> Result<()> {
+        Ok(self.inner.resolve(id, resolution.into())?)
+    }
+
+    /// Subscribe to events; ends when the handle is closed or dropped.
+    pub fn subscribe(&self, observer: Arc<dyn EventObserver>) -> Result<Arc<Subscription>> {
+        let inner = self.inner.subscribe(Arc::new(ObserverAdapter(observer)))?;
+        Ok(Arc::new(Subscription { inner }))
+    }
+
+    /// Site, tables, peers with pending changes, version vector, open conflicts.
+    pub fn status(&self) -> Result<Status> {
+        Ok(self.inner.status()?.into())
+    }
+
+    /// Run one SQL statement (writes are captured like any other); returns the changed rows.
+    #[uniffi::method(default(params = []))]
+    pub fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64> {
+        Ok(self.inner.execute(&sql, &values_in(params))? as u64)
+    }
+
+    /// Run several SQL statements without parameters (e.g. a schema).
+    pub fn execute_batch(&self, sql: String) -> Result<()> {
+        Ok(self.inner.execute_batch(&sql)?)
+    }
+
+    /// Run a query and return every row.
+    #[uniffi::method(default(params = []))]
+    pub fn query(&self, sql: String, params: Vec<Value>) -> Result<QueryRows> {
+        Ok(self.inner.query(&sql, &values_in(params))?.into())
+    }
+
+    /// Whether `close()` was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Close the connection and stop the watcher; later calls fail with `Closed`.
+    /// (Kotlin: `closeEngine()`; `close()`/`use {}` there frees the object, which closes too.)
+    pub fn close(&self) -> Result<()> {
+        Ok(self.inner.close()?)
+    }
+}
+
+/// A fresh UUIDv7 string, the recommended primary key for synced tables.
+#[uniffi::export]
+pub fn uuid7() -> String {
+    syncline::uuid7()
+}
+
+/// The stable code of every error kind the core knows, in declaration order.
+#[uniffi::export]
+pub fn error_codes() -> Vec<String> {
+    syncline::ErrorKind::ALL.iter().map(|k| k.code().to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_core_kind_has_its_own_variant() {
+        for kind in syncline::ErrorKind::ALL {
+            let e: SynclineError = syncline::Error::new(kind, "boom").into();
+            assert_eq!(e.code(), kind.code());
+            assert_eq!(e.message(), "boom");
+        }
+    }
+
+    #[test]
+    fn values_round_trip() {
+        for v in [Value::Null, Value::Integer(i64::MIN), Value::Integer(i64::MAX), Value::Real(-0.0), Value::Text("é".into()), Value::Blob(vec![0, 255])] {
+            let back: Value = syncline::Value::from(v.clone()).into();
+            assert_eq!(format!("{back:?}"), format!("{v:?}"));
+        }
+    }
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Swift and Kotlin bindings (UniFFI 0.32), end to end on Linux:
+#   1. build the cdylib (release) and the generator, run the binding crate's unit tests;
+#   2. regenerate the Swift and Kotlin sources and FAIL if they differ from the committed ones;
+#   3. `swift test` inside the Debian trixie chroot (scripts/swift-env.sh, cached under /var/cache);
+#   4. the Kotlin/JVM suite with Maven (JUnit 5);
+#   5. interop: the bundle the Swift suite wrote imports in Kotlin and in the Rust CLI
+#      ($SYNCLINE_CLI, built here if unset) with the very same table.
+# Prints `swift: N passed, M failed` and `kotlin: N passed, M failed`; exits non-zero on any failure.
+# Needs root (chroot, mounts) and the registries (crates.io, Debian, Maven Central). No stdin.
+# Honours CARGO_TARGET_DIR (default: <repo>/target).
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+cd "$repo"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+case "$target" in /*) ;; *) target="$repo/$target" ;; esac
+export CARGO_TARGET_DIR="$target"
+export CARGO_TERM_COLOR=never
+lib="$target/release/libsyncline_ffi.so"
+bindgen="$target/release/uniffi-bindgen"
+bindgen_swift="$target/release/uniffi-bindgen-swift"
+interop="$here/.interop"
+generated=(swift/Sources/SynclineFFI swift/Sources/Syncline/Syncline.swift kotlin/generated)
+
+failed=()
+timings=()
+t_start=$SECONDS
+step() { echo; echo "==== bindings: $* ===="; }
+timed() { # NAME CMD...: run, record the time, return the status
+  local name="$1" t0=$SECONDS rc=0
+  shift
+  "$@" || rc=$?
+  timings+=("$(printf '%-28s %4ds%s' "$name" $((SECONDS - t0)) "$([ $rc = 0 ] || echo "  (FAILED rc=$rc)")")")
+  return $rc
+}
+finish() {
+  echo
+  echo "==== bindings: timings ===="
+  printf '  %s\n' "${timings[@]}"
+  printf '  %-28s %4ds\n' "total" $((SECONDS - t_start))
+  [ -n "${swift_summary:-}" ] && echo "$swift_summary"
+  [ -n "${kotlin_summary:-}" ] && echo "$kotlin_summary"
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "bindings: FAILED: ${failed[*]}"
+    exit 1
+  fi
+  echo "bindings: all passed"
+  exit 0
+}
+
+# ---------------------------------------------------------------------------------------------
+step "cargo build --release -p syncline-ffi / -p uniffi-bindgen (target: $target)"
+# Separate invocations: one package selection each, so features never unify differently.
+if ! timed "build cdylib" cargo build --release -p syncline-ffi; then failed+=("build-ffi"); finish; fi
+if ! timed "build generator" cargo build --release -p uniffi-bindgen; then failed+=("build-bindgen"); finish; fi
+timed "rust unit tests (ffi)" cargo test --release -p syncline-ffi --lib || failed+=("ffi-unit-tests")
+
+# ---------------------------------------------------------------------------------------------
+step "regenerate Swift and Kotlin sources; compare with the committed ones"
+generate() {
+  rm -rf swift/Sources/SynclineFFI swift/Sources/Syncline/Syncline.swift kotlin/generated
+  # library mode reads bindings/uniffi.toml (a link to the top-level uniffi.toml)
+  "$bindgen" generate --no-format --library "$lib" --language kotlin --out-dir kotlin/generated &&
+  "$bindgen_swift" --headers --modulemap --module-name SynclineFFI --modulemap-filename module.modulemap \
+      "$lib" swift/Sources/SynclineFFI &&
+  "$bindgen_swift" --swift-sources "$lib" swift/Sources/Syncline
+}
+if ! timed "generate" generate; then failed+=("generate"); finish; fi
+check_generated() {
+  if ! git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    echo "not a git checkout: cannot compare the generated sources (skipped)"
+    return 0
+  fi
+  local rc=0 untracked
+  git -C "$repo" --no-pager diff --stat --exit-code -- "${generated[@]}" || rc=1
+  untracked="$(git -C "$repo" ls-files --others --exclude-standard -- "${generated[@]}")"
+  if [ -n "$untracked" ]; then
+    echo "generated files not in git:"
+    echo "$untracked" | sed 's/^/  /'
+    if [ "${CI:-}" = "true" ]; then rc=1; else echo "(not committed yet: an error under CI=true)"; fi
+  fi
+  if [ $rc != 0 ]; then
+    echo "ERROR: the committed generated bindings are stale: run bindings/test.sh (or the generate step) and commit ${generated[*]}"
+  else
+    echo "generated sources match the tree"
+  fi
+  return $rc
+}
+timed "generated code up to date" check_generated || failed+=("generated-code-stale")
+
+# The library is copied (not linked) into gitignored folders the packages know: SwiftPM runs
+# inside the chroot, which sees the project at the same path but not necessarily $target.
+mkdir -p swift/.lib kotlin/.lib
+cp -f "$lib" swift/.lib/ && cp -f "$lib" kotlin/.lib/
+rm -rf "$interop" && mkdir -p "$interop"
+
+# ---------------------------------------------------------------------------------------------
+step "Swift: swift test in the trixie chroot"
+swift_log="$interop/swift-test.log"
+run_swift() {
+  "$repo/scripts/swift-env.sh" run "$repo/swift" \
+    env SYNCLINE_INTEROP_DIR="$interop" swift test </dev/null 2>&1 | tee "$swift_log"
+  return "${PIPESTATUS[0]}"
+}
+timed "swift chroot setup" "$repo/scripts/swift-env.sh" setup </dev/null || true
+if timed "swift test" run_swift; then swift_rc=0; else swift_rc=1; failed+=("swift"); fi
+# XCTest's last summary: "Executed 16 tests, with 1 failure (0 unexpected) in ..."
+summary_line="$(grep -E 'Executed [0-9]+ tests?, with [0-9]+ failures?' "$swift_log" | tail -n1)"
+if [ -n "$summary_line" ]; then
+  s_total="$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary_line")"
+  s_failed="$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary_line")"
+  swift_summary="swift: $((s_total - s_failed)) passed, $s_failed failed"
+else
+  swift_summary="swift: 0 passed, 1 failed (no XCTest summary: the build or the run failed)"
+  [ $swift_rc = 0 ] && failed+=("swift")
+fi
+echo "$swift_summary"
+
+# ---------------------------------------------------------------------------------------------
+step "Kotlin: mvn -B -ntp test (JUnit 5, JNA)"
+if [ -z "${SYNCLINE_CLI:-}" ]; then
+  echo "SYNCLINE_CLI is not set: building the CLI for the interop check"
+  if timed "build CLI" cargo build --release -p syncline-cli; then
+    export SYNCLINE_CLI="$target/release/syncline"
+  else
+    failed+=("build-cli")
+  fi
+fi
+# shellcheck source=/dev/null
+source "$repo/scripts/kotlin-env.sh" >/dev/null || { failed+=("kotlin-env"); finish; }
+run_kotlin() {
+  rm -rf kotlin/target/surefire-reports
+  (cd kotlin && SYNCLINE_INTEROP_DIR="$interop" SYNCLINE_INTEROP_REQUIRED=1 \
+    "$SYNCLINE_MVN" -B -ntp test -Dnative.lib.dir="$repo/kotlin/.lib" </dev/null)
+}
+timed "kotlin mvn test" run_kotlin || failed+=("kotlin")
+k_tests=0 k_fail=0 k_skip=0
+for f in kotlin/target/surefire-reports/TEST-*.xml; do
+  [ -f "$f" ] || continue
+  head="$(grep -m1 -o '<testsuite [^>]*>' "$f")"
+  attr() { sed -nE "s/.* $1=\"([0-9]+)\".*/\1/p" <<<"$head"; }
+  k_tests=$((k_tests + $(attr tests)))
+  k_fail=$((k_fail + $(attr failures) + $(attr errors)))
+  k_skip=$((k_skip + $(attr skipped)))
+done
+if [ "$k_tests" = 0 ]; then
+  kotlin_summary="kotlin: 0 passed, 1 failed (no surefire reports: the build or the run failed)"
+else
+  kotlin_summary="kotlin: $((k_tests - k_fail - k_skip)) passed, $k_fail failed$([ "$k_skip" = 0 ] || echo ", $k_skip skipped")"
+fi
+echo "$kotlin_summary"
+# the interop tests must have run (not skipped) for the interop check to count
+grep -q 'testcase name="swiftBundleImportsInTheRustCliWithTheSameTable"' kotlin/target/surefire-reports/TEST-dev.syncline.InteropTest.xml 2>/dev/null &&
+  ! grep -q '<skipped' kotlin/target/surefire-reports/TEST-dev.syncline.InteropTest.xml ||
+  failed+=("interop")
+
+finish
