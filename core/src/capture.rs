@@ -3,7 +3,7 @@
 //!
 //! Each synced table `T` gets a shadow table `_syncline_shadow_<id>` keyed by T's primary key:
 //! `cl` (causal length: odd = alive, even = deleted), `rh`/`rs` (stamp of the last `cl` change),
-//! `mh` (newest stamp in the row, indexed for delta export) and, per non-key column i, the stamp
+//! `mh` (newest stamp in the row, for delta export) and, per non-key column i, the stamp
 //! `h<i>`/`s<i>` (hlc, site ordinal) of the value the row holds. Triggers compute the HLC from
 //! `_syncline_clock` themselves and stay silent while `applying` is set (remote imports).
 //! Only syntax SQLite 3.24+ understands is used (UPSERT, row values), because the app's own
@@ -71,13 +71,40 @@ fn record_delete(t: &SyncedTable) -> String {
     )
 }
 
-/// Create the shadow table, its index and the capture triggers: one for inserts, one for
-/// deletes, one for key changes, and one per column for updates (`AFTER UPDATE OF col`, so an
-/// UPDATE pays only for the columns it names).
+/// Whether the table's key is its rowid (a single `INTEGER PRIMARY KEY` of a rowid table):
+/// then every key is an integer and the shadow can be a rowid table too, which is faster.
+fn key_is_rowid(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Result<bool> {
+    if t.pk.len() != 1 || pk_affinity[0] != "INTEGER" {
+        return Ok(false);
+    }
+    let decl: String = conn.query_row(
+        "SELECT upper(type) FROM pragma_table_xinfo(?1) WHERE pk = 1",
+        [&t.name],
+        |r| r.get(0),
+    )?;
+    let pk_index: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE origin = 'pk')",
+        [&t.name],
+        |r| r.get(0),
+    )?;
+    Ok(decl == "INTEGER" && !pk_index)
+}
+
+/// Create the shadow table and the capture triggers: one for inserts, one for deletes, one for
+/// key changes, and one per column for updates (`AFTER UPDATE OF col`, so an UPDATE pays only
+/// for the columns it names). The shadow has no index on `mh`: keeping one costs every write
+/// an index update, while a delta export scans the shadow once.
 pub fn install(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Result<()> {
     let sh = t.shadow();
     let id = t.id;
-    let pk_cols: String = pk_affinity.iter().enumerate().map(|(i, a)| format!("pk{i} {a} NOT NULL, ")).collect();
+    let rowid = key_is_rowid(conn, t, pk_affinity)?;
+    let pk_cols: String = if rowid {
+        "pk0 INTEGER PRIMARY KEY, ".to_owned()
+    } else {
+        pk_affinity.iter().enumerate().map(|(i, a)| format!("pk{i} {a} NOT NULL, ")).collect()
+    };
+    let key_clause = if rowid { String::new() } else { format!(", PRIMARY KEY({})", pk_names(t)) };
+    let without_rowid = if rowid { "" } else { " WITHOUT ROWID" };
     let cell_cols: String = (0..t.cols.len()).map(|i| format!(", h{i} INTEGER, s{i} INTEGER")).collect();
     let table = quote_ident(&t.name);
     let tick = clock_update();
@@ -87,15 +114,13 @@ pub fn install(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Resu
     let del = record_delete(t);
     let mut sql = format!(
         "CREATE TABLE {sh}({pk_cols}cl INTEGER NOT NULL, rh INTEGER NOT NULL, rs INTEGER NOT NULL, \
-           mh INTEGER NOT NULL{cell_cols}, PRIMARY KEY({pks})) WITHOUT ROWID;\n\
-         CREATE INDEX \"_syncline_shadow_{id}_mh\" ON {sh}(mh);\n\
+           mh INTEGER NOT NULL{cell_cols}{key_clause}){without_rowid};\n\
          CREATE TRIGGER \"_syncline_{id}_insert\" AFTER INSERT ON {table} WHEN {GUARD}\n\
          BEGIN {tick}\n{ins}\nEND;\n\
          CREATE TRIGGER \"_syncline_{id}_rekey\" AFTER UPDATE OF {pk_of} ON {table} WHEN {GUARD} AND NOT ({pk_same})\n\
          BEGIN {tick}\n{del}\n{ins}\nEND;\n\
          CREATE TRIGGER \"_syncline_{id}_delete\" AFTER DELETE ON {table} WHEN {GUARD}\n\
          BEGIN {tick}\n{del}\nEND;\n",
-        pks = pk_names(t),
     );
     for (i, c) in t.cols.iter().enumerate() {
         sql += &format!(
