@@ -165,7 +165,7 @@ impl SyncEngine {
     }
 
     /// Run `f` in one read transaction (a consistent snapshot).
-    fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut held = self.hold()?;
         let tx = held.conn()?.transaction_with_behavior(TransactionBehavior::Deferred)?;
         f(&tx)

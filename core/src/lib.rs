@@ -23,6 +23,7 @@ mod apply;
 pub mod bundle;
 mod capture;
 mod conflict;
+mod digest;
 mod engine;
 mod error;
 mod events;

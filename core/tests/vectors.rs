@@ -174,6 +174,12 @@ fn run(path: &Path) {
             }
         }
         assert_eq!(e.conflicts().unwrap().len() as u64, want["open_conflicts"].as_u64().unwrap(), "{name}: open conflicts on {r}");
+        let hash = e.state_hash().unwrap();
+        if writing() {
+            println!("STATE_HASH {name} {r} {hash}");
+        } else {
+            assert_eq!(Some(hash.as_str()), want["state_hash"].as_str(), "{name}: state hash of {r}");
+        }
     }
 }
 
