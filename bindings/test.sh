@@ -5,7 +5,9 @@
 #   3. `swift test` inside the Debian trixie chroot (scripts/swift-env.sh, cached under /var/cache);
 #   4. the Kotlin/JVM suite with Maven (JUnit 5);
 #   5. interop: the bundle the Swift suite wrote imports in Kotlin and in the Rust CLI
-#      ($SYNCLINE_CLI, built here if unset) with the very same table.
+#      ($SYNCLINE_CLI, built here if unset) with the very same table;
+#   6. the interop agents (scripts/agents/swift, scripts/agents/kotlin) agree on interop.json.
+# Both suites also run every golden vector of spec/vectors/ (VectorsTests / VectorsTest).
 # Prints `swift: N passed, M failed` and `kotlin: N passed, M failed`; exits non-zero on any failure.
 # Needs root (chroot, mounts) and the registries (crates.io, Debian, Maven Central). No stdin.
 # Honours CARGO_TARGET_DIR (default: <repo>/target).
@@ -155,5 +157,29 @@ echo "$kotlin_summary"
 grep -q 'testcase name="swiftBundleImportsInTheRustCliWithTheSameTable"' kotlin/target/surefire-reports/TEST-dev.syncline.InteropTest.xml 2>/dev/null &&
   ! grep -q '<skipped' kotlin/target/surefire-reports/TEST-dev.syncline.InteropTest.xml ||
   failed+=("interop")
+
+# ---------------------------------------------------------------------------------------------
+step "interop agents (scripts/agents/swift, scripts/agents/kotlin) on spec/vectors/interop.json"
+# Each agent exports the writer's edits (the bundles must be byte-identical) and imports the other
+# agent's bundle; all four state hashes must be equal (scripts/interop-matrix.py adds the others).
+check_agents() {
+  local spec="$repo/spec/vectors/interop.json" h rc=0 hashes=()
+  for lang in swift kotlin; do
+    h="$("$repo/scripts/agents/$lang" export "$spec" "$interop/agent-$lang.bundle" </dev/null)" || { echo "$lang export failed"; return 1; }
+    echo "$lang export: $h"
+    hashes+=("$h")
+  done
+  cmp "$interop/agent-swift.bundle" "$interop/agent-kotlin.bundle" || { echo "the agents' bundles differ"; rc=1; }
+  for pair in "swift kotlin" "kotlin swift"; do
+    set -- $pair
+    h="$("$repo/scripts/agents/$1" import "$spec" "$interop/agent-$2.bundle" </dev/null)" || { echo "$1 import failed"; return 1; }
+    echo "$1 import of the $2 bundle: $h"
+    hashes+=("$h")
+  done
+  if [ "$(printf '%s\n' "${hashes[@]}" | sort -u | wc -l)" != 1 ]; then echo "the agents' state hashes differ"; rc=1; fi
+  [ $rc = 0 ] && echo "agents agree: byte-identical bundles, one state hash"
+  return $rc
+}
+timed "interop agents" check_agents || failed+=("agents")
 
 finish

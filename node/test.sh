@@ -9,6 +9,9 @@
 #   SYNCLINE_CLI      the Rust CLI binary for the interop test (default:
 #                     $CARGO_TARGET_DIR/release/syncline when it exists; the test fails clearly
 #                     when there is none)
+# The tests get SYNCLINE_REPO=<repo> (spec/vectors for the golden vectors, scripts/agents/node).
+# The addon built here (node/index.js + syncline.<platform>.node) stays in node/ afterwards:
+# the interop agent scripts/agents/node uses it.
 set -euo pipefail
 
 NODE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -73,5 +76,7 @@ if [ -z "${SYNCLINE_CLI:-}" ] && [ -x "$CARGO_TARGET_DIR/release/syncline" ]; th
 fi
 say "node --test against the installed package (SYNCLINE_CLI=${SYNCLINE_CLI:-unset})"
 export SYNCLINE_BETTER_SQLITE3="$NODE_DIR/node_modules/better-sqlite3"
+# The golden vectors (spec/vectors) and the interop agent live in the repository, not in the package.
+export SYNCLINE_REPO="$REPO"
 export SYNCLINE_EXPECT_INSTALLED="$SCRATCH/node_modules/syncline"
 node --test test/*.test.js test/dist/*.test.js

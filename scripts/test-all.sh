@@ -37,6 +37,9 @@ for suite in python node bindings; do
   fi
 done
 
+step "interop matrix: five languages, identical bundles, one state hash"
+python3 scripts/interop-matrix.py || failed+=("interop")
+
 echo
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED suites: ${failed[*]}"

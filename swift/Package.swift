@@ -11,7 +11,11 @@ let libDir = ProcessInfo.processInfo.environment["SYNCLINE_FFI_LIB_DIR"]
 
 let package = Package(
     name: "Syncline",
-    products: [.library(name: "Syncline", targets: ["Syncline"])],
+    products: [
+        .library(name: "Syncline", targets: ["Syncline"]),
+        // the interop agent of spec/vectors/README.md, run by scripts/agents/swift
+        .executable(name: "InteropAgent", targets: ["InteropAgent"]),
+    ],
     targets: [
         // Generated: uniffi-bindgen-swift --headers --modulemap (SynclineFFI.h + module.modulemap)
         .systemLibrary(name: "SynclineFFI", path: "Sources/SynclineFFI"),
@@ -25,6 +29,7 @@ let package = Package(
                 .unsafeFlags(["-L", libDir, "-Xlinker", "-rpath", "-Xlinker", libDir]),
             ]
         ),
+        .executableTarget(name: "InteropAgent", dependencies: ["Syncline"], path: "Sources/InteropAgent"),
         .testTarget(name: "SynclineTests", dependencies: ["Syncline"], path: "Tests/SynclineTests"),
     ]
 )

@@ -646,6 +646,12 @@ impl SyncEngine {
         Ok(self.inner.status()?.into())
     }
 
+    /// A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
+    /// length, row and cell stamps with site ids): replicas that converged have equal hashes.
+    pub fn state_hash(&self) -> Result<String> {
+        Ok(self.inner.state_hash()?)
+    }
+
     /// Run one SQL statement (writes are captured like any other); returns the changed rows.
     #[uniffi::method(default(params = []))]
     pub fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64> {

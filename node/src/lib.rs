@@ -910,6 +910,14 @@ impl SyncEngine {
         sync(self.shared.core().and_then(|c| c.status())).map(status)
     }
 
+    /// A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
+    /// lengths, row and cell stamps with site ids). Replicas that converged have equal hashes,
+    /// whatever their local bookkeeping (peers, conflict log); every binding computes the same.
+    #[napi]
+    pub fn state_hash(&self) -> napi::Result<String, Code> {
+        sync(self.shared.core().and_then(|c| c.state_hash()))
+    }
+
     /// Subscribe to change events (local writes by any connection or process, imported
     /// changes, conflicts). Events arrive asynchronously on the JS thread. The subscription
     /// lasts until `close()` on the returned handle or on the engine (dropping the handle does

@@ -218,6 +218,43 @@ test('bundles: generate (plain and compressed), write to a file, import bytes an
   assert.equal(st.rejected, 0)
 })
 
+test('stateHash: equal for converged replicas whatever their bookkeeping, changes with data and stamps', async (t) => {
+  const dir = h.tmpdir(t)
+  const a = h.replica(t, dir, 'a')
+  const b = h.replica(t, dir, 'b')
+  const empty = a.stateHash()
+  assert.match(empty, /^[0-9a-f]{64}$/)
+  assert.equal(b.stateHash(), empty, 'two empty replicas')
+  assert.equal(a.stateHash(), empty, 'reading it changes nothing')
+  a.execute('INSERT INTO todos(id, title, done, body) VALUES (1, ?, ?, ?), (2, ?, 0, NULL)', ['milk', 2n ** 60n, Buffer.from([0, 255]), 'eggs'])
+  const written = a.stateHash()
+  assert.notEqual(written, empty)
+  assert.notEqual(b.stateHash(), written)
+  await h.sync(a, b)
+  assert.equal(b.stateHash(), written, 'b holds what a holds')
+  await h.sync(b, a)
+  assert.equal(a.stateHash(), written, 'a round trip (peers, version vectors) does not change it')
+  // equal rows written independently (other site, other stamps) are not the same state
+  const c = h.replica(t, dir, 'c')
+  c.execute('INSERT INTO todos(id, title, done, body) VALUES (1, ?, ?, ?), (2, ?, 0, NULL)', ['milk', 2n ** 60n, Buffer.from([0, 255]), 'eggs'])
+  assert.deepEqual(h.rows(c), h.rows(a))
+  assert.notEqual(c.stateHash(), written)
+  // an update moves it, and the replicas converge again after a sync
+  a.execute('UPDATE todos SET title = ? WHERE id = 1', ['oat milk'])
+  const restamped = a.stateHash()
+  assert.notEqual(restamped, written)
+  await h.sync(a, b)
+  assert.equal(b.stateHash(), restamped)
+  // a delete changes it too; an unsynced table does not count
+  b.execute('DELETE FROM todos WHERE id = 2')
+  const deleted = b.stateHash()
+  assert.notEqual(deleted, restamped)
+  b.executeBatch('CREATE TABLE local_only(x); INSERT INTO local_only VALUES (1)')
+  assert.equal(b.stateHash(), deleted)
+  await h.sync(b, a)
+  assert.equal(a.stateHash(), deleted)
+})
+
 test('a corrupt bundle fails with InvalidBundle and leaves the database unchanged', async (t) => {
   const dir = h.tmpdir(t)
   const a = h.replica(t, dir, 'a')
@@ -238,9 +275,11 @@ test('a corrupt bundle fails with InvalidBundle and leaves the database unchange
     flipped[i] ^= 0x40
     bad.push(flipped)
   }
+  const hash = b.stateHash()
   for (const bytes of bad) await h.rejectsCode(b.importBundle(bytes), 'InvalidBundle')
   const after = JSON.stringify(h.rows(b)) + JSON.stringify(b.status(), (_, v) => (typeof v === 'bigint' ? String(v) : v))
   assert.equal(after, before)
+  assert.equal(b.stateHash(), hash)
   // the good one still imports afterwards
   await b.importBundle(good)
   assert.equal(h.rows(b).length, 3)
@@ -406,6 +445,7 @@ test('no deadlock: the engine refuses synchronous calls while a JS resolver may 
   a.setResolver('todos', () => 'remote')
   const pending = a.importBundle(bundle)
   h.throwsCode(() => a.query('SELECT 1'), 'Reentrant')
+  h.throwsCode(() => a.stateHash(), 'Reentrant')
   const r = await pending
   assert.equal(r.conflicts, 1)
   assert.deepEqual(a.query('SELECT 1 AS one').rows, [[1]], 'usable again once the import settled')
@@ -477,6 +517,7 @@ test('close(): later calls fail with code Closed', async (t) => {
   e.close()
   h.throwsCode(() => e.siteId, 'Closed')
   h.throwsCode(() => e.status(), 'Closed')
+  h.throwsCode(() => e.stateHash(), 'Closed')
   h.throwsCode(() => e.query('SELECT 1'), 'Closed')
   h.throwsCode(() => e.execute('SELECT 1'), 'Closed')
   await h.rejectsCode(e.generateBundle(), 'Closed')

@@ -69,6 +69,8 @@ test('typed API', async () => {
     assert.ok(stats.bytes > 0)
     await b.importBundle(file)
     const st: EngineStatus = b.status()
+    const hash: string = b.stateHash()
+    assert.match(hash, /^[0-9a-f]{64}$/)
     const hlc: bigint = st.hlc
     assert.ok(hlc > 0n)
     const conflicts: Conflict[] = b.conflicts().concat(b.allConflicts())

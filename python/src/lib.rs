@@ -747,6 +747,10 @@ impl Engine {
         status_to_py(py, &s)
     }
 
+    fn state_hash(&self, py: Python<'_>) -> PyResult<String> {
+        self.run(py, |e| e.state_hash())
+    }
+
     fn subscribe(&self, py: Python<'_>, callback: Bound<'_, PyAny>) -> PyResult<Subscription> {
         if !callback.is_callable() {
             return Err(PyTypeError::new_err("a subscriber must be callable: (Event) -> None"));

@@ -308,6 +308,11 @@ class SyncEngine:
         """Site, tables, peers with pending changes, version vector, open conflicts."""
         return self._engine.status()
 
+    def state_hash(self) -> str:
+        """SHA-256 (hex) of every synced row and its sync state; equal on converged replicas
+        (spec/merge-rules.md section 9)."""
+        return self._engine.state_hash()
+
     def subscribe(self, callback: Callable[[Event], object]) -> Subscription:
         """Call `callback(event)` for every change: local writes by any connection (noticed
         by a watcher thread within `watch_interval_ms`), imports and conflicts. The callback

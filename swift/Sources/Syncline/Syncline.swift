@@ -1269,6 +1269,12 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
     func siteId() throws  -> String
     
     /**
+     * A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
+     * length, row and cell stamps with site ids): replicas that converged have equal hashes.
+     */
+    func stateHash() throws  -> String
+    
+    /**
      * Site, tables, peers with pending changes, version vector, open conflicts.
      */
     func status() throws  -> Status
@@ -1614,6 +1620,19 @@ open func siteId()throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
         uniffiCallStatus in
     uniffi_syncline_ffi_fn_method_syncengine_site_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
+     * length, row and cell stamps with site ids): replicas that converged have equal hashes.
+     */
+open func stateHash()throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_syncengine_state_hash(
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
@@ -3546,6 +3565,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_site_id() != 8224) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_method_syncengine_state_hash() != 50996) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_status() != 60341) {

@@ -455,6 +455,11 @@ void uniffi_syncline_ffi_fn_method_syncengine_set_strategy(uint64_t ptr, RustBuf
 RustBuffer uniffi_syncline_ffi_fn_method_syncengine_site_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_STATE_HASH
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_STATE_HASH
+RustBuffer uniffi_syncline_ffi_fn_method_syncengine_state_hash(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_STATUS
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_STATUS
 RustBuffer uniffi_syncline_ffi_fn_method_syncengine_status(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -901,6 +906,12 @@ uint16_t uniffi_syncline_ffi_checksum_method_syncengine_set_strategy(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SITE_ID
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SITE_ID
 uint16_t uniffi_syncline_ffi_checksum_method_syncengine_site_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_STATE_HASH
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_STATE_HASH
+uint16_t uniffi_syncline_ffi_checksum_method_syncengine_state_hash(void
     
 );
 #endif

@@ -228,9 +228,32 @@ final class SynclineTests: XCTestCase {
         expectError("Closed") { _ = try e.execute("SELECT 1") }
         expectError("Closed") { _ = try e.generateBundle() }
         expectError("Closed") { _ = try e.status() }
+        expectError("Closed") { _ = try e.stateHash() }
         // the file is intact and reopens
         let again = try open("a")
         XCTAssertEqual(try again.status().tables.count, 1)
+    }
+
+    func testStateHashIsEqualExactlyWhenReplicasConverged() throws {
+        let a = try replica("a")
+        let b = try replica("b")
+        let empty = try a.stateHash()
+        XCTAssertEqual(empty.count, 64)
+        XCTAssertTrue(empty.allSatisfy { $0.isHexDigit && !$0.isUppercase })
+        try a.execute("INSERT INTO todos(id, title, n, r, data) VALUES (?, ?, ?, ?, ?)",
+                      "1", "milk", .integer(Int64.min), -0.0, .blob(Data([0, 255])))
+        let written = try a.stateHash()
+        XCTAssertNotEqual(written, empty)
+        XCTAssertEqual(try a.stateHash(), written, "reading does not change it")
+        XCTAssertNotEqual(try b.stateHash(), written)
+        try sync(a, b)
+        XCTAssertEqual(try b.stateHash(), written)
+        // an edit on one side changes its hash; syncing back converges both again
+        try b.execute("UPDATE todos SET done = 1 WHERE id = '1'")
+        XCTAssertNotEqual(try b.stateHash(), written)
+        try sync(b, a)
+        XCTAssertEqual(try a.stateHash(), try b.stateHash())
+        XCTAssertNotEqual(try a.stateHash(), written)
     }
 
     // MARK: conflicts
@@ -295,6 +318,7 @@ final class SynclineTests: XCTestCase {
                 try sync(b, a)
             }
             XCTAssertEqual(try todos(a), try todos(b), "\(strategy)")
+            XCTAssertEqual(try a.stateHash(), try b.stateHash(), "\(strategy)")
         }
     }
 

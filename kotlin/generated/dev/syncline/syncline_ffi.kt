@@ -773,6 +773,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_site_id(
     ): Int
+    external fun uniffi_syncline_ffi_checksum_method_syncengine_state_hash(
+    ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_status(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_subscribe(
@@ -874,6 +876,8 @@ internal object UniffiLib {
     external fun uniffi_syncline_ffi_fn_method_syncengine_set_strategy(`ptr`: Long,`table`: RustBuffer.ByValue,`strategy`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_syncline_ffi_fn_method_syncengine_site_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_method_syncengine_state_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1083,6 +1087,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_site_id() and 0xFFFF) != 8224) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_state_hash() and 0xFFFF) != 50996) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_status() and 0xFFFF) != 60341) {
@@ -2589,6 +2596,12 @@ public interface SyncEngineInterface {
     fun `siteId`(): kotlin.String
     
     /**
+     * A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
+     * length, row and cell stamps with site ids): replicas that converged have equal hashes.
+     */
+    fun `stateHash`(): kotlin.String
+    
+    /**
      * Site, tables, peers with pending changes, version vector, open conflicts.
      */
     fun `status`(): Status
@@ -3069,6 +3082,24 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
     callWithHandle {
     uniffiRustCallWithError(SynclineException) { _status ->
     UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_site_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
+     * length, row and cell stamps with site ids): replicas that converged have equal hashes.
+     */
+    @Throws(SynclineException::class)override fun `stateHash`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_state_hash(
         it,
         _status)
 }

@@ -219,11 +219,33 @@ class SyncEngineTest {
         expectError<SynclineException.Closed> { e.exec("SELECT 1") }
         expectError<SynclineException.Closed> { e.generateBundle() }
         expectError<SynclineException.Closed> { e.status() }
+        expectError<SynclineException.Closed> { e.stateHash() }
         e.close()
         assertThrows<IllegalStateException> { e.siteId() }
         // use {} closes: the file reopens and another writer can take the write lock at once
         open("a").use { it.exec("INSERT INTO todos(id) VALUES ('x')") }
         open("a").use { assertEquals(1, it.rows("SELECT id FROM todos").size) }
+    }
+
+    @Test
+    fun stateHashIsEqualExactlyWhenReplicasConverged() {
+        val a = replica("a")
+        val b = replica("b")
+        val empty = a.stateHash()
+        assertTrue(Regex("[0-9a-f]{64}").matches(empty), empty)
+        a.exec("INSERT INTO todos(id, title, n, r, data) VALUES (?, ?, ?, ?, ?)", "1", "milk", Long.MIN_VALUE, -0.0, byteArrayOf(0, -1))
+        val written = a.stateHash()
+        assertNotEquals(empty, written)
+        assertEquals(written, a.stateHash(), "reading does not change it")
+        assertNotEquals(written, b.stateHash())
+        sync(a, b)
+        assertEquals(written, b.stateHash())
+        // an edit on one side changes its hash; syncing back converges both again
+        b.exec("UPDATE todos SET done = 1 WHERE id = '1'")
+        assertNotEquals(written, b.stateHash())
+        sync(b, a)
+        assertEquals(a.stateHash(), b.stateHash())
+        assertNotEquals(written, a.stateHash())
     }
 
     private fun conflictPair(strategy: Strategy): Pair<SyncEngine, SyncEngine> {
@@ -295,6 +317,7 @@ class SyncEngineTest {
             assertEquals(1uL, sync(b, a).conflicts, "$strategy")
             repeat(3) { sync(a, b); sync(b, a) }
             assertTrue(todos(a).sameAs(todos(b)), "$strategy")
+            assertEquals(a.stateHash(), b.stateHash(), "$strategy")
         }
     }
 
