@@ -14,6 +14,20 @@ fn exchange(from: &SyncEngine, to: &SyncEngine) -> Result<syncline::ImportReport
     to.import_bundle(&bundle)
 }
 
+/// Every replica sends every other what it lacks, twice round (so relayed changes arrive too).
+fn exchange_all(replicas: &[(&str, SyncEngine)]) -> Result<(), Error> {
+    for _ in 0..2 {
+        for (i, (_, from)) in replicas.iter().enumerate() {
+            for (j, (_, to)) in replicas.iter().enumerate() {
+                if i != j {
+                    exchange(from, to)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn run(out: &Out) -> Result<(), Error> {
     let dir = tempfile::tempdir().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     let say = |s: String| {
@@ -44,15 +58,7 @@ pub fn run(out: &Out) -> Result<(), Error> {
     tablet.execute("DELETE FROM todos WHERE id = 2", &[])?;
     say("   laptop renames #1, phone ticks #1 and adds #4, tablet notes #3 and deletes #2\n".into());
 
-    for _ in 0..2 {
-        for i in 0..3 {
-            for j in 0..3 {
-                if i != j {
-                    exchange(&replicas[i].1, &replicas[j].1)?;
-                }
-            }
-        }
-    }
+    exchange_all(&replicas)?;
     say("3. After exchanging bundles every replica holds the same table:".into());
     for (name, e) in &replicas {
         say(format!("  {name}:\n{}", table(e)?));
@@ -71,15 +77,7 @@ pub fn run(out: &Out) -> Result<(), Error> {
         return Err(Error::new(ErrorKind::NotFound, "the demo expected a conflict"));
     };
     laptop.resolve(first.id.unwrap_or(0), Resolution::Value(Value::Text("buy milk, bread and almond milk".into())))?;
-    for _ in 0..2 {
-        for i in 0..3 {
-            for j in 0..3 {
-                if i != j {
-                    exchange(&replicas[i].1, &replicas[j].1)?;
-                }
-            }
-        }
-    }
+    exchange_all(&replicas)?;
     say("   resolved on laptop with a merged title; after the next exchange:".into());
     for (name, e) in &replicas {
         say(format!("  {name}:\n{}", table(e)?));
