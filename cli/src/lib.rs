@@ -1,8 +1,10 @@
 //! The `syncline` command line, as a library so every packaging of the engine (the Rust binary,
 //! the Python console script) runs the very same code: `run(args) -> exit code`.
 
+mod bench_sync;
 mod demo;
 mod output;
+mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -96,6 +98,13 @@ enum Command {
     },
     /// Run the three-replica demo in a temporary folder.
     Demo,
+    /// Serve a database to sync clients over HTTP (bound to 127.0.0.1 unless --bind says otherwise).
+    Serve(serve::Serve),
+    /// Sync a database with a server once, or keep syncing with --daemon.
+    Sync(serve::Sync),
+    /// Load benchmark of network sync: a local server and many concurrent clients.
+    #[command(hide = true)]
+    BenchSync(bench_sync::BenchSync),
 }
 
 /// Run the command line with `args` (the first is the program name); returns the exit code.
@@ -199,5 +208,8 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
             out.site(&site)
         }
         Command::Demo => demo::run(out),
+        Command::Serve(args) => serve::serve(args, out),
+        Command::Sync(args) => serve::sync(args, out),
+        Command::BenchSync(args) => bench_sync::run(args, out),
     }
 }

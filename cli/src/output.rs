@@ -34,7 +34,7 @@ fn conflict_json(c: &Conflict) -> Json {
 }
 
 impl Out {
-    fn emit(&self, doc: Json, text: impl FnOnce() -> String) -> Result<(), Error> {
+    pub(crate) fn emit(&self, doc: Json, text: impl FnOnce() -> String) -> Result<(), Error> {
         if self.json {
             println!("{doc}");
         } else {

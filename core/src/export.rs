@@ -8,6 +8,7 @@ use crate::schema::quote_ident;
 use crate::site::SiteId;
 use crate::value::Value;
 use rusqlite::{Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Sizes of a generated bundle.
@@ -54,6 +55,29 @@ pub(crate) fn scan_delta(
     sites: &BTreeMap<i64, SiteId>,
     mut visit: impl FnMut(WireRow) -> Result<()>,
 ) -> Result<()> {
+    scan_delta_ordered(conn, t, known, sites, None, |row, _| visit(row).map(|()| true))
+}
+
+/// Where a paged export resumes: after the row `(mh, pk)` of `table`. Tables are visited by
+/// name and rows by `(mh, pk)`; `mh` never decreases, so a row not yet visited when a pass
+/// starts is still ahead of the cursor when the pass reaches it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PageCursor {
+    pub table: String,
+    pub mh: u64,
+    pub pk: Vec<Value>,
+}
+
+/// [`scan_delta`] for paging: with `resume = Some(..)` rows come in `(mh, pk)` order, after
+/// `(mh, pk)` when given; `visit` gets each row with its `mh` and returns false to stop.
+fn scan_delta_ordered(
+    conn: &Connection,
+    t: &SyncedTable,
+    known: &VersionVector,
+    sites: &BTreeMap<i64, SiteId>,
+    resume: Option<Option<(u64, &[Value])>>,
+    mut visit: impl FnMut(WireRow, u64) -> Result<bool>,
+) -> Result<()> {
     let floor = sites.keys().map(|o| known.get(o).copied().unwrap_or(0)).min().unwrap_or(0);
     let lacks = |h: u64, s: i64| h > known.get(&s).copied().unwrap_or(0);
     let np = t.pk.len();
@@ -62,15 +86,26 @@ pub(crate) fn scan_delta(
     let stamps: String = (0..nc).map(|i| format!(", s.h{i}, s.s{i}")).collect();
     let vals: String = t.cols.iter().map(|c| format!(", t.{}", quote_ident(c))).collect();
     let join = t.pk.iter().enumerate().map(|(i, c)| format!("t.{} = s.pk{i}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+    let keys: Vec<String> = std::iter::once("s.mh".to_owned()).chain((0..np).map(|i| format!("s.pk{i}"))).collect();
+    let (order, mut params) = match resume {
+        None => (String::new(), vec![]),
+        Some(None) => (format!(" ORDER BY {}", keys.join(", ")), vec![]),
+        Some(Some((mh, pk))) => {
+            let marks = vec!["?"; np + 1].join(", ");
+            let params = std::iter::once(Value::Integer(mh as i64)).chain(pk.iter().cloned()).collect();
+            (format!(" AND ({k}) > ({marks}) ORDER BY {k}", k = keys.join(", ")), params)
+        }
+    };
+    params.insert(0, Value::Integer(floor as i64));
     let sql = format!(
-        "SELECT {pk_sel}s.cl, s.rh, s.rs{stamps}{vals}, t.{first} IS NOT NULL FROM {sh} s \
-         LEFT JOIN {tbl} t ON {join} WHERE s.mh > ?1",
+        "SELECT {pk_sel}s.cl, s.rh, s.rs{stamps}{vals}, t.{first} IS NOT NULL, s.mh FROM {sh} s \
+         LEFT JOIN {tbl} t ON {join} WHERE s.mh > ?{order}",
         first = quote_ident(&t.pk[0]),
         sh = t.shadow(),
         tbl = quote_ident(&t.name),
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query([floor as i64])?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     while let Some(r) = rows.next()? {
         let pk: Vec<Value> = (0..np).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
         let cl: i64 = r.get(np)?;
@@ -93,7 +128,10 @@ pub(crate) fn scan_delta(
         if cells.is_empty() && !lacks(rh, rs) {
             continue;
         }
-        visit(WireRow { table: t.id as u32, pk, cl: cl as u64, hlc: rh, site: rs as u32, cells })?;
+        let mh = r.get::<_, i64>(np + 4 + 3 * nc)? as u64;
+        if !visit(WireRow { table: t.id as u32, pk, cl: cl as u64, hlc: rh, site: rs as u32, cells }, mh)? {
+            break;
+        }
     }
     Ok(())
 }
@@ -105,22 +143,83 @@ pub(crate) fn generate(
     compress: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Vec<u8>, BundleStats)> {
+    generate_page(conn, peer, compress, progress, None).map(|(bytes, stats, _)| (bytes, stats))
+}
+
+/// One page of a paged export (spec/sync-protocol.md, "Paging").
+pub(crate) struct Page<'a> {
+    /// Resume after this row (`None`: the first page of a pass).
+    pub after: Option<&'a PageCursor>,
+    /// Most rows in the page; 0 makes a header-only bundle.
+    pub limit: u64,
+    /// The sender's version vector when the pass began: every page claims it, never more.
+    pub snapshot: &'a VersionVector,
+}
+
+/// A page's bytes, sizes and the cursor of the next page (`None`: the pass is complete).
+pub(crate) type PageOut = (Vec<u8>, BundleStats, Option<PageCursor>);
+
+/// Build a bundle for `peer`, or one page of it; returns the cursor of the next page when
+/// rows remain. A page that is not the last, and a header-only bundle, set `base` to the
+/// header's `vv`, so no receiver raises its version vector on the strength of it.
+pub(crate) fn generate_page(
+    conn: &Connection,
+    peer: Option<&SiteId>,
+    compress: bool,
+    progress: &mut dyn FnMut(u64, u64),
+    page: Option<Page<'_>>,
+) -> Result<PageOut> {
+    // The first page of a pass is first tried without ordering the rows (no sort of the
+    // shadow tables): when the whole delta fits, that page is the whole pass.
+    if page.as_ref().is_some_and(|p| p.after.is_none() && p.limit > 0) {
+        if let Some(whole) = build_page(conn, peer, compress, progress, page.as_ref(), false)? {
+            return Ok(whole);
+        }
+    }
+    Ok(build_page(conn, peer, compress, progress, page.as_ref(), true)?.expect("an ordered page always ends"))
+}
+
+/// [`generate_page`] in one mode: `ordered` visits rows in cursor order and cuts the page at
+/// `limit`; unordered gives up (`None`) when more than `limit` rows are due.
+fn build_page(
+    conn: &Connection,
+    peer: Option<&SiteId>,
+    compress: bool,
+    progress: &mut dyn FnMut(u64, u64),
+    page: Option<&Page<'_>>,
+    ordered: bool,
+) -> Result<Option<PageOut>> {
     let sites = meta::sites(conn)?;
     let known = known_of(conn, peer)?;
-    let vv = meta::local_vv(conn)?;
+    let mut vv = meta::local_vv(conn)?;
     let tables = meta::synced_tables(conn)?;
+    if let Some(p) = page {
+        vv = vv.into_iter().filter_map(|(o, h)| p.snapshot.get(&o).map(|s| (o, h.min(*s)))).collect();
+    }
 
     let floor = sites.keys().map(|o| known.get(o).copied().unwrap_or(0)).min().unwrap_or(0);
     let mut total = 0u64;
-    for t in tables.values() {
-        total += conn.query_row(&format!("SELECT count(*) FROM {} WHERE mh > ?1", t.shadow()), [floor as i64], |r| r.get::<_, i64>(0))? as u64;
+    if page.is_none() {
+        for t in tables.values() {
+            total += conn.query_row(&format!("SELECT count(*) FROM {} WHERE mh > ?1", t.shadow()), [floor as i64], |r| r.get::<_, i64>(0))? as u64;
+        }
     }
+    let limit = page.map_or(u64::MAX, |p| p.limit);
+    let after = page.and_then(|p| p.after);
+    let (mut emitted, mut next, mut last): (u64, Option<PageCursor>, Option<PageCursor>) = (0, None, None);
+    let mut overflow = false;
 
     let mut dict: Vec<TableDict> = Vec::new();
     let mut used: BTreeSet<u32> = BTreeSet::new();
     let mut encoded: Vec<((u32, Vec<u8>), WireRow)> = Vec::new();
     let (mut min_hlc, mut max_hlc, mut changes, mut scanned) = (u64::MAX, 0u64, 0u64, 0u64);
     for t in tables.values() {
+        if limit == 0 || next.is_some() || overflow {
+            break;
+        }
+        if after.is_some_and(|a| t.name < a.table) {
+            continue;
+        }
         // Columns on the wire are sorted by name; map shadow index to wire index.
         let mut names: Vec<(&String, usize)> = t.cols.iter().zip(0..).collect();
         names.sort();
@@ -130,7 +229,20 @@ pub(crate) fn generate(
         }
         let table_idx = dict.len() as u32;
         let mut any = false;
-        scan_delta(conn, t, &known, &sites, |mut row| {
+        let resume = page.filter(|_| ordered).map(|_| after.filter(|a| a.table == t.name).map(|a| (a.mh, a.pk.as_slice())));
+        scan_delta_ordered(conn, t, &known, &sites, resume, |mut row, mh| {
+            if emitted == limit {
+                if ordered {
+                    next = last.take();
+                } else {
+                    overflow = true;
+                }
+                return Ok(false);
+            }
+            emitted += 1;
+            if page.is_some() && ordered {
+                last = Some(PageCursor { table: t.name.clone(), mh, pk: row.pk.clone() });
+            }
             scanned += 1;
             if scanned % 4096 == 0 {
                 progress(scanned, total);
@@ -149,11 +261,14 @@ pub(crate) fn generate(
             changes += 1 + row.cells.len() as u64;
             any = true;
             encoded.push((bundle::canonical_key(&row), row));
-            Ok(())
+            Ok(true)
         })?;
         if any {
             dict.push(TableDict(t.name.clone(), t.pk.clone(), names.iter().map(|(n, _)| (*n).clone()).collect()));
         }
+    }
+    if overflow {
+        return Ok(None);
     }
     progress(total, total);
     encoded.sort_by(|a, b| a.0.cmp(&b.0));
@@ -175,10 +290,11 @@ pub(crate) fn generate(
         min_hlc = 0;
     }
     let local = meta::local_site(conn)?;
+    let partial = limit == 0 || next.is_some();
     let header = Header {
         site: local.0.to_vec(),
         vv: vv_to_wire(&vv, &sites),
-        base: vv_to_wire(&known, &sites),
+        base: vv_to_wire(if partial { &vv } else { &known }, &sites),
         schema: bundle::schema_fingerprint(&dict),
         rows: rows.len() as u64,
         changes,
@@ -188,5 +304,5 @@ pub(crate) fn generate(
     let contents = Contents { header, tables: dict, sites: dict_sites.into_iter().map(|(s, _)| s).collect(), rows };
     let bytes = bundle::encode(&contents, compress);
     let stats = BundleStats { rows: contents.rows.len() as u64, changes, bytes: bytes.len() as u64 };
-    Ok((bytes, stats))
+    Ok(Some((bytes, stats, next)))
 }

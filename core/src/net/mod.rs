@@ -1,1 +1,35 @@
-//! placeholder
+//! Network sync over HTTP (cargo feature `net`; normative text: spec/sync-protocol.md).
+//!
+//! - [`server`]: the sync server as a library function (axum on tokio): `POST /v1/sync`,
+//!   `GET /v1/info`, `GET /v1/live` (WebSocket change notices), bearer tokens bound to devices.
+//! - [`client`]: [`SyncClient`] and [`SyncEngine::sync`](crate::SyncEngine::sync), one sync
+//!   pass of paged round trips; blocking, on a runtime the client owns.
+//! - [`background`]: [`SyncEngine::start_sync`](crate::SyncEngine::start_sync), a loop with
+//!   exponential backoff and jitter, status and a stop handle, optionally live over WebSocket.
+
+mod auth;
+mod background;
+mod client;
+mod paging;
+mod server;
+
+pub use auth::Tokens;
+pub use background::{SyncHandle, SyncStatus};
+pub use client::{SyncClient, SyncOptions, SyncReport};
+pub use server::{run_server, serve, shutdown_signal, wait_for_shutdown_signal, ServerConfig, ServerHandle};
+
+/// The protocol version, the first segment of every path.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Content type of request and response bodies of `POST /v1/sync`.
+pub const BUNDLE_CONTENT_TYPE: &str = "application/vnd.syncline.bundle";
+/// Request and response header carrying the opaque pull cursor of a paged pass.
+pub const CURSOR_HEADER: &str = "syncline-cursor";
+/// Request header: the most rows the client wants in one response page.
+pub const PAGE_ROWS_HEADER: &str = "syncline-page-rows";
+/// Response header: changes of the request's bundle that altered the server.
+pub const APPLIED_HEADER: &str = "syncline-applied";
+
+/// The error for a transport failure.
+fn network(message: impl std::fmt::Display) -> crate::Error {
+    crate::Error::new(crate::ErrorKind::Network, message.to_string())
+}

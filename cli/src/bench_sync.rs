@@ -1,0 +1,141 @@
+//! `syncline bench-sync` (hidden): a load benchmark of network sync on 127.0.0.1 only: one
+//! in-process server and N concurrent clients (threads), each writing `changes` rows in
+//! batches and syncing after each batch, then a last pass each to pull everything.
+//! Reports syncs/s and latency percentiles, and checks that every replica converged.
+
+use crate::output::Out;
+use clap::Args;
+use serde_json::json;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+use syncline::net::{ServerConfig, ServerHandle, SyncClient, SyncOptions, Tokens};
+use syncline::{EnableOptions, Error, ErrorKind, Options, SyncEngine, Value};
+
+#[derive(Args)]
+pub struct BenchSync {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// Rows each client writes (and pushes).
+    #[arg(long, default_value_t = 100)]
+    changes: usize,
+    /// Rows written between two syncs of a client.
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS todos(id TEXT PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0)";
+
+fn replica(path: std::path::PathBuf) -> Result<SyncEngine, Error> {
+    let e = SyncEngine::open(path, Options::default())?;
+    e.execute_batch(SCHEMA)?;
+    e.enable_sync("todos", EnableOptions::default())?;
+    Ok(e)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// One client's part: write, sync after each batch, wait for the others, pull the rest.
+fn client(engine: &SyncEngine, sync: &SyncClient, n: usize, a: &BenchSync, all_pushed: &Barrier, deadline: Instant) -> Result<Vec<Duration>, Error> {
+    let mut latencies = Vec::new();
+    let mut timed = |engine: &SyncEngine| -> Result<(), Error> {
+        if Instant::now() > deadline {
+            return Err(Error::new(ErrorKind::Network, "the benchmark ran out of time"));
+        }
+        let t = Instant::now();
+        sync.sync(engine)?;
+        latencies.push(t.elapsed());
+        Ok(())
+    };
+    let mut result = Ok(());
+    for start in (0..a.changes).step_by(a.batch.max(1)) {
+        for k in start..(start + a.batch.max(1)).min(a.changes) {
+            engine.execute("INSERT INTO todos(id, title) VALUES (?1, ?2)", &[Value::Text(format!("{n}-{k}")), Value::Text(format!("row {k} of client {n}"))])?;
+        }
+        result = timed(engine);
+        if result.is_err() {
+            break;
+        }
+    }
+    all_pushed.wait();
+    result?;
+    timed(engine)?;
+    Ok(latencies)
+}
+
+pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+    let server = Arc::new(replica(dir.path().join("server.db"))?);
+    let mut tokens = Tokens::default();
+    tokens.add("bench");
+    let handle = ServerHandle::start(server.clone(), "127.0.0.1:0".parse().expect("address"), ServerConfig { tokens, ..Default::default() })?;
+    let url = handle.url();
+    let start_line = Arc::new(Barrier::new(a.clients + 1));
+    let all_pushed = Arc::new(Barrier::new(a.clients));
+    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let a = Arc::new(a);
+    let mut threads = Vec::new();
+    for n in 0..a.clients {
+        let (path, url, a) = (dir.path().join(format!("client{n}.db")), url.clone(), a.clone());
+        let (start_line, all_pushed, results) = (start_line.clone(), all_pushed.clone(), results.clone());
+        threads.push(std::thread::spawn(move || {
+            let setup = replica(path).and_then(|e| Ok((e, SyncClient::new(&url, Some("bench"), SyncOptions::default())?)));
+            start_line.wait();
+            let outcome = setup.and_then(|(engine, sync)| {
+                let latencies = client(&engine, &sync, n, &a, &all_pushed, deadline)?;
+                let rows = engine.query("SELECT count(*) FROM todos", &[])?.rows[0][0].clone();
+                Ok((latencies, rows))
+            });
+            results.lock().unwrap().push(outcome);
+        }));
+    }
+    start_line.wait();
+    let began = Instant::now();
+    for t in threads {
+        t.join().map_err(|_| Error::new(ErrorKind::Io, "a benchmark client panicked"))?;
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+    handle.stop()?;
+    let want = Value::Integer((a.clients * a.changes) as i64);
+    let (mut latencies, mut converged, mut first_error) = (Vec::new(), 0usize, None);
+    for r in results.lock().unwrap().drain(..) {
+        match r {
+            Ok((l, rows)) => {
+                latencies.extend(l);
+                converged += usize::from(rows == want);
+            }
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    latencies.sort();
+    let syncs = latencies.len();
+    let doc = json!({
+        "clients": a.clients, "changes_per_client": a.changes, "syncs": syncs, "seconds": elapsed,
+        "syncs_per_second": syncs as f64 / elapsed, "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99),
+        "max_ms": percentile(&latencies, 1.0), "converged_clients": converged,
+    });
+    out.emit(doc.clone(), || {
+        format!(
+            "{} clients x {} changes: {syncs} syncs in {elapsed:.1} s = {:.0} syncs/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {converged}/{} clients converged",
+            a.clients, a.changes, doc["syncs_per_second"].as_f64().unwrap_or(0.0), doc["p50_ms"].as_f64().unwrap_or(0.0),
+            doc["p99_ms"].as_f64().unwrap_or(0.0), doc["max_ms"].as_f64().unwrap_or(0.0), a.clients
+        )
+    })?;
+    if converged != a.clients {
+        return Err(Error::new(ErrorKind::Network, format!("only {converged} of {} clients converged", a.clients)));
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! `syncline serve` (the sync server over HTTP) and `syncline sync` (one sync pass with a
+//! server, or a daemon that keeps syncing until ctrl-c/SIGTERM).
+
+use crate::output::Out;
+use clap::Args;
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use syncline::net::{self, ServerConfig, SyncOptions, SyncReport, Tokens};
+use syncline::{Error, ErrorKind, Options, SyncEngine};
+
+#[derive(Args)]
+pub struct Serve {
+    /// The SQLite database served (its synced tables must be enabled with `init`).
+    db: PathBuf,
+    /// TCP port (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8740)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Admit clients presenting this bearer token (repeatable).
+    #[arg(long = "token")]
+    tokens: Vec<String>,
+    /// A file of tokens: one per line, optionally followed by the device (site) ids it may
+    /// speak for; `#` starts a comment.
+    #[arg(long = "tokens")]
+    tokens_file: Option<PathBuf>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 32 << 20)]
+    max_body: usize,
+    /// Most changes in one request.
+    #[arg(long, default_value_t = 200_000)]
+    max_ops: u64,
+    /// Most rows in one response page.
+    #[arg(long, default_value_t = 5_000)]
+    page_rows: u64,
+}
+
+#[derive(Args)]
+pub struct Sync {
+    /// The SQLite database to sync.
+    db: PathBuf,
+    /// The server, e.g. http://127.0.0.1:8740
+    url: String,
+    /// Bearer token (default: the SYNCLINE_TOKEN environment variable).
+    #[arg(long)]
+    token: Option<String>,
+    /// Keep syncing in the background until ctrl-c or SIGTERM.
+    #[arg(long)]
+    daemon: bool,
+    /// Seconds between syncs in daemon mode.
+    #[arg(long, default_value_t = 30.0, requires = "daemon")]
+    interval: f64,
+    /// Daemon mode: also sync as soon as the server announces a change (WebSocket) or a local
+    /// write happens.
+    #[arg(long, requires = "daemon")]
+    live: bool,
+}
+
+fn open(db: &PathBuf) -> Result<Arc<SyncEngine>, Error> {
+    Ok(Arc::new(SyncEngine::open(db, Options::default())?))
+}
+
+pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
+    let mut tokens = Tokens::default();
+    for t in &args.tokens {
+        tokens.add(t);
+    }
+    if let Some(file) = &args.tokens_file {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", file.display())))?;
+        tokens.parse(&text)?;
+    }
+    if tokens.is_open() {
+        eprintln!("warning: no --token or --tokens given: every client is admitted");
+    }
+    let engine = open(&args.db)?;
+    let config = ServerConfig { tokens, max_body: args.max_body, max_ops: args.max_ops, page_rows: args.page_rows, ..Default::default() };
+    net::run_server(engine, SocketAddr::new(args.bind, args.port), config, |addr| {
+        let _ = out.emit(json!({ "listening": format!("http://{addr}") }), || format!("listening on http://{addr}"));
+    })?;
+    out.emit(json!({ "stopped": true }), || "stopped".into())
+}
+
+fn report_json(r: &SyncReport) -> serde_json::Value {
+    json!({ "pushed": r.pushed, "server_applied": r.server_applied, "pulled": r.pulled, "applied": r.applied,
+            "conflicts": r.conflicts, "rejected": r.rejected, "round_trips": r.round_trips })
+}
+
+fn report_text(r: &SyncReport) -> String {
+    format!(
+        "pushed {} changes ({} new to the server), pulled {} ({} applied, {} conflicts, {} rejected) in {} round trips",
+        r.pushed, r.server_applied, r.pulled, r.applied, r.conflicts, r.rejected, r.round_trips
+    )
+}
+
+pub fn sync(args: Sync, out: &Out) -> Result<(), Error> {
+    let token = args.token.or_else(|| std::env::var("SYNCLINE_TOKEN").ok());
+    let engine = open(&args.db)?;
+    if !args.daemon {
+        let report = engine.sync(&args.url, token.as_deref())?;
+        return out.emit(report_json(&report), || report_text(&report));
+    }
+    if !(args.interval.is_finite() && args.interval > 0.0) {
+        return Err(Error::new(ErrorKind::InvalidArgument, "--interval must be a positive number of seconds"));
+    }
+    let options = SyncOptions { interval: Duration::from_secs_f64(args.interval), live: args.live, ..Default::default() };
+    let handle = engine.start_sync(&args.url, token.as_deref(), options)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let _ = net::wait_for_shutdown_signal();
+        flag.store(true, Ordering::SeqCst);
+    });
+    // Print each completed pass and each new error until told to stop.
+    let (mut syncs, mut last_error) = (0u64, None::<Error>);
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        let s = handle.status()?;
+        if s.syncs != syncs {
+            syncs = s.syncs;
+            if let Some(r) = &s.last_report {
+                out.emit(report_json(r), || report_text(r))?;
+            }
+        }
+        if s.last_error != last_error {
+            if let Some(e) = &s.last_error {
+                out.error(e);
+                eprintln!("retrying after {} failures", s.failures);
+            }
+            last_error = s.last_error;
+        }
+    }
+    handle.stop();
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! Bearer tokens and device binding for the server: which tokens are admitted, which device
+//! (site) ids a token may speak for, and the first-claim binding of a device to the token it
+//! first synced under (kept in `_syncline_net_devices` of the served database, token hashed).
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::site::SiteId;
+use crate::{SyncEngine, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+/// The SHA-256 of a token: what the server keeps and compares.
+pub(crate) type TokenHash = [u8; 32];
+
+fn hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The tokens a server admits. With no token at all the server is open (no authentication).
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// Token hash to the devices it may speak for (`None`: any device not bound elsewhere).
+    admitted: HashMap<TokenHash, Option<BTreeSet<SiteId>>>,
+}
+
+impl Tokens {
+    /// Admit clients presenting `token`, for any device not already bound to another token.
+    pub fn add(&mut self, token: &str) {
+        self.admitted.entry(hash(token)).or_insert(None);
+    }
+
+    /// Admit `token` for exactly these devices.
+    pub fn add_for(&mut self, token: &str, sites: impl IntoIterator<Item = SiteId>) {
+        let entry = self.admitted.entry(hash(token)).or_insert_with(|| Some(BTreeSet::new()));
+        match entry {
+            Some(set) => set.extend(sites),
+            None => *entry = Some(sites.into_iter().collect()),
+        }
+    }
+
+    /// Parse a tokens file: one token per line, optionally followed by the device (site) ids,
+    /// 32 hex digits each, it may speak for; blank lines and `#` comments are ignored.
+    pub fn parse(&mut self, text: &str) -> Result<()> {
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            let mut words = line.split_whitespace();
+            let Some(token) = words.next() else { continue };
+            let sites = words
+                .map(|w| w.parse::<SiteId>())
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("tokens file line {}: {}", n + 1, e.message())))?;
+            if sites.is_empty() {
+                self.add(token);
+            } else {
+                self.add_for(token, sites);
+            }
+        }
+        Ok(())
+    }
+
+    /// True when no token is configured: every request is admitted.
+    pub fn is_open(&self) -> bool {
+        self.admitted.is_empty()
+    }
+
+    /// The hash of an admitted token from an `Authorization` header value, or `Auth`.
+    pub(crate) fn admit(&self, authorization: Option<&str>) -> Result<Option<TokenHash>> {
+        if self.is_open() {
+            return Ok(None);
+        }
+        let token = authorization
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Error::new(ErrorKind::Auth, "missing bearer token"))?;
+        let h = hash(token.trim());
+        if self.admitted.contains_key(&h) {
+            Ok(Some(h))
+        } else {
+            Err(Error::new(ErrorKind::Auth, "unknown token"))
+        }
+    }
+
+    fn allows(&self, token: &TokenHash, site: &SiteId) -> bool {
+        match self.admitted.get(token) {
+            Some(Some(sites)) => sites.contains(site),
+            Some(None) => true,
+            None => false,
+        }
+    }
+}
+
+/// Devices bound to tokens: a device that synced under one token is refused under another.
+pub(crate) struct Devices {
+    bound: Mutex<HashMap<SiteId, TokenHash>>,
+}
+
+const DDL: &str = "CREATE TABLE IF NOT EXISTS _syncline_net_devices(site BLOB PRIMARY KEY, token BLOB NOT NULL) WITHOUT ROWID";
+
+impl Devices {
+    /// Load the bindings stored in the served database (creating their table if needed).
+    pub fn load(engine: &SyncEngine) -> Result<Devices> {
+        engine.execute_batch(DDL)?;
+        let mut bound = HashMap::new();
+        for row in engine.query("SELECT site, token FROM _syncline_net_devices", &[])?.rows {
+            if let [Value::Blob(site), Value::Blob(token)] = &row[..] {
+                if let (Ok(site), Ok(token)) = (SiteId::from_slice(site), <TokenHash>::try_from(&token[..])) {
+                    bound.insert(site, token);
+                }
+            }
+        }
+        Ok(Devices { bound: Mutex::new(bound) })
+    }
+
+    /// Check that `token` may speak for `site`, binding the device on its first sync.
+    pub fn claim(&self, engine: &SyncEngine, tokens: &Tokens, token: Option<&TokenHash>, site: &SiteId) -> Result<()> {
+        let Some(token) = token else { return Ok(()) };
+        let refused = || Error::new(ErrorKind::Auth, format!("this token may not speak for device {site}"));
+        if !tokens.allows(token, site) {
+            return Err(refused());
+        }
+        let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        match bound.get(site) {
+            Some(owner) if owner == token => Ok(()),
+            Some(_) => Err(refused()),
+            None => {
+                engine.execute(
+                    "INSERT INTO _syncline_net_devices(site, token) VALUES (?1, ?2)",
+                    &[Value::Blob(site.0.to_vec()), Value::Blob(token.to_vec())],
+                )?;
+                bound.insert(*site, *token);
+                Ok(())
+            }
+        }
+    }
+}
