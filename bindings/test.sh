@@ -7,6 +7,10 @@
 #   5. interop: the bundle the Swift suite wrote imports in Kotlin and in the Rust CLI
 #      ($SYNCLINE_CLI, built here if unset) with the very same table;
 #   6. the interop agents (scripts/agents/swift, scripts/agents/kotlin) agree on interop.json.
+# Before the Swift step it starts a sync server (`$SYNCLINE_CLI serve`, 127.0.0.1, a free port, a
+# random token) for the network tests of both suites (NetworkTests / NetworkTest): they get it as
+# SYNCLINE_NET_URL and SYNCLINE_NET_TOKEN (the Swift chroot shares the host's network), with
+# SYNCLINE_NET_REQUIRED=1 so they fail instead of skipping without it. It is stopped on exit.
 # Both suites also run every golden vector of spec/vectors/ (VectorsTests / VectorsTest).
 # Prints `swift: N passed, M failed` and `kotlin: N passed, M failed`; exits non-zero on any failure.
 # Needs root (chroot, mounts) and the registries (crates.io, Debian, Maven Central). No stdin.
@@ -99,21 +103,73 @@ cp -f "$lib" swift/.lib/ && cp -f "$lib" kotlin/.lib/
 rm -rf "$interop" && mkdir -p "$interop"
 
 # ---------------------------------------------------------------------------------------------
+step "sync server for the network tests (\$SYNCLINE_CLI serve on 127.0.0.1)"
+if [ -z "${SYNCLINE_CLI:-}" ]; then
+  echo "SYNCLINE_CLI is not set: building the CLI (network tests, interop check)"
+  if timed "build CLI" cargo build --release -p syncline-cli; then
+    export SYNCLINE_CLI="$target/release/syncline"
+  else
+    failed+=("build-cli")
+  fi
+fi
+export SYNCLINE_CLI
+# the schema of the suites' `todos` table (todosSchema / TODOS)
+net_schema="CREATE TABLE IF NOT EXISTS todos(id TEXT PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0, n INTEGER, r REAL, data BLOB)"
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+    server_pid=""
+  fi
+}
+trap stop_server EXIT
+start_server() {
+  local db="$interop/server.db" log="$interop/server.log" i
+  [ -x "${SYNCLINE_CLI:-}" ] || { echo "no CLI to serve with"; return 1; }
+  rm -f "$db" "$db-wal" "$db-shm"
+  python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.close()' \
+      "$db" "$net_schema" 2>/dev/null || sqlite3 "$db" "$net_schema" || { echo "cannot create $db (python3 or sqlite3 needed)"; return 1; }
+  "$SYNCLINE_CLI" init "$db" --table todos </dev/null || return 1
+  SYNCLINE_NET_TOKEN="bindings-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+  "$SYNCLINE_CLI" serve "$db" --port 0 --token "$SYNCLINE_NET_TOKEN" >"$log" 2>&1 </dev/null &
+  server_pid=$!
+  SYNCLINE_NET_URL=""
+  for i in $(seq 200); do
+    SYNCLINE_NET_URL="$(grep -m1 -oE 'http://127\.0\.0\.1:[0-9]+' "$log")" && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$SYNCLINE_NET_URL" ]; then
+    echo "the server did not start:"; cat "$log"; stop_server; return 1
+  fi
+  export SYNCLINE_NET_URL SYNCLINE_NET_TOKEN SYNCLINE_NET_REQUIRED=1
+  echo "serving $db at $SYNCLINE_NET_URL (pid $server_pid)"
+}
+timed "start sync server" start_server || failed+=("sync-server")
+
+# ---------------------------------------------------------------------------------------------
 step "Swift: swift test in the trixie chroot"
 swift_log="$interop/swift-test.log"
 run_swift() {
+  # the chroot starts with a clean environment: pass the server in explicitly
   "$repo/scripts/swift-env.sh" run "$repo/swift" \
-    env SYNCLINE_INTEROP_DIR="$interop" swift test </dev/null 2>&1 | tee "$swift_log"
+    env SYNCLINE_INTEROP_DIR="$interop" SYNCLINE_NET_URL="${SYNCLINE_NET_URL:-}" \
+      SYNCLINE_NET_TOKEN="${SYNCLINE_NET_TOKEN:-}" SYNCLINE_NET_REQUIRED=1 \
+      swift test </dev/null 2>&1 | tee "$swift_log"
   return "${PIPESTATUS[0]}"
 }
 timed "swift chroot setup" "$repo/scripts/swift-env.sh" setup </dev/null || true
 if timed "swift test" run_swift; then swift_rc=0; else swift_rc=1; failed+=("swift"); fi
-# XCTest's last summary: "Executed 16 tests, with 1 failure (0 unexpected) in ..."
-summary_line="$(grep -E 'Executed [0-9]+ tests?, with [0-9]+ failures?' "$swift_log" | tail -n1)"
+# XCTest's last summary: "Executed 16 tests, with 1 failure (0 unexpected) in ..." or
+# "Executed 16 tests, with 2 tests skipped and 1 failure (0 unexpected) in ..."
+summary_line="$(grep -E 'Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?' "$swift_log" | tail -n1)"
 if [ -n "$summary_line" ]; then
   s_total="$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary_line")"
-  s_failed="$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary_line")"
-  swift_summary="swift: $((s_total - s_failed)) passed, $s_failed failed"
+  s_failed="$(sed -E 's/.* ([0-9]+) failures?.*/\1/' <<<"$summary_line")"
+  s_skipped="$(sed -nE 's/.* ([0-9]+) tests? skipped.*/\1/p' <<<"$summary_line")"
+  s_skipped="${s_skipped:-0}"
+  swift_summary="swift: $((s_total - s_failed - s_skipped)) passed, $s_failed failed$([ "$s_skipped" = 0 ] || echo ", $s_skipped skipped")"
 else
   swift_summary="swift: 0 passed, 1 failed (no XCTest summary: the build or the run failed)"
   [ $swift_rc = 0 ] && failed+=("swift")
@@ -122,18 +178,11 @@ echo "$swift_summary"
 
 # ---------------------------------------------------------------------------------------------
 step "Kotlin: mvn -B -ntp test (JUnit 5, JNA)"
-if [ -z "${SYNCLINE_CLI:-}" ]; then
-  echo "SYNCLINE_CLI is not set: building the CLI for the interop check"
-  if timed "build CLI" cargo build --release -p syncline-cli; then
-    export SYNCLINE_CLI="$target/release/syncline"
-  else
-    failed+=("build-cli")
-  fi
-fi
 # shellcheck source=/dev/null
 source "$repo/scripts/kotlin-env.sh" >/dev/null || { failed+=("kotlin-env"); finish; }
 run_kotlin() {
   rm -rf kotlin/target/surefire-reports
+  # SYNCLINE_NET_URL/TOKEN/REQUIRED (the server above) are exported
   (cd kotlin && SYNCLINE_INTEROP_DIR="$interop" SYNCLINE_INTEROP_REQUIRED=1 \
     "$SYNCLINE_MVN" -B -ntp test -Dnative.lib.dir="$repo/kotlin/.lib" </dev/null)
 }
@@ -181,5 +230,6 @@ check_agents() {
   return $rc
 }
 timed "interop agents" check_agents || failed+=("agents")
+stop_server
 
 finish

@@ -4,8 +4,18 @@
 //! the `syncline` core. Site ids cross the boundary as 32 hexadecimal digits (parsed by the
 //! core), values as the [`Value`] enum, errors as the one [`SynclineError`] enum (one variant per
 //! core [`syncline::ErrorKind`], converted in exactly one `From` impl below).
+//!
+//! Network sync (core feature `net`, spec/sync-protocol.md): `SyncEngine::sync` is exported as an
+//! async method (Swift `async`, Kotlin `suspend`) that runs the core's blocking pass on a thread of
+//! its own and completes when it ends ([`offload`]: no async runtime in this crate, and the core's
+//! own tokio runtime is never entered from another one). `start_sync` returns at once with a
+//! [`SyncHandle`] whose background loop runs on the core's thread.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
 
 uniffi::setup_scaffolding!();
 
@@ -471,6 +481,104 @@ impl From<syncline::QueryRows> for QueryRows {
     }
 }
 
+/// How the background sync loop runs (`start_sync`); defaults: the core's.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncOptions {
+    /// Time (ms) between syncs while all is well.
+    #[uniffi(default = 30000)]
+    pub interval_ms: u64,
+    /// The longest wait (ms) after repeated failures (exponential backoff with jitter).
+    #[uniffi(default = 60000)]
+    pub max_backoff_ms: u64,
+    /// Keep a WebSocket to the server open and sync as soon as another client's push is
+    /// announced or a local write happens.
+    #[uniffi(default = false)]
+    pub live: bool,
+    /// Most rows per page in each direction (the server may cut pages smaller).
+    #[uniffi(default = 5000)]
+    pub page_rows: u64,
+    /// Longest wait (ms) for one HTTP request.
+    #[uniffi(default = 60000)]
+    pub timeout_ms: u64,
+}
+
+impl From<SyncOptions> for syncline::net::SyncOptions {
+    fn from(o: SyncOptions) -> Self {
+        syncline::net::SyncOptions {
+            interval: Duration::from_millis(o.interval_ms),
+            max_backoff: Duration::from_millis(o.max_backoff_ms),
+            live: o.live,
+            page_rows: o.page_rows,
+            timeout: Duration::from_millis(o.timeout_ms),
+        }
+    }
+}
+
+/// What one sync pass did, counted in changes (row states and cells).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncReport {
+    /// Changes sent to the server.
+    pub pushed: u64,
+    /// Of those, changes that altered the server.
+    pub server_applied: u64,
+    /// Changes received from the server.
+    pub pulled: u64,
+    /// Of those, changes that altered this replica.
+    pub applied: u64,
+    /// Cells changed concurrently here and at the server.
+    pub conflicts: u64,
+    /// Received changes refused by a local constraint.
+    pub rejected: u64,
+    /// HTTP requests made (`/v1/info` included).
+    pub round_trips: u32,
+}
+
+impl From<syncline::net::SyncReport> for SyncReport {
+    fn from(r: syncline::net::SyncReport) -> Self {
+        SyncReport {
+            pushed: r.pushed,
+            server_applied: r.server_applied,
+            pulled: r.pulled,
+            applied: r.applied,
+            conflicts: r.conflicts,
+            rejected: r.rejected,
+            round_trips: r.round_trips,
+        }
+    }
+}
+
+/// What the background sync loop has done so far.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncStatus {
+    /// False once the loop was stopped.
+    pub running: bool,
+    /// Completed sync passes.
+    pub syncs: u64,
+    /// Failures since the last success.
+    pub failures: u32,
+    /// When the last pass succeeded (Swift `Date`, Kotlin `java.time.Instant`).
+    pub last_success: Option<SystemTime>,
+    /// The error of the last pass, if it failed (e.g. `Network` while the server is down).
+    pub last_error: Option<SynclineError>,
+    pub last_report: Option<SyncReport>,
+    /// Local changes the server is not yet known to hold.
+    pub pending: u64,
+}
+
+impl From<syncline::net::SyncStatus> for SyncStatus {
+    fn from(s: syncline::net::SyncStatus) -> Self {
+        SyncStatus {
+            running: s.running,
+            syncs: s.syncs,
+            failures: s.failures,
+            last_success: s.last_success,
+            last_error: s.last_error.map(Into::into),
+            last_report: s.last_report.map(Into::into),
+            pending: s.pending,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Callbacks implemented in Swift / Kotlin
 // ---------------------------------------------------------------------------------------------
@@ -527,10 +635,88 @@ impl Subscription {
     }
 }
 
+/// A running background sync (`start_sync`). `stop()` (or freeing the handle: Kotlin
+/// `close()`/`use {}`, Swift releasing it) finishes the pass in progress, then ends the loop.
+#[derive(uniffi::Object)]
+pub struct SyncHandle {
+    inner: syncline::net::SyncHandle,
+}
+
+#[uniffi::export]
+impl SyncHandle {
+    /// The loop's progress and the number of local changes the server still lacks.
+    pub fn status(&self) -> Result<SyncStatus> {
+        Ok(self.inner.status()?.into())
+    }
+
+    /// Sync now instead of at the end of the current wait.
+    pub fn sync_now(&self) {
+        self.inner.sync_now()
+    }
+
+    /// Stop the loop and wait for it (blocking: a pass in progress is finished first, at most
+    /// one request timeout). Idempotent.
+    pub fn stop(&self) {
+        self.inner.stop()
+    }
+}
+
+/// The result slot shared by an [`Offloaded`] future and its thread.
+struct Slot<T> {
+    result: Option<T>,
+    waker: Option<Waker>,
+}
+
+/// A future completed by a thread of its own: see [`offload`].
+pub struct Offloaded<T> {
+    slot: Arc<Mutex<Slot<Result<T>>>>,
+}
+
+impl<T> Future for Offloaded<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Run a blocking core call on a new thread; the future completes with its result. This is how
+/// async exports adapt the core's blocking network calls without an async runtime here (the
+/// foreign side polls: Swift `async`, Kotlin `suspend`). If the foreign task is cancelled, the
+/// call still runs to its end and its result is dropped. A panic becomes an `Other` error.
+fn offload<T: Send + 'static>(name: &str, call: impl FnOnce() -> Result<T> + Send + 'static) -> Offloaded<T> {
+    let slot = Arc::new(Mutex::new(Slot { result: None, waker: None }));
+    let theirs = slot.clone();
+    let spawned = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+            .unwrap_or_else(|_| Err(SynclineError::Other { message: "Other: the call panicked".into() }));
+        let waker = {
+            let mut slot = theirs.lock().unwrap_or_else(|p| p.into_inner());
+            slot.result = Some(result);
+            slot.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    });
+    if let Err(e) = spawned {
+        let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+        s.result = Some(Err(SynclineError::Io { message: format!("cannot start a thread: {e}") }));
+    }
+    Offloaded { slot }
+}
+
 /// The sync engine for one SQLite database file. Thread-safe.
 #[derive(uniffi::Object)]
 pub struct SyncEngine {
-    inner: syncline::SyncEngine,
+    inner: Arc<syncline::SyncEngine>,
 }
 
 #[uniffi::export]
@@ -539,7 +725,7 @@ impl SyncEngine {
     #[uniffi::constructor(default(options = None))]
     pub fn open(path: String, options: Option<EngineOptions>) -> Result<Arc<Self>> {
         let options = options.map(Into::into).unwrap_or_default();
-        Ok(Arc::new(SyncEngine { inner: syncline::SyncEngine::open(path, options)? }))
+        Ok(Arc::new(SyncEngine { inner: Arc::new(syncline::SyncEngine::open(path, options)?) }))
     }
 
     /// The database file.
@@ -679,6 +865,30 @@ impl SyncEngine {
     pub fn close(&self) -> Result<()> {
         Ok(self.inner.close()?)
     }
+
+    /// Sync with the server at `url` in the background (first pass at once, then every
+    /// `interval_ms`, backing off after failures) until the handle is stopped or freed.
+    /// Returns at once; errors of the passes go to the handle's `status()`.
+    #[uniffi::method(default(token = None, options = None))]
+    pub fn start_sync(&self, url: String, token: Option<String>, options: Option<SyncOptions>) -> Result<Arc<SyncHandle>> {
+        let options = options.map(Into::into).unwrap_or_default();
+        let inner = self.inner.start_sync(&url, token.as_deref(), options)?;
+        Ok(Arc::new(SyncHandle { inner }))
+    }
+}
+
+/// Async exports (Swift `async`, Kotlin `suspend`): the core call runs on its own thread.
+#[uniffi::export]
+impl SyncEngine {
+    /// Sync once with the server at `url` (`http://host:port`), presenting the bearer `token`:
+    /// push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
+    /// nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
+    /// import's own kinds.
+    #[uniffi::method(default(token = None))]
+    pub async fn sync(&self, url: String, token: Option<String>) -> Result<SyncReport> {
+        let engine = self.inner.clone();
+        offload("syncline-ffi-sync", move || Ok(engine.sync(&url, token.as_deref())?.into())).await
+    }
 }
 
 /// A fresh UUIDv7 string, the recommended primary key for synced tables.
@@ -704,6 +914,41 @@ mod tests {
             assert_eq!(e.code(), kind.code());
             assert_eq!(e.message(), "boom");
         }
+    }
+
+    #[test]
+    fn offload_completes_with_the_result_and_turns_panics_into_errors() {
+        struct Flag(std::sync::atomic::AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        fn block_on<T>(mut f: Offloaded<T>) -> Result<T> {
+            let flag = Arc::new(Flag(Default::default()));
+            let waker = Waker::from(flag.clone());
+            let mut cx = Context::from_waker(&waker);
+            loop {
+                if let Poll::Ready(r) = Pin::new(&mut f).poll(&mut cx) {
+                    return r;
+                }
+                while !flag.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        assert_eq!(block_on(offload("t", || Ok(7))).unwrap(), 7);
+        let e = block_on(offload("t", || -> Result<()> { Err(SynclineError::Auth { message: "no".into() }) })).unwrap_err();
+        assert_eq!(e.code(), "Auth");
+        let e = block_on(offload("t", || -> Result<()> { panic!("boom") })).unwrap_err();
+        assert_eq!(e.code(), "Other");
+    }
+
+    #[test]
+    fn sync_options_defaults_are_the_cores() {
+        let core = syncline::net::SyncOptions::default();
+        let ours = SyncOptions { interval_ms: 30000, max_backoff_ms: 60000, live: false, page_rows: 5000, timeout_ms: 60000 };
+        assert_eq!(syncline::net::SyncOptions::from(ours), core);
     }
 
     #[test]

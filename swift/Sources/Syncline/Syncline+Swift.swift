@@ -1,5 +1,8 @@
 // The idiomatic Swift layer over the generated bindings (Syncline.swift). It only adapts:
 // value literals, closures for callbacks, AsyncStream for events. All behaviour is in the core.
+// Network sync needs nothing here: `SyncEngine.sync(url:token:)` is generated `async` (a UniFFI
+// async export whose blocking core pass runs on a native thread), `startSync(url:token:options:)`
+// returns a `SyncHandle` at once (`status()`, `syncNow()`, `stop()`).
 
 import Foundation
 

@@ -471,6 +471,22 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
+    typealias FfiType = UInt32
+    typealias SwiftType = UInt32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
     typealias FfiType = UInt64
     typealias SwiftType = UInt64
@@ -601,6 +617,49 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
         let len = Int32(value.count)
         writeInt(&buf, len)
         writeBytes(&buf, value)
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterTimestamp: FfiConverterRustBuffer {
+    typealias SwiftType = Date
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Date {
+        let seconds: Int64 = try readInt(&buf)
+        let nanoseconds: UInt32 = try readInt(&buf)
+        // Build the Date from whole seconds first, then add the nanoseconds as a
+        // separate TimeInterval.  Date stores CFAbsoluteTime (seconds since 2001),
+        // so adding a small fraction to the ~7.8e8 base is twice as precise as
+        // adding it to the ~1.76e9 Unix-epoch value, because the smaller magnitude
+        // leaves more mantissa bits for the sub-second part.
+        if seconds >= 0 {
+            return Date(timeIntervalSince1970: Double(seconds))
+                .addingTimeInterval(Double(nanoseconds) / 1.0e9)
+        } else {
+            return Date(timeIntervalSince1970: Double(seconds))
+                .addingTimeInterval(-Double(nanoseconds) / 1.0e9)
+        }
+    }
+
+    public static func write(_ value: Date, into buf: inout [UInt8]) {
+        var delta = value.timeIntervalSince1970
+        var sign: Int64 = 1
+        if delta < 0 {
+            // The nanoseconds portion of the epoch offset must always be
+            // positive, to simplify the calculation we will use the absolute
+            // value of the offset.
+            sign = -1
+            delta = -delta
+        }
+        if delta.rounded(.down) > Double(Int64.max) {
+            fatalError("Timestamp overflow, exceeds max bounds supported by Uniffi")
+        }
+        let seconds = Int64(delta)
+        let nanoseconds = UInt32((delta - Double(seconds)) * 1.0e9)
+        writeInt(&buf, sign * seconds)
+        writeInt(&buf, nanoseconds)
     }
 }
 
@@ -1269,6 +1328,13 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
     func siteId() throws  -> String
     
     /**
+     * Sync with the server at `url` in the background (first pass at once, then every
+     * `interval_ms`, backing off after failures) until the handle is stopped or freed.
+     * Returns at once; errors of the passes go to the handle's `status()`.
+     */
+    func startSync(url: String, token: String?, options: SyncOptions?) throws  -> SyncHandle
+    
+    /**
      * A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
      * length, row and cell stamps with site ids): replicas that converged have equal hashes.
      */
@@ -1283,6 +1349,14 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
      * Subscribe to events; ends when the handle is closed or dropped.
      */
     func subscribe(observer: EventObserver) throws  -> Subscription
+    
+    /**
+     * Sync once with the server at `url` (`http://host:port`), presenting the bearer `token`:
+     * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
+     * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
+     * import's own kinds.
+     */
+    func sync(url: String, token: String?) async throws  -> SyncReport
     
     /**
      * Write the bundle for `peer` (everything for none) to a file, atomically.
@@ -1626,6 +1700,23 @@ open func siteId()throws  -> String  {
 }
     
     /**
+     * Sync with the server at `url` in the background (first pass at once, then every
+     * `interval_ms`, backing off after failures) until the handle is stopped or freed.
+     * Returns at once; errors of the passes go to the handle's `status()`.
+     */
+open func startSync(url: String, token: String? = nil, options: SyncOptions? = nil)throws  -> SyncHandle  {
+    return try  FfiConverterTypeSyncHandle_lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_syncengine_start_sync(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(url),
+        FfiConverterOptionString.lower(token),
+        FfiConverterOptionTypeSyncOptions.lower(options),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
      * length, row and cell stamps with site ids): replicas that converged have equal hashes.
      */
@@ -1661,6 +1752,28 @@ open func subscribe(observer: EventObserver)throws  -> Subscription  {
         FfiConverterTypeEventObserver_lower(observer),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Sync once with the server at `url` (`http://host:port`), presenting the bearer `token`:
+     * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
+     * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
+     * import's own kinds.
+     */
+open func sync(url: String, token: String? = nil)async throws  -> SyncReport  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_syncline_ffi_fn_method_syncengine_sync(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(url),FfiConverterOptionString.lower(token)
+                )
+            },
+            pollFunc: ffi_syncline_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_syncline_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_syncline_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeSyncReport_lift,
+            errorHandler: FfiConverterTypeSynclineError_lift
+        )
 }
     
     /**
@@ -1721,6 +1834,171 @@ public func FfiConverterTypeSyncEngine_lift(_ handle: UInt64) throws -> SyncEngi
 #endif
 public func FfiConverterTypeSyncEngine_lower(_ value: SyncEngine) -> UInt64 {
     return FfiConverterTypeSyncEngine.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A running background sync (`start_sync`). `stop()` (or freeing the handle: Kotlin
+ * `close()`/`use {}`, Swift releasing it) finishes the pass in progress, then ends the loop.
+ */
+public protocol SyncHandleProtocol: AnyObject, Sendable {
+    
+    /**
+     * The loop's progress and the number of local changes the server still lacks.
+     */
+    func status() throws  -> SyncStatus
+    
+    /**
+     * Stop the loop and wait for it (blocking: a pass in progress is finished first, at most
+     * one request timeout). Idempotent.
+     */
+    func stop() 
+    
+    /**
+     * Sync now instead of at the end of the current wait.
+     */
+    func syncNow() 
+    
+}
+/**
+ * A running background sync (`start_sync`). `stop()` (or freeing the handle: Kotlin
+ * `close()`/`use {}`, Swift releasing it) finishes the pass in progress, then ends the loop.
+ */
+open class SyncHandle: SyncHandleProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_syncline_ffi_fn_clone_synchandle(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_syncline_ffi_fn_free_synchandle(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The loop's progress and the number of local changes the server still lacks.
+     */
+open func status()throws  -> SyncStatus  {
+    return try  FfiConverterTypeSyncStatus_lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_synchandle_status(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Stop the loop and wait for it (blocking: a pass in progress is finished first, at most
+     * one request timeout). Idempotent.
+     */
+open func stop()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_synchandle_stop(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Sync now instead of at the end of the current wait.
+     */
+open func syncNow()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_synchandle_sync_now(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSyncHandle: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = SyncHandle
+
+    public static func lift(_ handle: UInt64) throws -> SyncHandle {
+        return SyncHandle(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: SyncHandle) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SyncHandle {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: SyncHandle, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSyncHandle_lift(_ handle: UInt64) throws -> SyncHandle {
+    return try FfiConverterTypeSyncHandle.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSyncHandle_lower(_ value: SyncHandle) -> UInt64 {
+    return FfiConverterTypeSyncHandle.lower(value)
 }
 
 
@@ -2437,6 +2715,339 @@ public func FfiConverterTypeStatus_lift(_ buf: RustBuffer) throws -> Status {
 #endif
 public func FfiConverterTypeStatus_lower(_ value: Status) -> RustBuffer {
     return FfiConverterTypeStatus.lower(value)
+}
+
+
+/**
+ * How the background sync loop runs (`start_sync`); defaults: the core's.
+ */
+public struct SyncOptions: Equatable, Hashable {
+    /**
+     * Time (ms) between syncs while all is well.
+     */
+    public var intervalMs: UInt64
+    /**
+     * The longest wait (ms) after repeated failures (exponential backoff with jitter).
+     */
+    public var maxBackoffMs: UInt64
+    /**
+     * Keep a WebSocket to the server open and sync as soon as another client's push is
+     * announced or a local write happens.
+     */
+    public var live: Bool
+    /**
+     * Most rows per page in each direction (the server may cut pages smaller).
+     */
+    public var pageRows: UInt64
+    /**
+     * Longest wait (ms) for one HTTP request.
+     */
+    public var timeoutMs: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Time (ms) between syncs while all is well.
+         */intervalMs: UInt64 = UInt64(30000), 
+        /**
+         * The longest wait (ms) after repeated failures (exponential backoff with jitter).
+         */maxBackoffMs: UInt64 = UInt64(60000), 
+        /**
+         * Keep a WebSocket to the server open and sync as soon as another client's push is
+         * announced or a local write happens.
+         */live: Bool = false, 
+        /**
+         * Most rows per page in each direction (the server may cut pages smaller).
+         */pageRows: UInt64 = UInt64(5000), 
+        /**
+         * Longest wait (ms) for one HTTP request.
+         */timeoutMs: UInt64 = UInt64(60000)) {
+        self.intervalMs = intervalMs
+        self.maxBackoffMs = maxBackoffMs
+        self.live = live
+        self.pageRows = pageRows
+        self.timeoutMs = timeoutMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SyncOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSyncOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SyncOptions {
+        return
+            try SyncOptions(
+                intervalMs: FfiConverterUInt64.read(from: &buf), 
+                maxBackoffMs: FfiConverterUInt64.read(from: &buf), 
+                live: FfiConverterBool.read(from: &buf), 
+                pageRows: FfiConverterUInt64.read(from: &buf), 
+                timeoutMs: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SyncOptions, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.intervalMs, into: &buf)
+        FfiConverterUInt64.write(value.maxBackoffMs, into: &buf)
+        FfiConverterBool.write(value.live, into: &buf)
+        FfiConverterUInt64.write(value.pageRows, into: &buf)
+        FfiConverterUInt64.write(value.timeoutMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSyncOptions_lift(_ buf: RustBuffer) throws -> SyncOptions {
+    return try FfiConverterTypeSyncOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSyncOptions_lower(_ value: SyncOptions) -> RustBuffer {
+    return FfiConverterTypeSyncOptions.lower(value)
+}
+
+
+/**
+ * What one sync pass did, counted in changes (row states and cells).
+ */
+public struct SyncReport: Equatable, Hashable {
+    /**
+     * Changes sent to the server.
+     */
+    public var pushed: UInt64
+    /**
+     * Of those, changes that altered the server.
+     */
+    public var serverApplied: UInt64
+    /**
+     * Changes received from the server.
+     */
+    public var pulled: UInt64
+    /**
+     * Of those, changes that altered this replica.
+     */
+    public var applied: UInt64
+    /**
+     * Cells changed concurrently here and at the server.
+     */
+    public var conflicts: UInt64
+    /**
+     * Received changes refused by a local constraint.
+     */
+    public var rejected: UInt64
+    /**
+     * HTTP requests made (`/v1/info` included).
+     */
+    public var roundTrips: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Changes sent to the server.
+         */pushed: UInt64, 
+        /**
+         * Of those, changes that altered the server.
+         */serverApplied: UInt64, 
+        /**
+         * Changes received from the server.
+         */pulled: UInt64, 
+        /**
+         * Of those, changes that altered this replica.
+         */applied: UInt64, 
+        /**
+         * Cells changed concurrently here and at the server.
+         */conflicts: UInt64, 
+        /**
+         * Received changes refused by a local constraint.
+         */rejected: UInt64, 
+        /**
+         * HTTP requests made (`/v1/info` included).
+         */roundTrips: UInt32) {
+        self.pushed = pushed
+        self.serverApplied = serverApplied
+        self.pulled = pulled
+        self.applied = applied
+        self.conflicts = conflicts
+        self.rejected = rejected
+        self.roundTrips = roundTrips
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SyncReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSyncReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SyncReport {
+        return
+            try SyncReport(
+                pushed: FfiConverterUInt64.read(from: &buf), 
+                serverApplied: FfiConverterUInt64.read(from: &buf), 
+                pulled: FfiConverterUInt64.read(from: &buf), 
+                applied: FfiConverterUInt64.read(from: &buf), 
+                conflicts: FfiConverterUInt64.read(from: &buf), 
+                rejected: FfiConverterUInt64.read(from: &buf), 
+                roundTrips: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SyncReport, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.pushed, into: &buf)
+        FfiConverterUInt64.write(value.serverApplied, into: &buf)
+        FfiConverterUInt64.write(value.pulled, into: &buf)
+        FfiConverterUInt64.write(value.applied, into: &buf)
+        FfiConverterUInt64.write(value.conflicts, into: &buf)
+        FfiConverterUInt64.write(value.rejected, into: &buf)
+        FfiConverterUInt32.write(value.roundTrips, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSyncReport_lift(_ buf: RustBuffer) throws -> SyncReport {
+    return try FfiConverterTypeSyncReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSyncReport_lower(_ value: SyncReport) -> RustBuffer {
+    return FfiConverterTypeSyncReport.lower(value)
+}
+
+
+/**
+ * What the background sync loop has done so far.
+ */
+public struct SyncStatus: Equatable, Hashable {
+    /**
+     * False once the loop was stopped.
+     */
+    public var running: Bool
+    /**
+     * Completed sync passes.
+     */
+    public var syncs: UInt64
+    /**
+     * Failures since the last success.
+     */
+    public var failures: UInt32
+    /**
+     * When the last pass succeeded (Swift `Date`, Kotlin `java.time.Instant`).
+     */
+    public var lastSuccess: Date?
+    /**
+     * The error of the last pass, if it failed (e.g. `Network` while the server is down).
+     */
+    public var lastError: SynclineError?
+    public var lastReport: SyncReport?
+    /**
+     * Local changes the server is not yet known to hold.
+     */
+    public var pending: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * False once the loop was stopped.
+         */running: Bool, 
+        /**
+         * Completed sync passes.
+         */syncs: UInt64, 
+        /**
+         * Failures since the last success.
+         */failures: UInt32, 
+        /**
+         * When the last pass succeeded (Swift `Date`, Kotlin `java.time.Instant`).
+         */lastSuccess: Date?, 
+        /**
+         * The error of the last pass, if it failed (e.g. `Network` while the server is down).
+         */lastError: SynclineError?, lastReport: SyncReport?, 
+        /**
+         * Local changes the server is not yet known to hold.
+         */pending: UInt64) {
+        self.running = running
+        self.syncs = syncs
+        self.failures = failures
+        self.lastSuccess = lastSuccess
+        self.lastError = lastError
+        self.lastReport = lastReport
+        self.pending = pending
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SyncStatus: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SyncStatus {
+        return
+            try SyncStatus(
+                running: FfiConverterBool.read(from: &buf), 
+                syncs: FfiConverterUInt64.read(from: &buf), 
+                failures: FfiConverterUInt32.read(from: &buf), 
+                lastSuccess: FfiConverterOptionTimestamp.read(from: &buf), 
+                lastError: FfiConverterOptionTypeSynclineError.read(from: &buf), 
+                lastReport: FfiConverterOptionTypeSyncReport.read(from: &buf), 
+                pending: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SyncStatus, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.running, into: &buf)
+        FfiConverterUInt64.write(value.syncs, into: &buf)
+        FfiConverterUInt32.write(value.failures, into: &buf)
+        FfiConverterOptionTimestamp.write(value.lastSuccess, into: &buf)
+        FfiConverterOptionTypeSynclineError.write(value.lastError, into: &buf)
+        FfiConverterOptionTypeSyncReport.write(value.lastReport, into: &buf)
+        FfiConverterUInt64.write(value.pending, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSyncStatus_lift(_ buf: RustBuffer) throws -> SyncStatus {
+    return try FfiConverterTypeSyncStatus.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSyncStatus_lower(_ value: SyncStatus) -> RustBuffer {
+    return FfiConverterTypeSyncStatus.lower(value)
 }
 
 
@@ -3231,6 +3842,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTimestamp: FfiConverterRustBuffer {
+    typealias SwiftType = Date?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTimestamp.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTimestamp.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeEngineOptions: FfiConverterRustBuffer {
     typealias SwiftType = EngineOptions?
 
@@ -3255,6 +3890,54 @@ fileprivate struct FfiConverterOptionTypeEngineOptions: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeSyncOptions: FfiConverterRustBuffer {
+    typealias SwiftType = SyncOptions?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSyncOptions.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSyncOptions.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeSyncReport: FfiConverterRustBuffer {
+    typealias SwiftType = SyncReport?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSyncReport.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSyncReport.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeStrategy: FfiConverterRustBuffer {
     typealias SwiftType = Strategy?
 
@@ -3271,6 +3954,30 @@ fileprivate struct FfiConverterOptionTypeStrategy: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeStrategy.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeSynclineError: FfiConverterRustBuffer {
+    typealias SwiftType = SynclineError?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSynclineError.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSynclineError.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -3450,6 +4157,54 @@ fileprivate struct FfiConverterSequenceSequenceTypeValue: FfiConverterRustBuffer
         return seq
     }
 }
+private let UNIFFI_RUST_FUTURE_POLL_READY: Int8 = 0
+private let UNIFFI_RUST_FUTURE_POLL_WAKE: Int8 = 1
+
+fileprivate let uniffiContinuationHandleMap = UniffiHandleMap<UnsafeContinuation<Int8, Never>>()
+
+fileprivate func uniffiRustCallAsync<F, T>(
+    rustFutureFunc: () -> UInt64,
+    pollFunc: (UInt64, @escaping UniffiRustFutureContinuationCallback, UInt64) -> (),
+    completeFunc: (UInt64, UnsafeMutablePointer<RustCallStatus>) -> F,
+    freeFunc: (UInt64) -> (),
+    liftFunc: (F) throws -> T,
+    errorHandler: ((RustBuffer) throws -> Swift.Error)?
+) async throws -> T {
+    // Make sure to call the ensure init function since future creation doesn't have a
+    // RustCallStatus param, so doesn't use makeRustCall()
+    uniffiEnsureSynclineFfiInitialized()
+    let rustFuture = rustFutureFunc()
+    defer {
+        freeFunc(rustFuture)
+    }
+    var pollResult: Int8;
+    repeat {
+        pollResult = await withUnsafeContinuation {
+            pollFunc(
+                rustFuture,
+                { handle, pollResult in
+                    uniffiFutureContinuationCallback(handle: handle, pollResult: pollResult)
+                },
+                uniffiContinuationHandleMap.insert(obj: $0)
+            )
+        }
+    } while pollResult != UNIFFI_RUST_FUTURE_POLL_READY
+
+    return try liftFunc(makeRustCall(
+        { completeFunc(rustFuture, $0) },
+        errorHandler: errorHandler
+    ))
+}
+
+// Callback handlers for an async calls.  These are invoked by Rust when the future is ready.  They
+// lift the return value or error and resume the suspended function.
+fileprivate func uniffiFutureContinuationCallback(handle: UInt64, pollResult: Int8) {
+    if let continuation = try? uniffiContinuationHandleMap.remove(handle: handle) {
+        continuation.resume(returning: pollResult)
+    } else {
+        print("uniffiFutureContinuationCallback invalid handle")
+    }
+}
 /**
  * The stable code of every error kind the core knows, in declaration order.
  */
@@ -3567,6 +4322,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_syncengine_site_id() != 8224) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_syncline_ffi_checksum_method_syncengine_start_sync() != 61023) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_syncline_ffi_checksum_method_syncengine_state_hash() != 50996) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -3576,7 +4334,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_syncengine_subscribe() != 10991) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_syncline_ffi_checksum_method_syncengine_sync() != 38096) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_syncline_ffi_checksum_method_syncengine_write_bundle() != 32962) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_method_synchandle_status() != 38744) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_method_synchandle_stop() != 39612) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_method_synchandle_sync_now() != 41327) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_constructor_syncengine_open() != 55368) {

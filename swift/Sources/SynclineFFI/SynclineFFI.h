@@ -455,6 +455,11 @@ void uniffi_syncline_ffi_fn_method_syncengine_set_strategy(uint64_t ptr, RustBuf
 RustBuffer uniffi_syncline_ffi_fn_method_syncengine_site_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_START_SYNC
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_START_SYNC
+uint64_t uniffi_syncline_ffi_fn_method_syncengine_start_sync(uint64_t ptr, RustBuffer url, RustBuffer token, RustBuffer options, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_STATE_HASH
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_STATE_HASH
 RustBuffer uniffi_syncline_ffi_fn_method_syncengine_state_hash(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -470,9 +475,39 @@ RustBuffer uniffi_syncline_ffi_fn_method_syncengine_status(uint64_t ptr, RustCal
 uint64_t uniffi_syncline_ffi_fn_method_syncengine_subscribe(uint64_t ptr, uint64_t observer, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SYNC
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SYNC
+uint64_t uniffi_syncline_ffi_fn_method_syncengine_sync(uint64_t ptr, RustBuffer url, RustBuffer token
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_WRITE_BUNDLE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_WRITE_BUNDLE
 RustBuffer uniffi_syncline_ffi_fn_method_syncengine_write_bundle(uint64_t ptr, RustBuffer path, RustBuffer peer, int8_t compress, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_SYNCHANDLE
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_SYNCHANDLE
+uint64_t uniffi_syncline_ffi_fn_clone_synchandle(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FREE_SYNCHANDLE
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FREE_SYNCHANDLE
+void uniffi_syncline_ffi_fn_free_synchandle(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCHANDLE_STATUS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCHANDLE_STATUS
+RustBuffer uniffi_syncline_ffi_fn_method_synchandle_status(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCHANDLE_STOP
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCHANDLE_STOP
+void uniffi_syncline_ffi_fn_method_synchandle_stop(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCHANDLE_SYNC_NOW
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCHANDLE_SYNC_NOW
+void uniffi_syncline_ffi_fn_method_synchandle_sync_now(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_ERROR_CODES
@@ -909,6 +944,12 @@ uint16_t uniffi_syncline_ffi_checksum_method_syncengine_site_id(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_START_SYNC
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_START_SYNC
+uint16_t uniffi_syncline_ffi_checksum_method_syncengine_start_sync(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_STATE_HASH
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_STATE_HASH
 uint16_t uniffi_syncline_ffi_checksum_method_syncengine_state_hash(void
@@ -927,9 +968,33 @@ uint16_t uniffi_syncline_ffi_checksum_method_syncengine_subscribe(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SYNC
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SYNC
+uint16_t uniffi_syncline_ffi_checksum_method_syncengine_sync(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_WRITE_BUNDLE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_WRITE_BUNDLE
 uint16_t uniffi_syncline_ffi_checksum_method_syncengine_write_bundle(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCHANDLE_STATUS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCHANDLE_STATUS
+uint16_t uniffi_syncline_ffi_checksum_method_synchandle_status(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCHANDLE_STOP
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCHANDLE_STOP
+uint16_t uniffi_syncline_ffi_checksum_method_synchandle_stop(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCHANDLE_SYNC_NOW
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCHANDLE_SYNC_NOW
+uint16_t uniffi_syncline_ffi_checksum_method_synchandle_sync_now(void
     
 );
 #endif

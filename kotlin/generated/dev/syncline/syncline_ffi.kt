@@ -31,6 +31,13 @@ import java.nio.charset.CodingErrorAction
 import java.util.concurrent.atomic.AtomicLong
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.atomic.AtomicBoolean
+import kotlin.coroutines.resume
+import kotlinx.coroutines.CancellableContinuation
+import kotlinx.coroutines.DelicateCoroutinesApi
+import kotlinx.coroutines.GlobalScope
+import kotlinx.coroutines.Job
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.suspendCancellableCoroutine
 
 // This is a helper for safely working with byte buffers returned from the Rust code.
 // A rust-owned buffer is represented by its capacity, its current length, and a
@@ -773,13 +780,23 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_site_id(
     ): Int
+    external fun uniffi_syncline_ffi_checksum_method_syncengine_start_sync(
+    ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_state_hash(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_status(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_subscribe(
     ): Int
+    external fun uniffi_syncline_ffi_checksum_method_syncengine_sync(
+    ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_write_bundle(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_method_synchandle_status(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_method_synchandle_stop(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_method_synchandle_sync_now(
     ): Int
     external fun uniffi_syncline_ffi_checksum_constructor_syncengine_open(
     ): Int
@@ -877,14 +894,28 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_syncline_ffi_fn_method_syncengine_site_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_method_syncengine_start_sync(`ptr`: Long,`url`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_syncline_ffi_fn_method_syncengine_state_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_subscribe(`ptr`: Long,`observer`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_syncline_ffi_fn_method_syncengine_sync(`ptr`: Long,`url`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_syncline_ffi_fn_method_syncengine_write_bundle(`ptr`: Long,`path`: RustBuffer.ByValue,`peer`: RustBuffer.ByValue,`compress`: Byte,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_clone_synchandle(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_syncline_ffi_fn_free_synchandle(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_syncline_ffi_fn_method_synchandle_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_method_synchandle_stop(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_syncline_ffi_fn_method_synchandle_sync_now(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_syncline_ffi_fn_func_error_codes(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_func_uuid7(uniffi_out_err: UniffiRustCallStatus, 
@@ -1089,6 +1120,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_site_id() and 0xFFFF) != 8224) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_start_sync() and 0xFFFF) != 61023) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_state_hash() and 0xFFFF) != 50996) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1098,7 +1132,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_subscribe() and 0xFFFF) != 10991) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_sync() and 0xFFFF) != 38096) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_write_bundle() and 0xFFFF) != 32962) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_method_synchandle_status() and 0xFFFF) != 38744) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_method_synchandle_stop() and 0xFFFF) != 39612) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_method_synchandle_sync_now() and 0xFFFF) != 41327) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_constructor_syncengine_open() and 0xFFFF) != 55368) {
@@ -1117,6 +1163,46 @@ public fun uniffiEnsureInitialized() {
 }
 
 // Async support
+// Async return type handlers
+
+internal const val UNIFFI_RUST_FUTURE_POLL_READY = 0.toByte()
+internal const val UNIFFI_RUST_FUTURE_POLL_WAKE = 1.toByte()
+
+internal val uniffiContinuationHandleMap = UniffiHandleMap<CancellableContinuation<Byte>>()
+
+// FFI type for Rust future continuations
+internal object uniffiRustFutureContinuationCallbackImpl: UniffiRustFutureContinuationCallback {
+    override fun callback(data: Long, pollResult: Byte) {
+        uniffiContinuationHandleMap.remove(data).resume(pollResult)
+    }
+}
+
+internal suspend fun<T, F, E: kotlin.Exception> uniffiRustCallAsync(
+    rustFuture: Long,
+    pollFunc: (Long, UniffiRustFutureContinuationCallback, Long) -> Unit,
+    completeFunc: (Long, UniffiRustCallStatus) -> F,
+    freeFunc: (Long) -> Unit,
+    liftFunc: (F) -> T,
+    errorHandler: UniffiRustCallStatusErrorHandler<E>
+): T {
+    try {
+        do {
+            val pollResult = suspendCancellableCoroutine<Byte> { continuation ->
+                pollFunc(
+                    rustFuture,
+                    uniffiRustFutureContinuationCallbackImpl,
+                    uniffiContinuationHandleMap.insert(continuation)
+                )
+            }
+        } while (pollResult != UNIFFI_RUST_FUTURE_POLL_READY);
+
+        return liftFunc(
+            uniffiRustCallWithError(errorHandler, { status -> completeFunc(rustFuture, status) })
+        )
+    } finally {
+        freeFunc(rustFuture)
+    }
+}
 
 // Public interface members begin here.
 
@@ -1295,6 +1381,29 @@ private class JavaLangRefCleanable(
 /**
  * @suppress
  */
+public object FfiConverterUInt: FfiConverter<UInt, Int> {
+    override fun lift(value: Int): UInt {
+        return value.toUInt()
+    }
+
+    override fun read(buf: ByteBuffer): UInt {
+        return lift(buf.getInt())
+    }
+
+    override fun lower(value: UInt): Int {
+        return value.toInt()
+    }
+
+    override fun allocationSize(value: UInt) = 4UL
+
+    override fun write(value: UInt, buf: ByteBuffer) {
+        buf.putInt(value.toInt())
+    }
+}
+
+/**
+ * @suppress
+ */
 public object FfiConverterULong: FfiConverter<ULong, Long> {
     override fun lift(value: Long): ULong {
         return value.toULong()
@@ -1457,6 +1566,49 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
     override fun write(value: ByteArray, buf: ByteBuffer) {
         buf.putInt(value.size)
         buf.put(value)
+    }
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTimestamp: FfiConverterRustBuffer<java.time.Instant> {
+    override fun read(buf: ByteBuffer): java.time.Instant {
+        val seconds = buf.getLong()
+        // Type mismatch (should be u32) but we check for overflow/underflow below
+        val nanoseconds = buf.getInt().toLong()
+        if (nanoseconds < 0) {
+            throw java.time.DateTimeException("Instant nanoseconds exceed minimum or maximum supported by uniffi")
+        }
+        if (seconds >= 0) {
+            return java.time.Instant.EPOCH.plus(java.time.Duration.ofSeconds(seconds, nanoseconds))
+        } else {
+            return java.time.Instant.EPOCH.minus(java.time.Duration.ofSeconds(-seconds, nanoseconds))
+        }
+    }
+
+    // 8 bytes for seconds, 4 bytes for nanoseconds
+    override fun allocationSize(value: java.time.Instant) = 12UL
+
+    override fun write(value: java.time.Instant, buf: ByteBuffer) {
+        var epochOffset = java.time.Duration.between(java.time.Instant.EPOCH, value)
+
+        var sign = 1
+        if (epochOffset.isNegative()) {
+            sign = -1
+            epochOffset = epochOffset.negated()
+        }
+
+        if (epochOffset.nano < 0) {
+            // Java docs provide guarantee that nano will always be positive, so this should be impossible
+            // See: https://docs.oracle.com/javase/8/docs/api/java/time/Instant.html
+            throw IllegalArgumentException("Invalid timestamp, nano value must be non-negative")
+        }
+
+        buf.putLong(sign * epochOffset.seconds)
+        // Type mismatch (should be u32) but since values will always be between 0 and 999,999,999 it should be OK
+        buf.putInt(epochOffset.nano)
     }
 }
 
@@ -2596,6 +2748,13 @@ public interface SyncEngineInterface {
     fun `siteId`(): kotlin.String
     
     /**
+     * Sync with the server at `url` in the background (first pass at once, then every
+     * `interval_ms`, backing off after failures) until the handle is stopped or freed.
+     * Returns at once; errors of the passes go to the handle's `status()`.
+     */
+    fun `startSync`(`url`: kotlin.String, `token`: kotlin.String? = null, `options`: SyncOptions? = null): SyncHandle
+    
+    /**
      * A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
      * length, row and cell stamps with site ids): replicas that converged have equal hashes.
      */
@@ -2610,6 +2769,14 @@ public interface SyncEngineInterface {
      * Subscribe to events; ends when the handle is closed or dropped.
      */
     fun `subscribe`(`observer`: EventObserver): Subscription
+    
+    /**
+     * Sync once with the server at `url` (`http://host:port`), presenting the bearer `token`:
+     * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
+     * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
+     * import's own kinds.
+     */
+    suspend fun `sync`(`url`: kotlin.String, `token`: kotlin.String? = null): SyncReport
     
     /**
      * Write the bundle for `peer` (everything for none) to a file, atomically.
@@ -3092,6 +3259,28 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
 
     
     /**
+     * Sync with the server at `url` in the background (first pass at once, then every
+     * `interval_ms`, backing off after failures) until the handle is stopped or freed.
+     * Returns at once; errors of the passes go to the handle's `status()`.
+     */
+    @Throws(SynclineException::class)override fun `startSync`(`url`: kotlin.String, `token`: kotlin.String?, `options`: SyncOptions?): SyncHandle {
+            return FfiConverterTypeSyncHandle.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_start_sync(
+        it,
+        
+        FfiConverterString.lower(`url`),
+        FfiConverterOptionalString.lower(`token`),
+        FfiConverterOptionalTypeSyncOptions.lower(`options`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
      * length, row and cell stamps with site ids): replicas that converged have equal hashes.
      */
@@ -3142,6 +3331,35 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
     )
     }
     
+
+    
+    /**
+     * Sync once with the server at `url` (`http://host:port`), presenting the bearer `token`:
+     * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
+     * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
+     * import's own kinds.
+     */
+    @Throws(SynclineException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `sync`(`url`: kotlin.String, `token`: kotlin.String?) : SyncReport {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_sync(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`url`),
+        FfiConverterOptionalString.lower(`token`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_syncline_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_syncline_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_syncline_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeSyncReport.lift(it) },
+        // Error FFI converter
+        SynclineException.ErrorHandler,
+    )
+    }
 
     
     /**
@@ -3212,6 +3430,318 @@ public object FfiConverterTypeSyncEngine: FfiConverter<SyncEngine, Long> {
     override fun allocationSize(value: SyncEngine) = 8UL
 
     override fun write(value: SyncEngine, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A running background sync (`start_sync`). `stop()` (or freeing the handle: Kotlin
+ * `close()`/`use {}`, Swift releasing it) finishes the pass in progress, then ends the loop.
+ */
+public interface SyncHandleInterface {
+    
+    /**
+     * The loop's progress and the number of local changes the server still lacks.
+     */
+    fun `status`(): SyncStatus
+    
+    /**
+     * Stop the loop and wait for it (blocking: a pass in progress is finished first, at most
+     * one request timeout). Idempotent.
+     */
+    fun `stop`()
+    
+    /**
+     * Sync now instead of at the end of the current wait.
+     */
+    fun `syncNow`()
+    
+    companion object
+}
+
+/**
+ * A running background sync (`start_sync`). `stop()` (or freeing the handle: Kotlin
+ * `close()`/`use {}`, Swift releasing it) finishes the pass in progress, then ends the loop.
+ */
+open class SyncHandle: Disposable, AutoCloseable, SyncHandleInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_syncline_ffi_fn_free_synchandle(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_syncline_ffi_fn_clone_synchandle(handle, status)
+        }
+    }
+
+    
+    /**
+     * The loop's progress and the number of local changes the server still lacks.
+     */
+    @Throws(SynclineException::class)override fun `status`(): SyncStatus {
+            return FfiConverterTypeSyncStatus.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_synchandle_status(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Stop the loop and wait for it (blocking: a pass in progress is finished first, at most
+     * one request timeout). Idempotent.
+     */override fun `stop`()
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_synchandle_stop(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Sync now instead of at the end of the current wait.
+     */override fun `syncNow`()
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_synchandle_sync_now(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSyncHandle: FfiConverter<SyncHandle, Long> {
+    override fun lower(value: SyncHandle): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): SyncHandle {
+        return SyncHandle(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): SyncHandle {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: SyncHandle) = 8UL
+
+    override fun write(value: SyncHandle, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -3767,6 +4297,249 @@ public object FfiConverterTypeStatus: FfiConverterRustBuffer<Status> {
             FfiConverterSequenceTypeVersionEntry.write(value.`versionVector`, buf)
             FfiConverterULong.write(value.`unresolvedConflicts`, buf)
             FfiConverterULong.write(value.`rejected`, buf)
+    }
+}
+
+
+
+/**
+ * How the background sync loop runs (`start_sync`); defaults: the core's.
+ */
+data class SyncOptions (
+    /**
+     * Time (ms) between syncs while all is well.
+     */
+    var `intervalMs`: kotlin.ULong = 30000uL 
+    , 
+    /**
+     * The longest wait (ms) after repeated failures (exponential backoff with jitter).
+     */
+    var `maxBackoffMs`: kotlin.ULong = 60000uL 
+    , 
+    /**
+     * Keep a WebSocket to the server open and sync as soon as another client's push is
+     * announced or a local write happens.
+     */
+    var `live`: kotlin.Boolean = false 
+    , 
+    /**
+     * Most rows per page in each direction (the server may cut pages smaller).
+     */
+    var `pageRows`: kotlin.ULong = 5000uL 
+    , 
+    /**
+     * Longest wait (ms) for one HTTP request.
+     */
+    var `timeoutMs`: kotlin.ULong = 60000uL 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSyncOptions: FfiConverterRustBuffer<SyncOptions> {
+    override fun read(buf: ByteBuffer): SyncOptions {
+        return SyncOptions(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SyncOptions) = (
+            FfiConverterULong.allocationSize(value.`intervalMs`) +
+            FfiConverterULong.allocationSize(value.`maxBackoffMs`) +
+            FfiConverterBoolean.allocationSize(value.`live`) +
+            FfiConverterULong.allocationSize(value.`pageRows`) +
+            FfiConverterULong.allocationSize(value.`timeoutMs`)
+    )
+
+    override fun write(value: SyncOptions, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`intervalMs`, buf)
+            FfiConverterULong.write(value.`maxBackoffMs`, buf)
+            FfiConverterBoolean.write(value.`live`, buf)
+            FfiConverterULong.write(value.`pageRows`, buf)
+            FfiConverterULong.write(value.`timeoutMs`, buf)
+    }
+}
+
+
+
+/**
+ * What one sync pass did, counted in changes (row states and cells).
+ */
+data class SyncReport (
+    /**
+     * Changes sent to the server.
+     */
+    var `pushed`: kotlin.ULong
+    , 
+    /**
+     * Of those, changes that altered the server.
+     */
+    var `serverApplied`: kotlin.ULong
+    , 
+    /**
+     * Changes received from the server.
+     */
+    var `pulled`: kotlin.ULong
+    , 
+    /**
+     * Of those, changes that altered this replica.
+     */
+    var `applied`: kotlin.ULong
+    , 
+    /**
+     * Cells changed concurrently here and at the server.
+     */
+    var `conflicts`: kotlin.ULong
+    , 
+    /**
+     * Received changes refused by a local constraint.
+     */
+    var `rejected`: kotlin.ULong
+    , 
+    /**
+     * HTTP requests made (`/v1/info` included).
+     */
+    var `roundTrips`: kotlin.UInt
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
+    override fun read(buf: ByteBuffer): SyncReport {
+        return SyncReport(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SyncReport) = (
+            FfiConverterULong.allocationSize(value.`pushed`) +
+            FfiConverterULong.allocationSize(value.`serverApplied`) +
+            FfiConverterULong.allocationSize(value.`pulled`) +
+            FfiConverterULong.allocationSize(value.`applied`) +
+            FfiConverterULong.allocationSize(value.`conflicts`) +
+            FfiConverterULong.allocationSize(value.`rejected`) +
+            FfiConverterUInt.allocationSize(value.`roundTrips`)
+    )
+
+    override fun write(value: SyncReport, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`pushed`, buf)
+            FfiConverterULong.write(value.`serverApplied`, buf)
+            FfiConverterULong.write(value.`pulled`, buf)
+            FfiConverterULong.write(value.`applied`, buf)
+            FfiConverterULong.write(value.`conflicts`, buf)
+            FfiConverterULong.write(value.`rejected`, buf)
+            FfiConverterUInt.write(value.`roundTrips`, buf)
+    }
+}
+
+
+
+/**
+ * What the background sync loop has done so far.
+ */
+data class SyncStatus (
+    /**
+     * False once the loop was stopped.
+     */
+    var `running`: kotlin.Boolean
+    , 
+    /**
+     * Completed sync passes.
+     */
+    var `syncs`: kotlin.ULong
+    , 
+    /**
+     * Failures since the last success.
+     */
+    var `failures`: kotlin.UInt
+    , 
+    /**
+     * When the last pass succeeded (Swift `Date`, Kotlin `java.time.Instant`).
+     */
+    var `lastSuccess`: java.time.Instant?
+    , 
+    /**
+     * The error of the last pass, if it failed (e.g. `Network` while the server is down).
+     */
+    var `lastError`: SynclineException?
+    , 
+    var `lastReport`: SyncReport?
+    , 
+    /**
+     * Local changes the server is not yet known to hold.
+     */
+    var `pending`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSyncStatus: FfiConverterRustBuffer<SyncStatus> {
+    override fun read(buf: ByteBuffer): SyncStatus {
+        return SyncStatus(
+            FfiConverterBoolean.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterOptionalTimestamp.read(buf),
+            FfiConverterOptionalTypeSynclineError.read(buf),
+            FfiConverterOptionalTypeSyncReport.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SyncStatus) = (
+            FfiConverterBoolean.allocationSize(value.`running`) +
+            FfiConverterULong.allocationSize(value.`syncs`) +
+            FfiConverterUInt.allocationSize(value.`failures`) +
+            FfiConverterOptionalTimestamp.allocationSize(value.`lastSuccess`) +
+            FfiConverterOptionalTypeSynclineError.allocationSize(value.`lastError`) +
+            FfiConverterOptionalTypeSyncReport.allocationSize(value.`lastReport`) +
+            FfiConverterULong.allocationSize(value.`pending`)
+    )
+
+    override fun write(value: SyncStatus, buf: ByteBuffer) {
+            FfiConverterBoolean.write(value.`running`, buf)
+            FfiConverterULong.write(value.`syncs`, buf)
+            FfiConverterUInt.write(value.`failures`, buf)
+            FfiConverterOptionalTimestamp.write(value.`lastSuccess`, buf)
+            FfiConverterOptionalTypeSynclineError.write(value.`lastError`, buf)
+            FfiConverterOptionalTypeSyncReport.write(value.`lastReport`, buf)
+            FfiConverterULong.write(value.`pending`, buf)
     }
 }
 
@@ -4742,6 +5515,38 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
+public object FfiConverterOptionalTimestamp: FfiConverterRustBuffer<java.time.Instant?> {
+    override fun read(buf: ByteBuffer): java.time.Instant? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTimestamp.read(buf)
+    }
+
+    override fun allocationSize(value: java.time.Instant?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTimestamp.allocationSize(value)
+        }
+    }
+
+    override fun write(value: java.time.Instant?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTimestamp.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeEngineOptions: FfiConverterRustBuffer<EngineOptions?> {
     override fun read(buf: ByteBuffer): EngineOptions? {
         if (buf.get().toInt() == 0) {
@@ -4774,6 +5579,70 @@ public object FfiConverterOptionalTypeEngineOptions: FfiConverterRustBuffer<Engi
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeSyncOptions: FfiConverterRustBuffer<SyncOptions?> {
+    override fun read(buf: ByteBuffer): SyncOptions? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSyncOptions.read(buf)
+    }
+
+    override fun allocationSize(value: SyncOptions?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSyncOptions.allocationSize(value)
+        }
+    }
+
+    override fun write(value: SyncOptions?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSyncOptions.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeSyncReport: FfiConverterRustBuffer<SyncReport?> {
+    override fun read(buf: ByteBuffer): SyncReport? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSyncReport.read(buf)
+    }
+
+    override fun allocationSize(value: SyncReport?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSyncReport.allocationSize(value)
+        }
+    }
+
+    override fun write(value: SyncReport?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSyncReport.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeStrategy: FfiConverterRustBuffer<Strategy?> {
     override fun read(buf: ByteBuffer): Strategy? {
         if (buf.get().toInt() == 0) {
@@ -4796,6 +5665,38 @@ public object FfiConverterOptionalTypeStrategy: FfiConverterRustBuffer<Strategy?
         } else {
             buf.put(1)
             FfiConverterTypeStrategy.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeSynclineError: FfiConverterRustBuffer<SynclineException?> {
+    override fun read(buf: ByteBuffer): SynclineException? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSynclineError.read(buf)
+    }
+
+    override fun allocationSize(value: SynclineException?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSynclineError.allocationSize(value)
+        }
+    }
+
+    override fun write(value: SynclineException?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSynclineError.write(value, buf)
         }
     }
 }
@@ -4995,6 +5896,14 @@ public object FfiConverterSequenceSequenceTypeValue: FfiConverterRustBuffer<List
         }
     }
 }
+
+
+
+
+
+
+
+
         /**
          * The stable code of every error kind the core knows, in declaration order.
          */ fun `errorCodes`(): List<kotlin.String> {

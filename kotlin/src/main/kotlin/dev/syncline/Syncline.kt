@@ -5,6 +5,11 @@
 // Closing: `SyncEngine.open(path).use { db -> ... }` frees the engine when the block ends, which
 // closes the database; `closeEngine()` closes it explicitly (later calls throw
 // SynclineException.Closed). A Subscription ends with `cancel()` or `close()`/`use {}`.
+//
+// Network sync: `sync(url, token)` is a generated `suspend fun` (the blocking pass runs on a
+// thread of the native library; the coroutine just waits), `syncBlocking` below is the same call
+// for plain threads and Java. `startSync(url, token, SyncOptions(...))` returns a SyncHandle at
+// once: `status()`, `syncNow()`, `stop()`; `close()`/`use {}` frees it, which stops the loop too.
 @file:JvmName("Syncline")
 
 package dev.syncline
@@ -15,6 +20,7 @@ import kotlinx.coroutines.channels.trySendBlocking
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.buffer
 import kotlinx.coroutines.flow.callbackFlow
+import kotlinx.coroutines.runBlocking
 
 /** A [Value] from a Kotlin value: null, Long/Int/Short/Byte, Boolean (1/0), Double/Float, String, ByteArray, Value. */
 fun sqlValue(x: Any?): Value = when (x) {
@@ -58,6 +64,12 @@ fun SyncEngine.events(): Flow<Event> = callbackFlow {
         subscription.close()
     }
 }.buffer(Channel.UNLIMITED)
+
+/**
+ * [SyncEngine.sync] for callers that are not coroutines (Java, plain threads): blocks the calling
+ * thread until the pass ends. Do not call it on a UI thread.
+ */
+fun SyncEngine.syncBlocking(url: String, token: String? = null): SyncReport = runBlocking { sync(url, token) }
 
 val Value.isNull: Boolean get() = this is Value.Null
 val Value.asLong: Long? get() = (this as? Value.Integer)?.v1
