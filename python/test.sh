@@ -9,7 +9,9 @@
 #   5. pytest against the installed wheel.
 # Exits non-zero on any failure. Needs no stdin (CI=true is fine).
 #
-# Environment: PYTHON (default python3), CARGO_TARGET_DIR (default <repo>/target).
+# Environment: PYTHON (default python3), CARGO_TARGET_DIR (default <repo>/target),
+# SYNCLINE_CLI (the `syncline` command whose `serve` the network tests start; default: the
+# console script of the wheel just installed, i.e. the Rust CLI built from this checkout).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,7 +50,8 @@ step "mypy --strict (package, tests, bench)"
 step "stubtest: _native.pyi against the installed module"
 (cd "$FRESH" && "$FRESH/bin/python" -m mypy.stubtest syncline._native)
 
-step "pytest against the installed wheel"
+export SYNCLINE_CLI="${SYNCLINE_CLI:-$FRESH/bin/syncline}"
+step "pytest against the installed wheel (SYNCLINE_CLI=$SYNCLINE_CLI)"
 (cd "$HERE/tests" && SYNCLINE_REQUIRE_INSTALLED=1 "$FRESH/bin/python" -m pytest -p no:cacheprovider -q -rxs .)
 
 step "python: all checks passed"

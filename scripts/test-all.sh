@@ -40,6 +40,9 @@ done
 step "interop matrix: five languages, identical bundles, one state hash"
 python3 scripts/interop-matrix.py || failed+=("interop")
 
+step "network interop: Python, Node and the CLI converge through one server (killed and restarted)"
+python3 scripts/net-interop.py || failed+=("net-interop")
+
 echo
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED suites: ${failed[*]}"

@@ -1,8 +1,8 @@
 //! Node bindings for Syncline (napi-rs 3, N-API 8).
 //!
 //! This crate only converts types, maps errors (in [`js_error`], the one place), adapts
-//! callbacks (resolvers, observers) and runs the long calls (bundle export and import) off the
-//! JavaScript thread. Every behaviour lives in the `syncline` core crate.
+//! callbacks (resolvers, observers) and runs the long calls (bundle export and import, network
+//! sync) off the JavaScript thread. Every behaviour lives in the `syncline` core crate.
 //!
 //! Value rule (identical for parameters and results): SQLite integers are JS `number`s when
 //! they lie within ±(2^53 - 1) (`Number.isSafeInteger`) and `bigint`s otherwise; a `bigint`
@@ -612,7 +612,8 @@ impl syncline::Observer for JsObserver {
 // ---------------------------------------------------------------------------------------------
 
 struct Shared {
-    core: syncline::SyncEngine,
+    /// Shared with the background sync loops started from this engine.
+    core: Arc<syncline::SyncEngine>,
     /// JS resolvers registered (per table name; only counted, the core keeps them).
     resolvers: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Imports in flight that may call a JS resolver on the JS thread.
@@ -620,6 +621,9 @@ struct Shared {
     /// Live subscriptions, kept here so that a JS handle collected by the GC does not end
     /// its subscription: only `close()` (or closing the engine) does.
     subscriptions: std::sync::Mutex<Vec<Arc<syncline::Subscription>>>,
+    /// Running background syncs, kept here for the same reason: only `stop()` or closing the
+    /// engine ends them.
+    sync_handles: std::sync::Mutex<Vec<Arc<syncline::net::SyncHandle>>>,
 }
 
 impl Shared {
@@ -637,9 +641,23 @@ impl Shared {
         Ok(())
     }
 
+    /// A JS resolver runs on the JS thread while the import that calls it holds the engine. A
+    /// background sync imports at moments JS cannot know, so any synchronous engine call could
+    /// then deadlock with it: the two are not combined (one-shot `sync()` is counted like an
+    /// import instead).
+    fn check_no_background_sync(&self) -> syncline::Result<()> {
+        if !self.sync_handles.lock().unwrap().is_empty() {
+            return Err(invalid(
+                "a background sync (startSync) is running on this engine: stop it before registering a JavaScript resolver \
+                 (a background pass could call the resolver while the JavaScript thread waits for the engine)",
+            ));
+        }
+        Ok(())
+    }
+
     fn core(&self) -> syncline::Result<&syncline::SyncEngine> {
         self.check_js_thread_free()?;
-        Ok(&self.core)
+        Ok(&*self.core)
     }
 }
 
@@ -650,13 +668,14 @@ pub struct SyncEngine {
 }
 
 fn open_engine(path: &str, opts: syncline::Options) -> syncline::Result<SyncEngine> {
-    let core = syncline::SyncEngine::open(path, opts)?;
+    let core = Arc::new(syncline::SyncEngine::open(path, opts)?);
     Ok(SyncEngine {
         shared: Arc::new(Shared {
             core,
             resolvers: Default::default(),
             imports_needing_js: AtomicUsize::new(0),
             subscriptions: Default::default(),
+            sync_handles: Default::default(),
         }),
     })
 }
@@ -846,6 +865,7 @@ impl SyncEngine {
     /// `Resolver`) with nothing applied. It must not call the engine.
     #[napi(ts_args_type = "table: string, resolver: (conflict: ConflictInput) => Resolution")]
     pub fn set_resolver(&self, table: String, resolver: ResolverFn) -> napi::Result<(), Code> {
+        sync(self.shared.check_no_background_sync())?;
         sync(self.shared.core().map(|c| c.set_resolver(&table, Arc::new(JsResolver(resolver)))))?;
         self.shared.resolvers.lock().unwrap().insert(table);
         Ok(())
@@ -953,9 +973,51 @@ impl SyncEngine {
     /// Close the connection and stop the watcher. Later calls fail with code `Closed`.
     #[napi]
     pub fn close(&self) -> napi::Result<(), Code> {
+        sync(self.shared.check_js_thread_free())?;
+        // Stop the background syncs first (each finishes a pass in progress).
+        let handles = std::mem::take(&mut *self.shared.sync_handles.lock().unwrap());
+        for h in handles {
+            h.stop();
+        }
         sync(self.shared.core().and_then(|c| c.close()))?;
         self.shared.subscriptions.lock().unwrap().clear();
         Ok(())
+    }
+
+    /// Sync once with the server at `url` (`http://host:port`, e.g. `syncline serve`): push
+    /// what it lacks, pull what this replica lacks, in pages. Runs off the JS thread. Rejects
+    /// with code `Network` (transport failed), `Auth` (token refused) or the server's error
+    /// code; a failed pass can simply be repeated.
+    #[napi(ts_return_type = "Promise<SyncReport>")]
+    pub fn sync(&self, url: String, options: Option<SyncOptions>) -> AsyncTask<SyncTask> {
+        let counted = !self.shared.resolvers.lock().unwrap().is_empty();
+        if counted {
+            self.shared.imports_needing_js.fetch_add(1, Ordering::SeqCst);
+        }
+        let token = options.and_then(|o| o.token);
+        AsyncTask::new(SyncTask { shared: self.shared.clone(), url, token, counted })
+    }
+
+    /// Sync with the server at `url` in the background until `stop()` (or `close()` of the
+    /// engine): at once, then every `intervalMs` while all is well, backing off after
+    /// failures; with `live`, also as soon as the server announces another client's push
+    /// (WebSocket) or a local write happens. The loop runs on its own thread; it does not keep
+    /// the process alive. Not available while a table has a JavaScript resolver.
+    #[napi]
+    pub fn start_sync(&self, url: String, options: Option<StartSyncOptions>) -> napi::Result<SyncHandle, Code> {
+        let handle = sync((|| {
+            self.shared.core()?;
+            if !self.shared.resolvers.lock().unwrap().is_empty() {
+                return Err(invalid(
+                    "startSync is not available while a table has a JavaScript resolver (a background pass would call it \
+                     while the JavaScript thread may be waiting for the engine); use sync() instead",
+                ));
+            }
+            let (token, o) = start_options(options)?;
+            Ok(Arc::new(self.shared.core.start_sync(&url, token.as_deref(), o)?))
+        })())?;
+        self.shared.sync_handles.lock().unwrap().push(handle.clone());
+        Ok(SyncHandle { inner: Some(handle), shared: Arc::downgrade(&self.shared) })
     }
 }
 
@@ -983,6 +1045,227 @@ impl Subscription {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.inner.as_ref().is_none_or(|s| s.is_closed())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network sync (spec/sync-protocol.md)
+// ---------------------------------------------------------------------------------------------
+
+/// Options of `sync()`.
+#[napi(object)]
+pub struct SyncOptions {
+    /// Bearer token presented to the server.
+    pub token: Option<String>,
+}
+
+/// Options of `startSync()` (all optional).
+#[napi(object)]
+pub struct StartSyncOptions {
+    /// Bearer token presented to the server.
+    pub token: Option<String>,
+    /// Time between syncs while all is well (default 30000).
+    pub interval_ms: Option<i64>,
+    /// The longest wait after repeated failures (default 60000).
+    pub max_backoff_ms: Option<i64>,
+    /// Keep a WebSocket open and sync as soon as another client's push is announced or a local
+    /// write happens (default false).
+    pub live: Option<bool>,
+    /// Most rows per page in each direction (default 5000).
+    pub page_rows: Option<i64>,
+    /// Longest wait for one HTTP request (default 60000).
+    pub timeout_ms: Option<i64>,
+}
+
+fn millis(name: &str, v: i64) -> syncline::Result<std::time::Duration> {
+    match non_negative(name, v)? {
+        0 => Err(invalid(format!("{name} must be a positive number of milliseconds, got 0"))),
+        ms => Ok(std::time::Duration::from_millis(ms)),
+    }
+}
+
+fn start_options(o: Option<StartSyncOptions>) -> syncline::Result<(Option<String>, syncline::net::SyncOptions)> {
+    let mut out = syncline::net::SyncOptions::default();
+    let Some(o) = o else { return Ok((None, out)) };
+    if let Some(v) = o.interval_ms {
+        out.interval = millis("intervalMs", v)?;
+    }
+    if let Some(v) = o.max_backoff_ms {
+        out.max_backoff = millis("maxBackoffMs", v)?;
+    }
+    if let Some(v) = o.live {
+        out.live = v;
+    }
+    if let Some(v) = o.page_rows {
+        out.page_rows = non_negative("pageRows", v)?;
+    }
+    if let Some(v) = o.timeout_ms {
+        out.timeout = millis("timeoutMs", v)?;
+    }
+    Ok((o.token, out))
+}
+
+/// What one sync pass did, counted in changes (row states and cells).
+#[napi(object, object_from_js = false)]
+pub struct SyncReport {
+    /// Changes sent to the server.
+    pub pushed: i64,
+    /// Of those, changes that altered the server.
+    pub server_applied: i64,
+    /// Changes received from the server.
+    pub pulled: i64,
+    /// Of those, changes that altered this replica.
+    pub applied: i64,
+    /// Cells changed concurrently here and at the server.
+    pub conflicts: i64,
+    /// Received changes refused by a local constraint.
+    pub rejected: i64,
+    /// HTTP requests made (`/v1/info` included).
+    pub round_trips: i64,
+}
+
+impl From<syncline::net::SyncReport> for SyncReport {
+    fn from(r: syncline::net::SyncReport) -> Self {
+        SyncReport {
+            pushed: count(r.pushed),
+            server_applied: count(r.server_applied),
+            pulled: count(r.pulled),
+            applied: count(r.applied),
+            conflicts: count(r.conflicts),
+            rejected: count(r.rejected),
+            round_trips: i64::from(r.round_trips),
+        }
+    }
+}
+
+/// The error of a failed background pass (`err.code` and `err.message` of the same failure
+/// thrown by `sync()`).
+#[napi(object, object_from_js = false)]
+pub struct SyncError {
+    #[napi(ts_type = "ErrorCode")]
+    pub code: String,
+    pub message: String,
+}
+
+/// What a background sync has done so far (a snapshot).
+#[napi(object, object_from_js = false)]
+pub struct SyncStatus {
+    /// False once the loop was stopped.
+    pub running: bool,
+    /// Completed sync passes.
+    pub syncs: i64,
+    /// Failures since the last success.
+    pub failures: i64,
+    /// When the last pass succeeded, in Unix ms (as `Date.now()`); absent before the first.
+    pub last_success: Option<f64>,
+    /// The error of the last pass, if it failed.
+    pub last_error: Option<SyncError>,
+    /// What the last successful pass did.
+    pub last_report: Option<SyncReport>,
+    /// Local changes the server is not yet known to hold.
+    pub pending: i64,
+}
+
+fn sync_status(s: syncline::net::SyncStatus) -> SyncStatus {
+    SyncStatus {
+        running: s.running,
+        syncs: count(s.syncs),
+        failures: i64::from(s.failures),
+        last_success: s.last_success.map(|t| t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_millis() as f64)),
+        last_error: s.last_error.map(|e| SyncError { code: e.kind().code().to_owned(), message: e.message().to_owned() }),
+        last_report: s.last_report.map(SyncReport::from),
+        pending: count(s.pending),
+    }
+}
+
+pub struct SyncTask {
+    shared: Arc<Shared>,
+    url: String,
+    token: Option<String>,
+    /// Counted in `imports_needing_js` (released when settled), like an import.
+    counted: bool,
+}
+
+impl Task for SyncTask {
+    type Output = syncline::Result<syncline::net::SyncReport>;
+    type JsValue = SyncReport;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(self.shared.core.sync(&self.url, self.token.as_deref()))
+    }
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<SyncReport> {
+        self.release();
+        settle(&env, output).map(SyncReport::from)
+    }
+    fn reject(&mut self, _env: Env, err: napi::Error) -> napi::Result<SyncReport> {
+        self.release();
+        Err(err)
+    }
+}
+
+impl SyncTask {
+    fn release(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.shared.imports_needing_js.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for SyncTask {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+pub struct StopTask {
+    handle: Option<Arc<syncline::net::SyncHandle>>,
+}
+
+impl Task for StopTask {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> napi::Result<()> {
+        if let Some(h) = self.handle.take() {
+            h.stop();
+        }
+        Ok(())
+    }
+    fn resolve(&mut self, _env: Env, _output: ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+/// A background sync started by `startSync()`.
+#[napi]
+pub struct SyncHandle {
+    inner: Option<Arc<syncline::net::SyncHandle>>,
+    shared: std::sync::Weak<Shared>,
+}
+
+#[napi]
+impl SyncHandle {
+    /// The loop's progress and the local changes the server still lacks.
+    #[napi]
+    pub fn status(&self) -> napi::Result<SyncStatus, Code> {
+        let h = sync(self.inner.as_ref().ok_or_else(|| syncline::Error::new(ErrorKind::Closed, "the sync handle is gone")))?;
+        sync(h.status()).map(sync_status)
+    }
+
+    /// Sync now instead of at the end of the current wait (returns at once).
+    #[napi]
+    pub fn sync_now(&self) {
+        if let Some(h) = &self.inner {
+            h.sync_now();
+        }
+    }
+
+    /// Stop the loop (a pass in progress is finished first); resolves once it has stopped.
+    /// Idempotent. `status()` keeps answering afterwards (`running: false`).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn stop(&self) -> AsyncTask<StopTask> {
+        if let (Some(h), Some(shared)) = (&self.inner, self.shared.upgrade()) {
+            shared.sync_handles.lock().unwrap().retain(|x| !Arc::ptr_eq(x, h));
+        }
+        AsyncTask::new(StopTask { handle: self.inner.clone() })
     }
 }
 

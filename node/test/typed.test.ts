@@ -8,6 +8,7 @@ import path from 'node:path'
 import {
   SyncEngine,
   Subscription,
+  SyncHandle,
   uuid7,
   errorCodes,
   type BundleStats,
@@ -21,7 +22,12 @@ import {
   type QueryResult,
   type Resolution,
   type SqlValue,
+  type StartSyncOptions,
   type Strategy,
+  type SyncError,
+  type SyncOptions,
+  type SyncReport,
+  type SyncStatus,
 } from 'syncline'
 
 interface SynclineError extends Error {
@@ -99,6 +105,39 @@ test('typed API', async () => {
     // @ts-expect-error: a resolution is 'local' | 'remote' | {local} | {remote} | {value}
     const bad: Resolution = { keep: 'mine' }
     void bad
+    // network sync (nothing listens on port 1: code Network); b, whose resolver was cleared
+    // (a background sync and a JS resolver do not mix)
+    const once: SyncOptions = { token: 't' }
+    try {
+      const r: SyncReport = await b.sync('http://127.0.0.1:1', once)
+      assert.fail(`expected a rejection, got ${r.roundTrips}`)
+    } catch (e: unknown) {
+      assert.ok(isSynclineError(e))
+      assert.equal(e.code, 'Network')
+    }
+    const loop: StartSyncOptions = { token: 't', intervalMs: 50, maxBackoffMs: 100, live: false, pageRows: 100, timeoutMs: 1_000 }
+    const handle: SyncHandle = b.startSync('http://127.0.0.1:1', loop)
+    handle.syncNow()
+    let ss: SyncStatus = handle.status()
+    while (ss.failures < 1) {
+      await new Promise((r) => setTimeout(r, 20))
+      ss = handle.status()
+    }
+    const err: SyncError | undefined = ss.lastError
+    const code: ErrorCode | undefined = err?.code
+    assert.equal(code, 'Network')
+    const last: number | undefined = ss.lastSuccess
+    assert.equal(last, undefined)
+    const lastReport: SyncReport | undefined = ss.lastReport
+    assert.equal(lastReport, undefined)
+    const pending: number = ss.pending
+    assert.ok(pending >= 0)
+    const stopped: Promise<void> = handle.stop()
+    await stopped
+    assert.equal(handle.status().running, false)
+    // @ts-expect-error: intervals are milliseconds (number)
+    const badLoop: StartSyncOptions = { intervalMs: '5s' }
+    void badLoop
     a.close()
     b.close()
   } finally {

@@ -606,18 +606,19 @@ impl Drop for Subscription {
 /// The native engine; `syncline.SyncEngine` wraps it with the Pythonic API.
 #[pyclass(frozen, module = "syncline._native")]
 struct Engine {
-    inner: Option<sl::SyncEngine>,
+    /// Shared with the background sync loops started from this engine.
+    inner: Option<Arc<sl::SyncEngine>>,
     last_error: LastError,
 }
 
 impl Engine {
-    fn eng(&self) -> &sl::SyncEngine {
+    fn eng(&self) -> &Arc<sl::SyncEngine> {
         self.inner.as_ref().expect("engine present until dropped")
     }
 
     /// Run a core call with the GIL released, mapping its error.
     fn run<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&sl::SyncEngine) -> sl::Result<T> + Send) -> PyResult<T> {
-        let e = self.eng();
+        let e: &sl::SyncEngine = self.eng();
         py.detach(|| f(e)).py_err()
     }
 }
@@ -647,7 +648,7 @@ impl Engine {
             watch_interval_ms: watch_interval_ms.unwrap_or(d.watch_interval_ms),
         };
         let engine = py.detach(|| sl::SyncEngine::open(&path, options)).py_err()?;
-        Ok(Engine { inner: Some(engine), last_error: Arc::default() })
+        Ok(Engine { inner: Some(Arc::new(engine)), last_error: Arc::default() })
     }
 
     #[getter]
@@ -777,6 +778,47 @@ impl Engine {
         Ok((q.columns, rows))
     }
 
+    /// One sync pass with the server at `url` (blocking, GIL released).
+    #[pyo3(signature = (url, token=None))]
+    fn sync(&self, py: Python<'_>, url: &str, token: Option<&str>) -> PyResult<SyncReport> {
+        self.merging(py, |e| e.sync(url, token)).map(SyncReport::from)
+    }
+
+    /// Start a background sync loop; unset options take the core's defaults.
+    #[pyo3(signature = (url, token=None, interval=None, max_backoff=None, live=None, page_rows=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn start_sync(
+        &self,
+        py: Python<'_>,
+        url: &str,
+        token: Option<&str>,
+        interval: Option<f64>,
+        max_backoff: Option<f64>,
+        live: Option<bool>,
+        page_rows: Option<u64>,
+        timeout: Option<f64>,
+    ) -> PyResult<SyncHandle> {
+        let mut o = sl::net::SyncOptions::default();
+        if let Some(v) = interval {
+            o.interval = seconds("interval", v)?;
+        }
+        if let Some(v) = max_backoff {
+            o.max_backoff = seconds("max_backoff", v)?;
+        }
+        if let Some(v) = live {
+            o.live = v;
+        }
+        if let Some(v) = page_rows {
+            o.page_rows = v;
+        }
+        if let Some(v) = timeout {
+            o.timeout = seconds("timeout", v)?;
+        }
+        let engine = self.eng().clone();
+        let h = py.detach(|| engine.start_sync(url, token, o)).py_err()?;
+        Ok(SyncHandle { inner: Mutex::new(Some(Arc::new(h))) })
+    }
+
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.run(py, |e| e.close())
     }
@@ -785,10 +827,16 @@ impl Engine {
 impl Engine {
     /// An import, with the resolver's own exception chained as `__cause__` of a ResolverError.
     fn import(&self, py: Python<'_>, f: impl FnOnce(&sl::SyncEngine) -> sl::Result<sl::ImportReport> + Send) -> PyResult<ImportReport> {
+        self.merging(py, f).map(ImportReport::from)
+    }
+
+    /// A call that may run a custom resolver (an import, a sync pass), GIL released; a
+    /// `ResolverError` gets the resolver's own exception as `__cause__`.
+    fn merging<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&sl::SyncEngine) -> sl::Result<T> + Send) -> PyResult<T> {
         self.last_error.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let e = self.eng();
+        let e: &sl::SyncEngine = self.eng();
         match py.detach(|| f(e)) {
-            Ok(r) => Ok(r.into()),
+            Ok(r) => Ok(r),
             Err(err) => {
                 let cause = if err.kind() == sl::ErrorKind::Resolver { self.last_error.lock().unwrap_or_else(|p| p.into_inner()).take() } else { None };
                 let py_err = to_py_err(err);
@@ -799,6 +847,148 @@ impl Engine {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network sync (spec/sync-protocol.md)
+// ---------------------------------------------------------------------------------------------
+
+/// What one sync pass did, counted in changes (row states and cells).
+#[pyclass(frozen, get_all, module = "syncline")]
+struct SyncReport {
+    pushed: u64,
+    server_applied: u64,
+    pulled: u64,
+    applied: u64,
+    conflicts: u64,
+    rejected: u64,
+    round_trips: u32,
+}
+
+#[pymethods]
+impl SyncReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "SyncReport(pushed={}, server_applied={}, pulled={}, applied={}, conflicts={}, rejected={}, round_trips={})",
+            self.pushed, self.server_applied, self.pulled, self.applied, self.conflicts, self.rejected, self.round_trips
+        )
+    }
+}
+
+impl From<sl::net::SyncReport> for SyncReport {
+    fn from(r: sl::net::SyncReport) -> Self {
+        SyncReport {
+            pushed: r.pushed,
+            server_applied: r.server_applied,
+            pulled: r.pulled,
+            applied: r.applied,
+            conflicts: r.conflicts,
+            rejected: r.rejected,
+            round_trips: r.round_trips,
+        }
+    }
+}
+
+/// What a background sync has done so far (a snapshot).
+#[pyclass(frozen, get_all, module = "syncline")]
+struct SyncStatus {
+    running: bool,
+    syncs: u64,
+    failures: u32,
+    /// Unix time (seconds, as `time.time()`) of the last successful pass.
+    last_success: Option<f64>,
+    /// The exception of the last pass if it failed (a `SynclineError` subclass instance).
+    last_error: Option<Py<PyAny>>,
+    last_report: Option<Py<SyncReport>>,
+    pending: u64,
+}
+
+#[pymethods]
+impl SyncStatus {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let opt = |o: &Option<Py<PyAny>>| -> PyResult<String> {
+            Ok(match o {
+                Some(v) => v.bind(py).repr()?.to_string(),
+                None => "None".to_owned(),
+            })
+        };
+        Ok(format!(
+            "SyncStatus(running={}, syncs={}, failures={}, last_success={}, last_error={}, last_report={}, pending={})",
+            if self.running { "True" } else { "False" },
+            self.syncs,
+            self.failures,
+            self.last_success.map_or("None".to_owned(), |t| t.to_string()),
+            opt(&self.last_error)?,
+            opt(&self.last_report.as_ref().map(|r| r.clone_ref(py).into_any()))?,
+            self.pending
+        ))
+    }
+}
+
+fn sync_status_to_py(py: Python<'_>, s: sl::net::SyncStatus) -> PyResult<SyncStatus> {
+    Ok(SyncStatus {
+        running: s.running,
+        syncs: s.syncs,
+        failures: s.failures,
+        last_success: s.last_success.map(|t| t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())),
+        last_error: s.last_error.map(|e| to_py_err(e).into_value(py).into_any()),
+        last_report: s.last_report.map(|r| Py::new(py, SyncReport::from(r))).transpose()?,
+        pending: s.pending,
+    })
+}
+
+/// A running background sync (`Engine.start_sync`). `stop()` ends it; so does dropping it.
+#[pyclass(frozen, module = "syncline._native")]
+struct SyncHandle {
+    inner: Mutex<Option<Arc<sl::net::SyncHandle>>>,
+}
+
+impl SyncHandle {
+    fn handle(&self) -> PyResult<Arc<sl::net::SyncHandle>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| to_py_err(sl::Error::new(sl::ErrorKind::Closed, "the sync handle is gone")))
+    }
+}
+
+#[pymethods]
+impl SyncHandle {
+    /// The loop's progress and the local changes the server still lacks (GIL released).
+    fn status(&self, py: Python<'_>) -> PyResult<SyncStatus> {
+        let h = self.handle()?;
+        let s = py.detach(|| h.status()).py_err()?;
+        sync_status_to_py(py, s)
+    }
+    /// Sync now instead of at the end of the current wait.
+    fn sync_now(&self) -> PyResult<()> {
+        self.handle()?.sync_now();
+        Ok(())
+    }
+    /// Stop the loop (a pass in progress is finished first) and wait for it; idempotent.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let h = self.handle()?;
+        py.detach(|| h.stop());
+        Ok(())
+    }
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        // Stopping joins the loop's thread, which may be waiting for the GIL (a resolver).
+        if let Some(h) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = Python::try_attach(|py| py.detach(|| drop(h)));
+        }
+    }
+}
+
+/// Seconds (a Python float) as a `Duration`; the error is the core's `InvalidArgument`.
+fn seconds(name: &str, v: f64) -> PyResult<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| to_py_err(sl::Error::new(sl::ErrorKind::InvalidArgument, format!("{name} must be a positive number of seconds, got {v}"))))
 }
 
 /// Run the `syncline` command line (argv[0] is the program name); returns the exit code.
@@ -833,6 +1023,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TableStatus>()?;
     m.add_class::<PeerStatus>()?;
     m.add_class::<Event>()?;
+    m.add_class::<SyncReport>()?;
+    m.add_class::<SyncStatus>()?;
+    m.add_class::<SyncHandle>()?;
     m.add_function(wrap_pyfunction!(uuid7, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     Ok(())

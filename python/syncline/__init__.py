@@ -26,6 +26,7 @@ from ._engine import (
     Strategy,
     StrPath,
     SyncEngine,
+    SyncHandle,
 )
 from ._native import (
     AuthError,
@@ -49,6 +50,8 @@ from ._native import (
     SqliteError,
     Status,
     Subscription,
+    SyncReport,
+    SyncStatus,
     SynclineError,
     SynclineIOError,
     TableStatus,
@@ -88,6 +91,9 @@ __all__ = [
     "Strategy",
     "Subscription",
     "SyncEngine",
+    "SyncHandle",
+    "SyncReport",
+    "SyncStatus",
     "SynclineError",
     "SynclineIOError",
     "TableStatus",

@@ -6,6 +6,7 @@ users of sqlite-sync-core); every behaviour is the Rust core's.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import enum
 import os
@@ -24,6 +25,8 @@ from ._native import (
     Resolution,
     Status,
     Subscription,
+    SyncReport,
+    SyncStatus,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +76,66 @@ def _close_open_engines() -> None:
             pass
 
 
+class SyncHandle:
+    """A background sync started by `SyncEngine.start_sync`.
+
+    The loop runs on its own thread (never holding the GIL while it works) until `stop()`,
+    the end of a ``with`` / ``async with`` block, or the engine's `close()`.
+    """
+
+    def __init__(self, native: _native.SyncHandle) -> None:
+        self._native = native
+
+    def status(self) -> SyncStatus:
+        """A snapshot: `running`, `syncs` (completed passes), `failures` (since the last
+        success), `last_success` (Unix time in seconds, or None), `last_error` (the exception
+        of the last pass if it failed, e.g. a `NetworkError` or `AuthError`), `last_report`
+        (the `SyncReport` of the last successful pass) and `pending` (local changes the server
+        is not yet known to hold)."""
+        return self._native.status()
+
+    def sync_now(self) -> None:
+        """Sync now instead of at the end of the current wait (returns at once)."""
+        self._native.sync_now()
+
+    def stop(self) -> None:
+        """Stop the loop and wait for it (a pass in progress is finished first). Idempotent."""
+        self._native.stop()
+
+    async def stop_async(self) -> None:
+        """`stop()` without blocking the event loop (runs in a worker thread)."""
+        await asyncio.to_thread(self._native.stop)
+
+    @property
+    def running(self) -> bool:
+        return self._native.status().running
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.stop_async()
+
+    def __repr__(self) -> str:
+        return f"<syncline.SyncHandle {self._native.status()!r}>"
+
+
 class SyncEngine:
     """The sync engine for one SQLite database file.
 
@@ -102,12 +165,16 @@ class SyncEngine:
         )
         self._connection: Optional[sqlite3.Connection] = None
         self._closed = False
+        self._sync_handles: weakref.WeakSet[SyncHandle] = weakref.WeakSet()
         _open_engines.add(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the engine (and `connection`, if it was opened). Idempotent."""
+        """Close the engine (and `connection`, if it was opened), stopping the background
+        syncs started from it first. Idempotent."""
+        for handle in list(self._sync_handles):
+            handle.stop()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -319,6 +386,53 @@ class SyncEngine:
         runs on an engine thread; an exception it raises goes to ``sys.unraisablehook``.
         Close the returned subscription (or use it in a ``with`` block) to stop."""
         return self._engine.subscribe(callback)
+
+    # -- network sync (spec/sync-protocol.md) ----------------------------------------------
+
+    def sync(self, url: str, token: Optional[str] = None) -> SyncReport:
+        """Sync once with the server at `url` (``http://host:port``, e.g. ``syncline serve``):
+        push what it lacks, pull what this replica lacks, in pages. Blocks until the pass is
+        done; the GIL is released meanwhile. A failed transport raises `NetworkError`, a
+        refused token `AuthError`; an interrupted pass can simply be repeated."""
+        return self._engine.sync(url, token)
+
+    async def sync_async(self, url: str, token: Optional[str] = None) -> SyncReport:
+        """`sync()` for asyncio: the blocking pass runs in a worker thread
+        (``asyncio.to_thread``), so the event loop keeps running. Cancelling the awaiting
+        task does not interrupt the pass already under way (it finishes in its thread)."""
+        return await asyncio.to_thread(self._engine.sync, url, token)
+
+    def start_sync(
+        self,
+        url: str,
+        token: Optional[str] = None,
+        *,
+        interval: Optional[float] = None,
+        max_backoff: Optional[float] = None,
+        live: bool = False,
+        page_rows: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> SyncHandle:
+        """Sync with the server at `url` in the background until the handle is stopped.
+
+        Syncs at once, then every `interval` seconds (default 30) while all is well, backing
+        off exponentially with jitter after failures up to `max_backoff` seconds (default 60).
+        With ``live=True`` it also keeps a WebSocket to the server open and syncs as soon as
+        another client's push is announced or a local write happens. `page_rows` (default
+        5000) caps the rows per page, `timeout` (default 60 s) each HTTP request. Returns a
+        `SyncHandle` (a context manager, sync or async)."""
+        native = self._engine.start_sync(
+            url,
+            token,
+            interval=interval,
+            max_backoff=max_backoff,
+            live=live,
+            page_rows=page_rows,
+            timeout=timeout,
+        )
+        handle = SyncHandle(native)
+        self._sync_handles.add(handle)
+        return handle
 
     # -- SQL -------------------------------------------------------------------------------
 

@@ -1,0 +1,293 @@
+'use strict'
+// Network sync against a real `syncline serve` (the Rust CLI from SYNCLINE_CLI) on 127.0.0.1,
+// started and killed by each test.
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const net = require('node:net')
+const path = require('node:path')
+const { spawn } = require('node:child_process')
+const h = require('./helpers')
+const { SyncEngine } = h.syncline
+
+const CLI = process.env.SYNCLINE_CLI
+const TOKEN = 's3cret-token'
+
+function requireCli() {
+  assert.ok(
+    CLI,
+    'SYNCLINE_CLI is not set: point it at the `syncline` CLI with `serve` (cargo build --release -p syncline-cli; target/release/syncline)',
+  )
+  assert.ok(fs.existsSync(CLI), `SYNCLINE_CLI=${CLI} does not exist`)
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/** A database with `todos` enabled, for a server. */
+function serverDb(dir, name = 'server') {
+  const file = path.join(dir, `${name}.db`)
+  const e = new SyncEngine(file)
+  e.executeBatch(h.TODOS)
+  e.enableSync('todos')
+  e.close()
+  return file
+}
+
+/** Start `syncline serve DB --port P --token T` and wait until GET /v1/info answers. */
+async function startServer(t, db, port) {
+  requireCli()
+  port = port ?? (await freePort())
+  const url = `http://127.0.0.1:${port}`
+  const child = spawn(CLI, ['serve', db, '--port', String(port), '--token', TOKEN], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  let exited = null
+  child.on('exit', (code, signal) => (exited = { code, signal }))
+  const server = {
+    url,
+    port,
+    db,
+    kill() {
+      if (exited === null) child.kill('SIGKILL')
+      return new Promise((resolve) => (exited !== null ? resolve() : child.once('exit', () => resolve())))
+    },
+  }
+  t.after(() => server.kill())
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    if (exited !== null) throw new Error(`syncline serve exited (${JSON.stringify(exited)}): ${stderr}`)
+    try {
+      const answer = await fetch(`${url}/v1/info`, { headers: { authorization: `Bearer ${TOKEN}` } })
+      if (answer.ok) {
+        const info = await answer.json()
+        assert.equal(info.protocol, 1)
+        server.siteId = info.site_id
+        return server
+      }
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`syncline serve did not answer GET ${url}/v1/info within 20 s: ${stderr}`)
+    await h.sleep(50)
+  }
+}
+
+async function waitUntil(pred, what, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await h.sleep(50)
+  }
+}
+
+function serverRows(server) {
+  const e = new SyncEngine(server.db)
+  try {
+    return h.rows(e, 'SELECT id, title FROM todos ORDER BY id')
+  } finally {
+    e.close()
+  }
+}
+
+const titles = (e) => h.rows(e, 'SELECT id, title FROM todos ORDER BY id')
+
+test('the Rust CLI for the server is available (SYNCLINE_CLI)', () => {
+  requireCli()
+})
+
+test('two engines converge through the server', async (t) => {
+  const dir = h.tmpdir(t)
+  const server = await startServer(t, serverDb(dir))
+  const a = h.replica(t, dir, 'a')
+  const b = h.replica(t, dir, 'b')
+  a.execute("INSERT INTO todos(id, title) VALUES (1, 'from a'), (2, 'also a')")
+  b.execute("INSERT INTO todos(id, title, done) VALUES (3, 'from b', 1)")
+  const first = await a.sync(server.url, { token: TOKEN })
+  assert.ok(first.pushed > 0 && first.serverApplied > 0 && first.roundTrips >= 2, JSON.stringify(first))
+  const rb = await b.sync(server.url, { token: TOKEN })
+  assert.ok(rb.applied > 0)
+  const ra = await a.sync(server.url, { token: TOKEN })
+  assert.ok(ra.applied > 0)
+  assert.deepEqual(titles(a), [
+    [1, 'from a'],
+    [2, 'also a'],
+    [3, 'from b'],
+  ])
+  assert.deepEqual(h.rows(a), h.rows(b))
+  assert.equal(a.stateHash(), b.stateHash())
+  // both at once (the calls run off the JS thread)
+  a.execute("UPDATE todos SET title = 'edited by a' WHERE id = 3")
+  b.execute('UPDATE todos SET done = 0 WHERE id = 3')
+  await Promise.all([a.sync(server.url, { token: TOKEN }), b.sync(server.url, { token: TOKEN })])
+  await a.sync(server.url, { token: TOKEN })
+  await b.sync(server.url, { token: TOKEN })
+  assert.deepEqual(h.rows(a, 'SELECT id, title, done FROM todos WHERE id = 3'), [[3, 'edited by a', 0]])
+  assert.equal(a.stateHash(), b.stateHash())
+  const again = await b.sync(server.url, { token: TOKEN })
+  assert.deepEqual([again.pushed, again.applied, again.roundTrips], [0, 0, 2])
+})
+
+test('a wrong token is refused with code Auth and changes nothing', async (t) => {
+  const dir = h.tmpdir(t)
+  const server = await startServer(t, serverDb(dir))
+  const a = h.replica(t, dir, 'a')
+  a.execute("INSERT INTO todos(id, title) VALUES (1, 'secret')")
+  const before = a.stateHash()
+  await h.rejectsCode(a.sync(server.url, { token: 'not-the-token' }), 'Auth')
+  await h.rejectsCode(a.sync(server.url), 'Auth')
+  assert.equal(a.stateHash(), before)
+  assert.deepEqual(serverRows(server), [])
+  const c = h.replica(t, dir, 'c')
+  const r = await c.sync(server.url, { token: TOKEN })
+  assert.equal(r.applied, 0)
+  assert.deepEqual(h.rows(c), [])
+})
+
+test('an unreachable server is code Network; a bad URL InvalidArgument', async (t) => {
+  const dir = h.tmpdir(t)
+  const a = h.replica(t, dir, 'a')
+  a.execute("INSERT INTO todos(id, title) VALUES (1, 'offline')")
+  const before = a.stateHash()
+  await h.rejectsCode(a.sync(`http://127.0.0.1:${await freePort()}`, { token: TOKEN }), 'Network')
+  assert.equal(a.stateHash(), before)
+  await h.rejectsCode(a.sync('ftp://example.invalid'), 'InvalidArgument')
+  h.throwsCode(() => a.startSync('http://127.0.0.1:1', { intervalMs: 0 }), 'InvalidArgument', /intervalMs/)
+  h.throwsCode(() => a.startSync('http://127.0.0.1:1', { timeoutMs: -1 }), 'InvalidArgument', /timeoutMs/)
+})
+
+test('the background loop converges and reports its status', async (t) => {
+  const dir = h.tmpdir(t)
+  const server = await startServer(t, serverDb(dir))
+  const a = h.replica(t, dir, 'a')
+  const b = h.replica(t, dir, 'b')
+  a.execute("INSERT INTO todos(id, title) VALUES (1, 'loop a')")
+  const handle = a.startSync(server.url, { token: TOKEN, intervalMs: 200 })
+  t.after(() => handle.stop())
+  await waitUntil(() => handle.status().syncs >= 1, 'a first background pass')
+  b.execute("INSERT INTO todos(id, title) VALUES (2, 'from b')")
+  await b.sync(server.url, { token: TOKEN })
+  await waitUntil(() => titles(a).length === 2, "b's row to reach a by the loop")
+  a.execute("INSERT INTO todos(id, title) VALUES (3, 'later a')")
+  handle.syncNow()
+  await waitUntil(() => handle.status().pending === 0 && serverRows(server).length === 3, "a's new row to reach the server")
+  const st = handle.status()
+  assert.equal(st.running, true)
+  assert.ok(st.syncs >= 2)
+  assert.equal(st.failures, 0)
+  assert.equal(st.lastError, undefined)
+  assert.equal(typeof st.lastSuccess, 'number')
+  assert.ok(Math.abs(st.lastSuccess - Date.now()) < 60_000)
+  assert.equal(typeof st.lastReport.roundTrips, 'number')
+  await handle.stop()
+  assert.equal(handle.status().running, false)
+  await handle.stop() // idempotent
+  await b.sync(server.url, { token: TOKEN })
+  assert.equal(a.stateHash(), b.stateHash())
+})
+
+test('the background loop reports failures and recovers when the server appears', async (t) => {
+  const dir = h.tmpdir(t)
+  const a = h.replica(t, dir, 'a')
+  a.execute("INSERT INTO todos(id, title) VALUES (1, 'waiting')")
+  const port = await freePort()
+  const handle = a.startSync(`http://127.0.0.1:${port}`, { token: TOKEN, intervalMs: 200, maxBackoffMs: 300 })
+  t.after(() => handle.stop())
+  await waitUntil(() => handle.status().failures >= 2, 'two failed passes')
+  let st = handle.status()
+  assert.equal(st.lastError.code, 'Network')
+  assert.equal(typeof st.lastError.message, 'string')
+  assert.equal(st.lastSuccess, undefined)
+  assert.equal(st.syncs, 0)
+  assert.ok(st.pending > 0)
+  const server = await startServer(t, serverDb(dir, 'late'), port)
+  await waitUntil(() => handle.status().syncs >= 1, 'a pass after the server started')
+  st = handle.status()
+  assert.equal(st.lastError, undefined)
+  assert.equal(st.failures, 0)
+  await waitUntil(() => handle.status().pending === 0, 'nothing pending')
+  await handle.stop()
+  assert.deepEqual(serverRows(server), [[1, 'waiting']])
+})
+
+test('a background loop with a wrong token reports code Auth', async (t) => {
+  const dir = h.tmpdir(t)
+  const server = await startServer(t, serverDb(dir))
+  const a = h.replica(t, dir, 'a')
+  const handle = a.startSync(server.url, { token: 'wrong', intervalMs: 200, maxBackoffMs: 300 })
+  t.after(() => handle.stop())
+  await waitUntil(() => handle.status().failures >= 1, 'a failed pass')
+  assert.equal(handle.status().lastError.code, 'Auth')
+})
+
+test("live mode sees another client's change without polling", async (t) => {
+  const dir = h.tmpdir(t)
+  const server = await startServer(t, serverDb(dir))
+  const a = h.replica(t, dir, 'a')
+  const b = h.replica(t, dir, 'b')
+  // an hour between polls: only the live notice can bring the change in time
+  const handle = b.startSync(server.url, { token: TOKEN, intervalMs: 3_600_000, live: true })
+  t.after(() => handle.stop())
+  await waitUntil(() => handle.status().syncs >= 1, "b's first pass")
+  await h.sleep(500) // let the WebSocket connect
+  const syncs = handle.status().syncs
+  a.execute("INSERT INTO todos(id, title) VALUES (1, 'live!')")
+  await a.sync(server.url, { token: TOKEN })
+  await waitUntil(() => titles(b).length === 1, "the live notice to bring a's row to b", 10_000)
+  assert.deepEqual(titles(b), [[1, 'live!']])
+  assert.ok(handle.status().syncs > syncs)
+  // and b's own write is pushed at once
+  b.execute("INSERT INTO todos(id, title) VALUES (2, 'pushed live')")
+  await waitUntil(() => serverRows(server).length === 2, "b's write to reach the server", 10_000)
+  await handle.stop()
+  await a.sync(server.url, { token: TOKEN })
+  assert.equal(a.stateHash(), b.stateHash())
+})
+
+test('JavaScript resolvers: sync() works with one registered; startSync() refuses them', async (t) => {
+  const dir = h.tmpdir(t)
+  const server = await startServer(t, serverDb(dir))
+  const resolver = (c) => ({ value: [String(c.local.value), String(c.remote.value)].sort().join('+') })
+  const a = h.replica(t, dir, 'a', { strategy: 'custom' })
+  const b = h.replica(t, dir, 'b', { strategy: 'custom' })
+  a.setResolver('todos', resolver)
+  b.setResolver('todos', resolver)
+  a.execute("INSERT INTO todos(id, title) VALUES (1, 'base')")
+  await a.sync(server.url, { token: TOKEN })
+  await b.sync(server.url, { token: TOKEN })
+  b.execute("UPDATE todos SET title = 'from b' WHERE id = 1")
+  const pending = b.sync(server.url, { token: TOKEN })
+  // while a sync that may call a JS resolver is in flight, synchronous calls refuse to block
+  h.throwsCode(() => b.status(), 'Reentrant')
+  await pending
+  await a.sync(server.url, { token: TOKEN })
+  assert.deepEqual(titles(a), [[1, 'from b']])
+  assert.equal(a.stateHash(), b.stateHash())
+  h.throwsCode(() => a.startSync(server.url, { token: TOKEN }), 'InvalidArgument', /resolver/)
+  a.clearResolver('todos')
+  const handle = a.startSync(server.url, { token: TOKEN, intervalMs: 200 })
+  t.after(() => handle.stop())
+  h.throwsCode(() => a.setResolver('todos', resolver), 'InvalidArgument', /background sync/)
+  await handle.stop()
+  a.setResolver('todos', resolver)
+})
+
+test('close() stops the background syncs of the engine', async (t) => {
+  const dir = h.tmpdir(t)
+  const server = await startServer(t, serverDb(dir))
+  const a = h.replica(t, dir, 'a')
+  a.execute("INSERT INTO todos(id, title) VALUES (1, 'x')")
+  const handle = a.startSync(server.url, { token: TOKEN, intervalMs: 100 })
+  await waitUntil(() => handle.status().syncs >= 1, 'a pass')
+  a.close()
+  h.throwsCode(() => handle.status(), 'Closed') // the stopped loop counts pending changes with the engine
+  await handle.stop()
+  await h.rejectsCode(a.sync(server.url, { token: TOKEN }), 'Closed')
+  assert.deepEqual(serverRows(server), [[1, 'x']])
+})

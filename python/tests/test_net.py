@@ -1,0 +1,308 @@
+"""Network sync against a real `syncline serve` (the Rust CLI from $SYNCLINE_CLI) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from typing import Callable, Iterator, List, Optional
+
+import pytest
+
+import syncline
+from syncline import AuthError, NetworkError, SyncEngine, SyncHandle, SyncReport, SyncStatus
+
+from conftest import TODOS, MakeReplica, todos
+
+TOKEN = "s3cret-token"
+
+
+def cli_path() -> str:
+    cli = os.environ.get("SYNCLINE_CLI")
+    if not cli:
+        pytest.fail(
+            "SYNCLINE_CLI is not set: point it at the `syncline` command that has `serve` "
+            "(python/test.sh sets it; e.g. target/release/syncline after `cargo build --release -p syncline-cli`)"
+        )
+    if not os.path.exists(cli):
+        pytest.fail(f"SYNCLINE_CLI={cli} does not exist")
+    return cli
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    """`syncline serve DB --port P --token T` as a child process."""
+
+    def __init__(self, db: pathlib.Path, token: str) -> None:
+        self.db = db
+        self.token = token
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [cli_path(), "serve", str(self.db), "--port", str(self.port), "--token", self.token],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                pytest.fail(f"syncline serve exited with {self.proc.returncode}: {err}")
+            try:
+                request = urllib.request.Request(f"{self.url}/v1/info", headers={"Authorization": f"Bearer {self.token}"})
+                with urllib.request.urlopen(request, timeout=2) as answer:
+                    info = json.loads(answer.read())
+                    assert info["protocol"] == 1
+                    self.site_id: str = info["site_id"]
+                    return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"syncline serve did not answer GET {self.url}/v1/info within 20 s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def server(tmp_path: pathlib.Path) -> Iterator[Server]:
+    db = tmp_path / "server.db"
+    with SyncEngine(db) as e:
+        e.execute_batch(TODOS)
+        e.enable_sync("todos")
+    srv = Server(db, TOKEN)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def wait_until(pred: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def server_rows(server: Server) -> List[tuple[syncline.SqlValue, ...]]:
+    with SyncEngine(server.db) as s:
+        return todos(s)
+
+
+def test_two_engines_converge_through_the_server(make_replica: MakeReplica, server: Server) -> None:
+    a = make_replica("a")
+    b = make_replica("b")
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'from a'), (2, 'also a')")
+    b.execute("INSERT INTO todos(id, title, done) VALUES (3, 'from b', 1)")
+    first = a.sync(server.url, TOKEN)
+    assert isinstance(first, SyncReport)
+    assert first.pushed > 0 and first.server_applied > 0 and first.round_trips >= 2
+    assert "SyncReport(pushed=" in repr(first)
+    rb = b.sync(server.url, token=TOKEN)
+    assert rb.applied > 0  # a's rows came down
+    ra = a.sync(server.url, TOKEN)
+    assert ra.applied > 0 and ra.pushed == 0
+    assert todos(a) == todos(b) == [(1, "from a", 0, None), (2, "also a", 0, None), (3, "from b", 1, None)]
+    assert a.state_hash() == b.state_hash()
+    # an edit on both sides of the same cell converges (column-level LWW) through the server
+    a.execute("UPDATE todos SET title = 'a wins?' WHERE id = 3")
+    b.execute("UPDATE todos SET done = 0 WHERE id = 3")
+    for e in (a, b, a):
+        e.sync(server.url, TOKEN)
+    assert todos(a) == todos(b)
+    assert todos(a)[2] == (3, "a wins?", 0, None)
+    assert a.state_hash() == b.state_hash()
+    # nothing left to do: one round trip, nothing moved
+    again = b.sync(server.url, TOKEN)
+    assert (again.pushed, again.applied, again.round_trips) == (0, 0, 2)
+
+
+def test_sync_async(make_replica: MakeReplica, server: Server) -> None:
+    a = make_replica("a")
+    b = make_replica("b")
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'async')")
+
+    async def main() -> tuple[SyncReport, SyncReport]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        t = asyncio.ensure_future(ticker())
+        ra = await a.sync_async(server.url, TOKEN)
+        rb = await b.sync_async(server.url, token=TOKEN)
+        t.cancel()
+        assert ticks > 0  # the event loop kept running
+        with pytest.raises(AuthError):
+            await b.sync_async(server.url, "wrong")
+        return ra, rb
+
+    ra, rb = asyncio.run(main())
+    assert ra.pushed > 0 and rb.applied > 0
+    assert todos(b) == [(1, "async", 0, None)]
+
+
+def test_wrong_token_is_refused_and_changes_nothing(make_replica: MakeReplica, server: Server) -> None:
+    a = make_replica("a")
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'secret')")
+    before = a.state_hash()
+    with pytest.raises(AuthError) as caught:
+        a.sync(server.url, "not-the-token")
+    assert caught.value.code == "Auth"
+    assert isinstance(caught.value, syncline.SynclineError)
+    with pytest.raises(AuthError):
+        a.sync(server.url)  # no token at all
+    assert a.state_hash() == before
+    assert server_rows(server) == []
+    # the server is untouched: a client with the right token gets nothing
+    c = make_replica("c")
+    report = c.sync(server.url, TOKEN)
+    assert report.applied == 0 and todos(c) == []
+
+
+def test_unreachable_server_is_a_network_error(make_replica: MakeReplica) -> None:
+    a = make_replica("a")
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'offline')")
+    before = a.state_hash()
+    with pytest.raises(NetworkError) as caught:
+        a.sync(f"http://127.0.0.1:{free_port()}", TOKEN)
+    assert caught.value.code == "Network"
+    assert a.state_hash() == before
+    with pytest.raises(syncline.InvalidArgumentError):
+        a.sync("ftp://example.invalid", TOKEN)
+    with pytest.raises(syncline.InvalidArgumentError):
+        a.start_sync("http://127.0.0.1:1", TOKEN, interval=-1)
+
+
+def test_background_loop_converges_and_reports(make_replica: MakeReplica, server: Server) -> None:
+    a = make_replica("a")
+    b = make_replica("b")
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'loop a')")
+    with a.start_sync(server.url, TOKEN, interval=0.2) as handle:
+        assert isinstance(handle, SyncHandle)
+        wait_until(lambda: handle.status().syncs >= 1, "a first background pass")
+        b.execute("INSERT INTO todos(id, title) VALUES (2, 'from b')")
+        b.sync(server.url, TOKEN)
+        wait_until(lambda: len(todos(a)) == 2, "b's row to reach a by the loop")
+        a.execute("INSERT INTO todos(id, title) VALUES (3, 'later a')")
+        handle.sync_now()
+        wait_until(lambda: handle.status().pending == 0 and len(server_rows(server)) == 3, "a's new row to reach the server")
+        st = handle.status()
+        assert isinstance(st, SyncStatus)
+        assert st.running and st.syncs >= 2 and st.failures == 0
+        assert st.last_error is None
+        assert st.last_success is not None and abs(st.last_success - time.time()) < 60
+        assert st.last_report is not None and isinstance(st.last_report, SyncReport)
+        assert "SyncStatus(running=True" in repr(st)
+        assert handle.running
+    assert not handle.status().running
+    handle.stop()  # idempotent
+    b.sync(server.url, TOKEN)
+    assert a.state_hash() == b.state_hash()
+
+
+def test_background_loop_reports_failures(make_replica: MakeReplica, tmp_path: pathlib.Path) -> None:
+    a = make_replica("a")
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'waiting')")
+    port = free_port()
+    handle = a.start_sync(f"http://127.0.0.1:{port}", TOKEN, interval=0.2, max_backoff=0.3)
+    try:
+        wait_until(lambda: handle.status().failures >= 2, "two failed passes")
+        st = handle.status()
+        assert isinstance(st.last_error, NetworkError) and st.last_error.code == "Network"
+        assert st.last_success is None and st.syncs == 0 and st.running
+        assert st.pending > 0
+        # the server appears: the loop recovers on its own (backoff <= 0.3 s)
+        db = tmp_path / "late.db"
+        with SyncEngine(db) as e:
+            e.execute_batch(TODOS)
+            e.enable_sync("todos")
+        srv = Server(db, TOKEN)
+        srv.port, srv.url = port, f"http://127.0.0.1:{port}"
+        srv.start()
+        try:
+            wait_until(lambda: handle.status().syncs >= 1, "a pass after the server started")
+            st = handle.status()
+            assert st.last_error is None and st.failures == 0 and st.last_success is not None
+            wait_until(lambda: handle.status().pending == 0, "nothing pending")
+        finally:
+            handle.stop()
+            srv.stop()
+        assert server_rows(srv) == [(1, "waiting", 0, None)]
+    finally:
+        handle.stop()
+
+
+def test_background_loop_auth_failure(make_replica: MakeReplica, server: Server) -> None:
+    a = make_replica("a")
+    with a.start_sync(server.url, "wrong", interval=0.2, max_backoff=0.3) as handle:
+        wait_until(lambda: handle.status().failures >= 1, "a failed pass")
+        assert isinstance(handle.status().last_error, AuthError)
+
+
+def test_live_mode_sees_another_clients_change_without_polling(make_replica: MakeReplica, server: Server) -> None:
+    a = make_replica("a")
+    b = make_replica("b")
+    # interval of an hour: only the live notice can bring the change in time
+    with b.start_sync(server.url, TOKEN, interval=3600, live=True) as handle:
+        wait_until(lambda: handle.status().syncs >= 1, "b's first pass")
+        time.sleep(0.5)  # let the WebSocket connect (a change before that is caught up by its reconnect sync)
+        syncs = handle.status().syncs
+        a.execute("INSERT INTO todos(id, title) VALUES (1, 'live!')")
+        a.sync(server.url, TOKEN)
+        wait_until(lambda: todos(b) == [(1, "live!", 0, None)], "the live notice to bring a's row to b", timeout=10)
+        assert handle.status().syncs > syncs
+        # and b's own local write is pushed at once in live mode
+        b.execute("INSERT INTO todos(id, title) VALUES (2, 'pushed live')")
+        wait_until(lambda: len(server_rows(server)) == 2, "b's write to reach the server", timeout=10)
+    a.sync(server.url, TOKEN)
+    assert a.state_hash() == b.state_hash()
+
+
+def test_async_context_manager_and_close_stops_loops(make_replica: MakeReplica, server: Server) -> None:
+    a = make_replica("a")
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'async loop')")
+
+    async def main() -> SyncHandle:
+        async with a.start_sync(server.url, TOKEN, interval=0.1) as h:
+            while h.status().syncs < 1:
+                await asyncio.sleep(0.05)
+        return h
+
+    h = asyncio.run(main())
+    assert not h.status().running
+    assert server_rows(server) == [(1, "async loop", 0, None)]
+    # close() stops the loops started from the engine
+    h2 = a.start_sync(server.url, TOKEN, interval=0.1)
+    wait_until(lambda: h2.status().syncs >= 1, "a pass")
+    a.close()
+    with pytest.raises(syncline.ClosedError):
+        h2.status()  # the stopped loop's status counts pending changes, which needs the engine
+    h2.stop()  # idempotent
+    with pytest.raises(syncline.ClosedError):
+        a.sync(server.url, TOKEN)
