@@ -21,6 +21,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 TOOLS="$HERE/.venv"
+
+# The extension links the system SQLite (libsqlite3.so.0, as Python's sqlite3 module does).
+if ! dpkg -s libsqlite3-dev >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsqlite3-dev >/dev/null
+fi
 FRESH="$HERE/.venv-test"
 DIST="$HERE/dist"
 

@@ -116,11 +116,12 @@ pub fn local_site(conn: &Connection) -> Result<SiteId> {
     SiteId::from_slice(&bytes)
 }
 
-/// Issue the next local stamp (the same send rule the triggers use).
+/// Issue the next local stamp (the same send rule the triggers use). No RETURNING, so a
+/// system SQLite down to 3.26 works.
 pub fn tick(conn: &Connection) -> Result<u64> {
-    let next = hlc::sql_next();
-    let sql = format!("UPDATE _syncline_clock SET local = {next} WHERE id = 0 RETURNING local");
-    Ok(conn.prepare_cached(&sql)?.query_row([], |r| r.get::<_, i64>(0))? as u64)
+    let sql = format!("UPDATE _syncline_clock SET local = {} WHERE id = 0", hlc::sql_next());
+    conn.prepare_cached(&sql)?.execute([])?;
+    Ok(clock(conn)?.local)
 }
 
 /// The wall clock as the triggers see it (the manual clock when one is set).
