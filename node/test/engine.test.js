@@ -453,21 +453,19 @@ test('no deadlock: the engine refuses synchronous calls while a JS resolver may 
 })
 
 test('subscribe: local writes by better-sqlite3, remote changes, conflicts; close() stops', async (t) => {
-  const Database = h.betterSqlite3()
   const dir = h.tmpdir(t)
   const a = h.replica(t, dir, 'a', { strategy: 'manual' })
   const b = h.replica(t, dir, 'b', { strategy: 'manual' })
   const ev = h.collector(a)
   t.after(() => ev.sub.close())
-  // a write by another library on the same file
-  const db = new Database(path.join(dir, 'a.db'))
-  t.after(() => db.close())
-  db.prepare('INSERT INTO todos(id, title) VALUES (?, ?)').run(1, 'from better-sqlite3')
+  // a write by another library (in another process) on the same file
+  const file = path.join(dir, 'a.db')
+  h.withBetterSqlite3InChild(file, `db.prepare('INSERT INTO todos(id, title) VALUES (?, ?)').run(1, 'from better-sqlite3')`)
   const local = await ev.waitFor((e) => e.kind === 'local' && e.pk[0] === 1, 'local event')
   assert.equal(local.table, 'todos')
   assert.ok(local.columns.includes('title'))
   assert.equal(local.deleted, false)
-  db.prepare('DELETE FROM todos WHERE id = ?').run(1)
+  h.withBetterSqlite3InChild(file, `db.prepare('DELETE FROM todos WHERE id = ?').run(1)`)
   const del = await ev.waitFor((e) => e.kind === 'local' && e.deleted, 'delete event')
   assert.deepEqual(del.pk, [1])
   // a remote change
@@ -489,23 +487,20 @@ test('subscribe: local writes by better-sqlite3, remote changes, conflicts; clos
   assert.equal(ev.sub.closed, true)
   ev.sub.close()
   const count = ev.events.length
-  db.prepare('INSERT INTO todos(id, title) VALUES (?, ?)').run(7, 'after close')
+  h.withBetterSqlite3InChild(file, `db.prepare('INSERT INTO todos(id, title) VALUES (?, ?)').run(7, 'after close')`)
   await h.sleep(200)
   assert.equal(ev.events.length, count)
 })
 
-test('writes made by better-sqlite3 are captured and reach another replica', async (t) => {
-  const Database = h.betterSqlite3()
+test('writes made by better-sqlite3 (in another process) are captured and reach another replica', async (t) => {
   const dir = h.tmpdir(t)
   const a = h.replica(t, dir, 'a')
   const b = h.replica(t, dir, 'b')
-  const db = new Database(path.join(dir, 'a.db'))
-  t.after(() => db.close())
   const big = 2n ** 62n + 3n
-  db.defaultSafeIntegers(true)
-  db.prepare('INSERT INTO todos(id, title, done, body) VALUES (?, ?, ?, ?)').run(1n, 'bs3', big, Buffer.from([1, 2]))
-  db.prepare('INSERT INTO todos(id, title) VALUES (?, ?)').run(2n, 'gone')
-  db.prepare('DELETE FROM todos WHERE id = ?').run(2n)
+  h.withBetterSqlite3InChild(path.join(dir, 'a.db'), `db.defaultSafeIntegers(true)
+db.prepare('INSERT INTO todos(id, title, done, body) VALUES (?, ?, ?, ?)').run(1n, 'bs3', 2n ** 62n + 3n, Buffer.from([1, 2]))
+db.prepare('INSERT INTO todos(id, title) VALUES (?, ?)').run(2n, 'gone')
+db.prepare('DELETE FROM todos WHERE id = ?').run(2n)`)
   const r = await h.sync(a, b)
   assert.ok(r.applied > 0)
   assert.deepEqual(h.rows(b), [[1, 'bs3', big, Buffer.from([1, 2])]])

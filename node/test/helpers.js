@@ -14,6 +14,21 @@ function betterSqlite3() {
   return require(process.env.SYNCLINE_BETTER_SQLITE3 || 'better-sqlite3')
 }
 
+/**
+ * Run `code` (with `db`, a better-sqlite3 Database on `file`, in scope) in a child process.
+ * better-sqlite3 compiles in its own SQLite, as this addon does; two SQLite copies in one
+ * process do not see each other's locks, so an app writes with better-sqlite3 from another
+ * process than the engine's (see README), and so do these tests.
+ */
+function withBetterSqlite3InChild(file, code) {
+  const { execFileSync } = require('node:child_process')
+  const modulePath = require.resolve(process.env.SYNCLINE_BETTER_SQLITE3 || 'better-sqlite3')
+  const script = `const Database = require(${JSON.stringify(modulePath)});
+const db = new Database(${JSON.stringify(file)});
+try { ${code} } finally { db.close() }`
+  execFileSync(process.execPath, ['-e', script], { stdio: 'inherit' })
+}
+
 const TODOS =
   'CREATE TABLE IF NOT EXISTS todos(id INTEGER PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0, body BLOB)'
 
@@ -97,4 +112,5 @@ function collector(engine) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-module.exports = { syncline, betterSqlite3, TODOS, tmpdir, replica, sync, rows, throwsCode, rejectsCode, collector, sleep }
+module.exports = {
+  syncline, betterSqlite3, withBetterSqlite3InChild, TODOS, tmpdir, replica, sync, rows, throwsCode, rejectsCode, collector, sleep }
