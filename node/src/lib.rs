@@ -742,11 +742,39 @@ impl Task for WriteTask {
     }
 }
 
+/// Marks a task that may call a JS resolver on the JS thread: counted in
+/// `imports_needing_js` from its creation until it settles or is dropped.
+struct JsResolverGuard {
+    shared: Arc<Shared>,
+    counted: bool,
+}
+
+impl JsResolverGuard {
+    fn enter(shared: &Arc<Shared>) -> JsResolverGuard {
+        let counted = !shared.resolvers.lock().unwrap().is_empty();
+        if counted {
+            shared.imports_needing_js.fetch_add(1, Ordering::SeqCst);
+        }
+        JsResolverGuard { shared: shared.clone(), counted }
+    }
+
+    fn release(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.shared.imports_needing_js.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for JsResolverGuard {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 pub struct ImportTask {
     shared: Arc<Shared>,
     source: Option<Result<Source, String>>,
-    /// Counted in `imports_needing_js` (released in `finally`).
-    counted: bool,
+    guard: JsResolverGuard,
 }
 
 impl Task for ImportTask {
@@ -762,28 +790,15 @@ impl Task for ImportTask {
         })
     }
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<ImportReport> {
-        self.release();
+        self.guard.release();
         settle(&env, output).map(ImportReport::from)
     }
     fn reject(&mut self, _env: Env, err: napi::Error) -> napi::Result<ImportReport> {
-        self.release();
+        self.guard.release();
         Err(err)
     }
 }
 
-impl ImportTask {
-    fn release(&mut self) {
-        if std::mem::take(&mut self.counted) {
-            self.shared.imports_needing_js.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-impl Drop for ImportTask {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
 
 #[napi]
 impl SyncEngine {
@@ -898,11 +913,8 @@ impl SyncEngine {
     /// changes. Runs off the JS thread.
     #[napi(ts_args_type = "bundle: Uint8Array | string", ts_return_type = "Promise<ImportReport>")]
     pub fn import_bundle(&self, bundle: BundleSource) -> AsyncTask<ImportTask> {
-        let counted = !self.shared.resolvers.lock().unwrap().is_empty();
-        if counted {
-            self.shared.imports_needing_js.fetch_add(1, Ordering::SeqCst);
-        }
-        AsyncTask::new(ImportTask { shared: self.shared.clone(), source: Some(bundle.0), counted })
+        let guard = JsResolverGuard::enter(&self.shared);
+        AsyncTask::new(ImportTask { shared: self.shared.clone(), source: Some(bundle.0), guard })
     }
 
     /// Open conflicts (manual tables), oldest first.
@@ -990,12 +1002,9 @@ impl SyncEngine {
     /// code; a failed pass can simply be repeated.
     #[napi(ts_return_type = "Promise<SyncReport>")]
     pub fn sync(&self, url: String, options: Option<SyncOptions>) -> AsyncTask<SyncTask> {
-        let counted = !self.shared.resolvers.lock().unwrap().is_empty();
-        if counted {
-            self.shared.imports_needing_js.fetch_add(1, Ordering::SeqCst);
-        }
+        let guard = JsResolverGuard::enter(&self.shared);
         let token = options.and_then(|o| o.token);
-        AsyncTask::new(SyncTask { shared: self.shared.clone(), url, token, counted })
+        AsyncTask::new(SyncTask { shared: self.shared.clone(), url, token, guard })
     }
 
     /// Sync with the server at `url` in the background until `stop()` (or `close()` of the
@@ -1182,8 +1191,7 @@ pub struct SyncTask {
     shared: Arc<Shared>,
     url: String,
     token: Option<String>,
-    /// Counted in `imports_needing_js` (released when settled), like an import.
-    counted: bool,
+    guard: JsResolverGuard,
 }
 
 impl Task for SyncTask {
@@ -1193,28 +1201,15 @@ impl Task for SyncTask {
         Ok(self.shared.core.sync(&self.url, self.token.as_deref()))
     }
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<SyncReport> {
-        self.release();
+        self.guard.release();
         settle(&env, output).map(SyncReport::from)
     }
     fn reject(&mut self, _env: Env, err: napi::Error) -> napi::Result<SyncReport> {
-        self.release();
+        self.guard.release();
         Err(err)
     }
 }
 
-impl SyncTask {
-    fn release(&mut self) {
-        if std::mem::take(&mut self.counted) {
-            self.shared.imports_needing_js.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-impl Drop for SyncTask {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
 
 pub struct StopTask {
     handle: Option<Arc<syncline::net::SyncHandle>>,
