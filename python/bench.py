@@ -1,13 +1,17 @@
-"""Syncline from Python: the todos workload (run by hand: `python bench.py [rows]`).
+"""Syncline from Python: the todos workload of `cargo bench -p syncline --bench todos`, run the
+same way (same rows and 100-byte bodies, median of 5 runs), so the figures compare directly.
 
 - 10,000 inserts through sqlite3.executemany into an enabled table vs a plain one (ratio);
 - export of a bundle for a new peer (ms, bytes/row);
 - import into a fresh replica (rows/s).
+
+Run it in the virtualenv `test.sh` makes: `python -P bench.py [rows]`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -15,19 +19,37 @@ from pathlib import Path
 
 from syncline import SyncEngine
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS todos(id INTEGER PRIMARY KEY, title TEXT, done INTEGER, body TEXT)"
+SCHEMA = "CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT, done INTEGER, body TEXT)"
+RUNS = 5
+MASK = (1 << 64) - 1
 
 
-def rows(n: int) -> list[tuple[int, str, int, str]]:
-    return [(i, f"todo number {i}", i % 2, ("x" * 90 + f"{i:010d}")[:100]) for i in range(n)]
+def body(i: int) -> str:
+    """100 letters, the same xorshift sequence as `body()` in core/benches/todos.rs."""
+    x = (i * 6364136223846793005 + 1442695040888963407) & MASK
+    out = []
+    for _ in range(100):
+        x ^= (x << 13) & MASK
+        x ^= x >> 7
+        x ^= (x << 17) & MASK
+        out.append(chr(ord("a") + x % 26))
+    return "".join(out)
 
 
-def insert(path: Path, n: int) -> float:
+def fresh(path: Path, enabled: bool) -> Path:
+    with SyncEngine(path) as e:  # WAL and synchronous=NORMAL, as the Rust bench's connections
+        e.execute_batch(SCHEMA)
+        if enabled:
+            e.enable_sync("todos")
+    return path
+
+
+def insert(path: Path, data: list[tuple[int, str, str]]) -> float:
     conn = sqlite3.connect(path)
-    data = rows(n)
+    conn.execute("PRAGMA synchronous = NORMAL")
     start = time.perf_counter()
     with conn:
-        conn.executemany("INSERT INTO todos VALUES (?, ?, ?, ?)", data)
+        conn.executemany("INSERT INTO todos(id, title, done, body) VALUES (?, ?, 0, ?)", data)
     took = time.perf_counter() - start
     conn.close()
     return took
@@ -35,40 +57,43 @@ def insert(path: Path, n: int) -> float:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    data = [(i, f"task {i}", body(i)) for i in range(n)]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        plain = tmp / "plain.db"
-        with SyncEngine(plain) as e:  # same pragmas (WAL, synchronous=NORMAL), table not enabled
-            e.execute_batch(SCHEMA)
-        t_plain = insert(plain, n)
+        plain_t, synced_t = [], []
+        for r in range(RUNS):
+            plain_t.append(insert(fresh(tmp / f"plain{r}.db", False), data))
+            synced_t.append(insert(fresh(tmp / f"sync{r}.db", True), data))
+        t_plain, t_synced = statistics.median(plain_t), statistics.median(synced_t)
 
-        synced = tmp / "synced.db"
-        with SyncEngine(synced) as a:
-            a.execute_batch(SCHEMA)
-            a.enable_sync("todos")
-            t_synced = insert(synced, n)
+        with SyncEngine(tmp / "sync0.db") as a:
+            export_t = []
+            bundle = b""
+            for _ in range(RUNS):
+                start = time.perf_counter()
+                bundle = a.generate_bundle()
+                export_t.append(time.perf_counter() - start)
+            packed = a.generate_bundle(compress=True)
+        t_export = statistics.median(export_t)
 
-            start = time.perf_counter()
-            bundle = a.generate_bundle()
-            t_export = time.perf_counter() - start
-
-            with SyncEngine(tmp / "replica.db") as b:
-                b.execute_batch(SCHEMA)
-                b.enable_sync("todos")
+        import_t = []
+        for r in range(RUNS):
+            with SyncEngine(fresh(tmp / f"dst{r}.db", True)) as b:
                 start = time.perf_counter()
                 report = b.import_bundle(bundle)
-                t_import = time.perf_counter() - start
+                import_t.append(time.perf_counter() - start)
+                assert report.rows == n
                 assert b.query("SELECT count(*) FROM todos")[0][0] == n
+        t_import = statistics.median(import_t)
 
-            packed = a.generate_bundle(compress=True)
-
-    print(f"rows: {n} (100-byte bodies), sqlite3.executemany in one transaction")
-    print(f"insert plain table:   {t_plain * 1000:8.1f} ms  ({n / t_plain:,.0f} rows/s)")
-    print(f"insert synced table:  {t_synced * 1000:8.1f} ms  ({n / t_synced:,.0f} rows/s)")
+    print(f"rows: {n} (100-byte bodies), sqlite3.executemany in one transaction, median of {RUNS} runs")
+    print(f"SQLite: {sqlite3.sqlite_version} (the library this interpreter's sqlite3 module and Syncline share)")
+    print(f"insert plain table:   {t_plain * 1000:8.2f} ms  ({n / t_plain:,.0f} rows/s)")
+    print(f"insert synced table:  {t_synced * 1000:8.2f} ms  ({n / t_synced:,.0f} rows/s)")
     print(f"capture overhead:     {t_synced / t_plain:8.2f} x")
-    print(f"export for new peer:  {t_export * 1000:8.1f} ms  {len(bundle):,} bytes = {len(bundle) / n:.1f} bytes/row"
+    print(f"export for new peer:  {t_export * 1000:8.2f} ms  {len(bundle):,} bytes = {len(bundle) / n:.1f} bytes/row"
           f" (compressed {len(packed) / n:.1f} bytes/row)")
-    print(f"import fresh replica: {t_import * 1000:8.1f} ms  ({n / t_import:,.0f} rows/s, {report.applied:,} changes applied)")
+    print(f"import fresh replica: {t_import * 1000:8.2f} ms  ({n / t_import:,.0f} rows/s)")
 
 
 if __name__ == "__main__":

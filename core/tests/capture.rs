@@ -182,3 +182,29 @@ fn a_copy_that_was_not_rekeyed_is_detected() {
     let err = a.import_bundle(&copy.generate_bundle(None).unwrap()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SiteIdClash, "{err}");
 }
+
+#[test]
+fn an_apps_own_triggers_run_on_imported_rows_and_capture_resumes_after_an_import() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    a.execute_batch("INSERT INTO todos(id, title) VALUES (1, 'one'), (2, 'two')").unwrap();
+
+    // b keeps an audit log with its own trigger on the synced table: imports must fire it.
+    let b = replica(&dir, "b", Strategy::Lww);
+    b.execute_batch(
+        "CREATE TABLE audit(todo INTEGER, title TEXT);
+         CREATE TRIGGER Audit_Insert AFTER INSERT ON TODOS BEGIN INSERT INTO audit VALUES (NEW.id, NEW.title); END;",
+    )
+    .unwrap();
+    sync(&a, &b);
+    assert_eq!(rows(&b, "SELECT todo, title FROM audit ORDER BY todo").len(), 2);
+
+    // c has no trigger of its own: after the import, its local writes are captured again.
+    let c = replica(&dir, "c", Strategy::Lww);
+    sync(&a, &c);
+    c.execute_batch("INSERT INTO todos(id, title) VALUES (3, 'written on c after an import')").unwrap();
+    let d = replica(&dir, "d", Strategy::Lww);
+    sync(&c, &d);
+    assert_eq!(todos(&d).len(), 3);
+    assert_eq!(todos(&d)[2][1], Value::Text("written on c after an import".into()));
+}
