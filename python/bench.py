@@ -2,6 +2,7 @@
 same way (same rows and 100-byte bodies, median of 5 runs), so the figures compare directly.
 
 - 10,000 inserts through sqlite3.executemany into an enabled table vs a plain one (ratio);
+- 10,000 single-row updates in one transaction, enabled vs plain (ratio);
 - export of a bundle for a new peer (ms, bytes/row);
 - import into a fresh replica (rows/s).
 
@@ -55,6 +56,18 @@ def insert(path: Path, data: list[tuple[int, str, str]]) -> float:
     return took
 
 
+def update(path: Path, n: int, round_: int) -> float:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    data = [(f"task {i} v{round_}", i) for i in range(n)]
+    start = time.perf_counter()
+    with conn:
+        conn.executemany("UPDATE todos SET title = ? WHERE id = ?", data)
+    took = time.perf_counter() - start
+    conn.close()
+    return took
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     data = [(i, f"task {i}", body(i)) for i in range(n)]
@@ -65,6 +78,11 @@ def main() -> None:
             plain_t.append(insert(fresh(tmp / f"plain{r}.db", False), data))
             synced_t.append(insert(fresh(tmp / f"sync{r}.db", True), data))
         t_plain, t_synced = statistics.median(plain_t), statistics.median(synced_t)
+        plain_u, synced_u = [], []
+        for r in range(RUNS):
+            plain_u.append(update(tmp / f"plain{r}.db", n, r))
+            synced_u.append(update(tmp / f"sync{r}.db", n, r))
+        u_plain, u_synced = statistics.median(plain_u), statistics.median(synced_u)
 
         with SyncEngine(tmp / "sync0.db") as a:
             export_t = []
@@ -91,6 +109,9 @@ def main() -> None:
     print(f"insert plain table:   {t_plain * 1000:8.2f} ms  ({n / t_plain:,.0f} rows/s)")
     print(f"insert synced table:  {t_synced * 1000:8.2f} ms  ({n / t_synced:,.0f} rows/s)")
     print(f"capture overhead:     {t_synced / t_plain:8.2f} x")
+    print(f"update plain table:   {u_plain * 1000:8.2f} ms")
+    print(f"update synced table:  {u_synced * 1000:8.2f} ms")
+    print(f"update overhead:      {u_synced / u_plain:8.2f} x")
     print(f"export for new peer:  {t_export * 1000:8.2f} ms  {len(bundle):,} bytes = {len(bundle) / n:.1f} bytes/row"
           f" (compressed {len(packed) / n:.1f} bytes/row)")
     print(f"import fresh replica: {t_import * 1000:8.2f} ms  ({n / t_import:,.0f} rows/s)")

@@ -33,6 +33,8 @@ mod meta;
 mod schema;
 mod site;
 mod status;
+#[cfg(not(feature = "bundled-sqlite"))]
+mod system_sqlite;
 mod strategy;
 mod value;
 #[cfg(feature = "net")] pub mod net;

@@ -1030,26 +1030,3 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     Ok(())
 }
-
-/// The extension links the system libsqlite3 (the one Python's `sqlite3` module loads: one
-/// SQLite per process). SQLite before 3.44 lacks `sqlite3_set_clientdata`, which rusqlite
-/// references to store Rust busy handlers, hooks and tracers; Syncline installs none, so
-/// rusqlite only ever clears a slot (NULL data). This definition keeps the module loadable on
-/// such systems: it accepts clearing and refuses storing (after freeing the data).
-#[no_mangle]
-pub unsafe extern "C" fn sqlite3_set_clientdata(
-    _db: *mut std::ffi::c_void,
-    _name: *const std::ffi::c_char,
-    data: *mut std::ffi::c_void,
-    destructor: Option<unsafe extern "C" fn(*mut std::ffi::c_void)>,
-) -> std::ffi::c_int {
-    const SQLITE_OK: std::ffi::c_int = 0;
-    const SQLITE_MISUSE: std::ffi::c_int = 21;
-    if data.is_null() {
-        return SQLITE_OK;
-    }
-    if let Some(free) = destructor {
-        free(data);
-    }
-    SQLITE_MISUSE
-}
