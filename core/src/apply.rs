@@ -222,7 +222,7 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
     meta::set_applying(&tx, true)?;
     let (report, events) = {
         let conn: &Connection = &tx;
-        let _quiet = CaptureOff::new(conn, mapped.iter().map(|(m, _)| m.name.as_str()))?;
+        let _quiet = CaptureOff::new(conn)?;
         let targets = mapped.into_iter().map(|(meta, map)| Target::new(conn, meta, map).map(Rc::new)).collect::<Result<Vec<_>>>()?;
         let mut m = Merge {
         conn,
@@ -262,24 +262,24 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
 }
 
 /// Skips the capture triggers' work for the length of an import. `applying` already keeps
-/// them silent, but each still costs a trigger frame per row; when the imported tables have no
-/// triggers but Syncline's, the connection stops running triggers at all (a per-connection
-/// switch, `SQLITE_DBCONFIG_ENABLE_TRIGGER`, that other connections never see). An app's own
-/// triggers (full-text indexes, audit logs) keep running on imported rows.
+/// them silent, but each still costs a trigger frame per row; when the schema has no triggers
+/// but Syncline's, the connection stops running triggers at all (a per-connection switch,
+/// `SQLITE_DBCONFIG_ENABLE_TRIGGER`, that other connections never see). An app's own triggers
+/// (full-text indexes, audit logs, on any table a foreign-key action may reach) keep running.
 struct CaptureOff<'c> {
     conn: Option<&'c Connection>,
 }
 
 impl<'c> CaptureOff<'c> {
-    fn new<'n>(conn: &'c Connection, tables: impl Iterator<Item = &'n str>) -> Result<CaptureOff<'c>> {
-        let mut others = conn.prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE AND name NOT LIKE '\\_syncline\\_%' ESCAPE '\\') \
-                 OR EXISTS (SELECT 1 FROM sqlite_temp_master WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE)",
-        )?;
-        for t in tables {
-            if others.query_row([t], |r| r.get::<_, bool>(0))? {
-                return Ok(CaptureOff { conn: None });
-            }
+    fn new(conn: &'c Connection) -> Result<CaptureOff<'c>> {
+        let apps_own: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name NOT LIKE '\\_syncline\\_%' ESCAPE '\\') \
+                     OR EXISTS (SELECT 1 FROM sqlite_temp_master WHERE type = 'trigger')",
+            )?
+            .query_row([], |r| r.get(0))?;
+        if apps_own {
+            return Ok(CaptureOff { conn: None });
         }
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
         Ok(CaptureOff { conn: Some(conn) })

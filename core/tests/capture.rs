@@ -208,3 +208,25 @@ fn an_apps_own_triggers_run_on_imported_rows_and_capture_resumes_after_an_import
     assert_eq!(todos(&d).len(), 3);
     assert_eq!(todos(&d)[2][1], Value::Text("written on c after an import".into()));
 }
+
+#[test]
+fn an_apps_trigger_on_a_table_an_import_reaches_by_cascade_still_runs() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    a.execute_batch("INSERT INTO todos(id, title) VALUES (1, 'one')").unwrap();
+    let e = replica(&dir, "e", Strategy::Lww);
+    sync(&a, &e);
+    // Local, unsynced tables on e: tags cascade from todos, and a trigger logs removed tags.
+    e.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         CREATE TABLE tags(todo INTEGER REFERENCES todos(id) ON DELETE CASCADE, tag TEXT);
+         CREATE TABLE removed(tag TEXT);
+         CREATE TRIGGER log_removed AFTER DELETE ON tags BEGIN INSERT INTO removed VALUES (OLD.tag); END;
+         INSERT INTO tags VALUES (1, 'home');",
+    )
+    .unwrap();
+    a.execute_batch("DELETE FROM todos WHERE id = 1").unwrap();
+    sync(&a, &e);
+    assert!(todos(&e).is_empty());
+    assert_eq!(rows(&e, "SELECT tag FROM removed"), vec![vec![Value::Text("home".into())]]);
+}
