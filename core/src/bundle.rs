@@ -123,6 +123,9 @@ impl Serialize for RowOut<'_> {
     }
 }
 
+/// A cell as read: (column, value, explicit (hlc delta, site) when it differs from the row's).
+type CellIn = (u32, Value, Option<(i64, u32)>);
+
 /// A row as read: stamps still relative, checked and resolved by [`Decoded::read_row`].
 struct RowIn {
     table: u32,
@@ -130,8 +133,7 @@ struct RowIn {
     cl: u64,
     offset: u64,
     site: u32,
-    /// (column, value, explicit (hlc delta, site)).
-    cells: Vec<(u32, Value, Option<(i64, u32)>)>,
+    cells: Vec<CellIn>,
 }
 
 impl<'de> Deserialize<'de> for RowIn {

@@ -406,7 +406,7 @@ impl SyncEngine {
         let mut held = self.hold()?;
         let conn = held.conn()?;
         let mut stmt = conn.prepare(sql)?;
-        let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+        let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let n = columns.len();
         let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
         let mut out = Vec::new();
