@@ -87,9 +87,20 @@ impl<'c> Target<'c> {
 
     /// Run `INSERT ... ON CONFLICT(pk) DO UPDATE` for exactly these columns.
     fn upsert(&self, conn: &'c Connection, pk: &[Value], cells: &[(usize, Value)]) -> rusqlite::Result<()> {
-        let key: Vec<usize> = cells.iter().map(|(c, _)| *c).collect();
+        // The columns written, without allocating for the usual narrow row.
+        let mut small = [0usize; 16];
+        let spill: Vec<usize>;
+        let key: &[usize] = if cells.len() <= small.len() {
+            for (k, (c, _)) in small.iter_mut().zip(cells) {
+                *k = *c;
+            }
+            &small[..cells.len()]
+        } else {
+            spill = cells.iter().map(|(c, _)| *c).collect();
+            &spill
+        };
         let mut upserts = self.upserts.borrow_mut();
-        if !upserts.contains_key(&key) {
+        if !upserts.contains_key(key) {
             let t = &self.meta;
             let names: Vec<String> = t.pk.iter().chain(key.iter().map(|c| &t.cols[*c])).map(|c| quote_ident(c)).collect();
             let marks = vec!["?"; names.len()].join(", ");
@@ -104,9 +115,9 @@ impl<'c> Target<'c> {
                 format!("UPDATE SET {}", sets.collect::<Vec<_>>().join(", "))
             };
             let sql = format!("INSERT INTO {}({}) VALUES ({marks}) ON CONFLICT({pk_list}) DO {action}", quote_ident(&t.name), names.join(", "));
-            upserts.insert(key.clone(), conn.prepare(&sql)?);
+            upserts.insert(key.to_vec(), conn.prepare(&sql)?);
         }
-        let stmt = upserts.get_mut(&key).expect("just inserted");
+        let stmt = upserts.get_mut(key).expect("just inserted");
         stmt.execute(rusqlite::params_from_iter(pk.iter().chain(cells.iter().map(|(_, v)| v))))?;
         Ok(())
     }
@@ -636,7 +647,8 @@ impl<'c> Merge<'c, '_> {
 
     /// Store the row's sync state; `fresh` when the table had none before this import.
     fn write_shadow(&self, target: &Target, pk: &[Value], s: &Shadow, fresh: bool) -> Result<()> {
-        let mut params: Vec<Value> = pk.to_vec();
+        let mut params: Vec<Value> = Vec::with_capacity(pk.len() + 4 + 2 * s.cells.len());
+        params.extend_from_slice(pk);
         params.push(Value::Integer(s.cl as i64));
         params.push(Value::Integer(s.rh.hlc as i64));
         params.push(Value::Integer(s.rh.site));

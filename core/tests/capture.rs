@@ -230,3 +230,26 @@ fn an_apps_trigger_on_a_table_an_import_reaches_by_cascade_still_runs() {
     assert!(todos(&e).is_empty());
     assert_eq!(rows(&e, "SELECT tag FROM removed"), vec![vec![Value::Text("home".into())]]);
 }
+
+#[test]
+fn a_wide_table_syncs_every_column() {
+    let dir = TempDir::new().unwrap();
+    let cols: Vec<String> = (0..40).map(|i| format!("c{i} INTEGER")).collect();
+    let ddl = format!("CREATE TABLE wide(id INTEGER PRIMARY KEY, {})", cols.join(", "));
+    let open = |name: &str| {
+        let e = syncline::SyncEngine::open(dir.path().join(format!("{name}.db")), syncline::Options::default()).unwrap();
+        e.execute_batch(&ddl).unwrap();
+        e.enable_sync("wide", EnableOptions::default()).unwrap();
+        e
+    };
+    let (a, b) = (open("a"), open("b"));
+    let values: Vec<String> = (0..40).map(|i| (i * 3).to_string()).collect();
+    a.execute_batch(&format!("INSERT INTO wide VALUES (1, {})", values.join(", "))).unwrap();
+    sync(&a, &b);
+    a.execute_batch("UPDATE wide SET c39 = -1, c0 = -2 WHERE id = 1").unwrap();
+    sync(&a, &b);
+    let q = "SELECT * FROM wide";
+    assert_eq!(rows(&a, q), rows(&b, q));
+    assert_eq!(rows(&b, "SELECT c0, c20, c39 FROM wide"), vec![vec![Value::Integer(-2), Value::Integer(60), Value::Integer(-1)]]);
+    assert_eq!(state_hash(&a), state_hash(&b));
+}
