@@ -233,7 +233,7 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
     meta::set_applying(&tx, true)?;
     let (report, events) = {
         let conn: &Connection = &tx;
-        let _quiet = CaptureOff::new(conn)?;
+        let quiet = CaptureOff::new(conn)?;
         let targets = mapped.into_iter().map(|(meta, map)| Target::new(conn, meta, map).map(Rc::new)).collect::<Result<Vec<_>>>()?;
         let mut m = Merge {
         conn,
@@ -252,6 +252,7 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
         events: Vec::new(),
     };
         m.apply_rows(&decoded)?;
+        quiet.restore()?;
         (m.report, m.events)
     };
 
@@ -295,12 +296,22 @@ impl<'c> CaptureOff<'c> {
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
         Ok(CaptureOff { conn: Some(conn) })
     }
+
+    /// Turn triggers back on before the import commits; an error here fails the import, so
+    /// the connection never goes on with local writes uncaptured.
+    fn restore(mut self) -> Result<()> {
+        if let Some(conn) = self.conn.take() {
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true)?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for CaptureOff<'_> {
+    /// The error path: the import is rolled back; turn triggers back on all the same.
     fn drop(&mut self) {
         if let Some(conn) = self.conn {
-            // Cannot fail for a valid connection and flag; `applying` guards the triggers anyway.
+            // Only fails for an unknown option, which this is not.
             let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true);
         }
     }

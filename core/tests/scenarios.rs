@@ -173,10 +173,13 @@ fn custom_resolver_decides_and_its_failure_applies_nothing() {
     assert_eq!(err.kind(), syncline::ErrorKind::Resolver);
     assert!(err.message().contains("boom"));
     assert_eq!(state_hash(&a), before);
+    // The failed import left capture on: this write reaches b.
+    a.execute("INSERT INTO todos(id, title) VALUES (99, 'after a failed import')", &[]).unwrap();
     a.set_resolver("todos", longest.clone());
     b.set_resolver("todos", longest);
     settle(&a, &b);
     assert_eq!(todos(&a)[0][1], t("from a + from b"));
+    assert_eq!(todos(&b).last().unwrap()[1], t("after a failed import"));
     assert_eq!(todos(&a), todos(&b));
     assert_eq!(state_hash(&a), state_hash(&b));
 }
