@@ -58,19 +58,32 @@ fn settle<T>(env: &Env, r: syncline::Result<T>) -> napi::Result<T> {
 // Values
 // ---------------------------------------------------------------------------------------------
 
+/// A Rust type that converts JS values itself: its TypeScript name, and no up-front type check
+/// (a wrong value is reported by the conversion, with a clear message).
+macro_rules! js_type {
+    ($t:ty, $name:literal) => {
+        impl TypeName for $t {
+            fn type_name() -> &'static str {
+                $name
+            }
+            fn value_type() -> ValueType {
+                ValueType::Unknown
+            }
+        }
+        impl ValidateNapiValue for $t {
+            unsafe fn validate(_env: sys::napi_env, _v: sys::napi_value) -> napi::Result<sys::napi_value> {
+                Ok(ptr::null_mut())
+            }
+        }
+    };
+}
+
 const MAX_SAFE: i64 = (1i64 << 53) - 1;
 
 /// A SQLite value going to JS (results, events, conflicts).
 pub struct SqlValue(Value);
 
-impl TypeName for SqlValue {
-    fn type_name() -> &'static str {
-        "SqlValue"
-    }
-    fn value_type() -> ValueType {
-        ValueType::Unknown
-    }
-}
+js_type!(SqlValue, "SqlValue");
 
 impl ToNapiValue for SqlValue {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
@@ -91,34 +104,15 @@ impl FromNapiValue for SqlValue {
     }
 }
 
-impl ValidateNapiValue for SqlValue {
-    unsafe fn validate(_env: sys::napi_env, _v: sys::napi_value) -> napi::Result<sys::napi_value> {
-        Ok(ptr::null_mut())
-    }
-}
-
 /// A SQLite value coming from JS (statement parameters). Conversion never fails here: a bad
 /// value is reported by the call that uses it, with the core's `InvalidArgument` code.
 pub struct Param(Result<Value, String>);
 
-impl TypeName for Param {
-    fn type_name() -> &'static str {
-        "SqlValue"
-    }
-    fn value_type() -> ValueType {
-        ValueType::Unknown
-    }
-}
+js_type!(Param, "SqlValue");
 
 impl FromNapiValue for Param {
     unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
         Ok(Param(value_from_js(env, v)))
-    }
-}
-
-impl ValidateNapiValue for Param {
-    unsafe fn validate(_env: sys::napi_env, _v: sys::napi_value) -> napi::Result<sys::napi_value> {
-        Ok(ptr::null_mut())
     }
 }
 
@@ -466,20 +460,7 @@ fn status(s: syncline::Status) -> EngineStatus {
 /// `{ value: v }`. Conversion never fails here; a malformed one is reported by its user.
 pub struct ResolutionArg(Result<syncline::Resolution, String>);
 
-impl TypeName for ResolutionArg {
-    fn type_name() -> &'static str {
-        "Resolution"
-    }
-    fn value_type() -> ValueType {
-        ValueType::Unknown
-    }
-}
-
-impl ValidateNapiValue for ResolutionArg {
-    unsafe fn validate(_env: sys::napi_env, _v: sys::napi_value) -> napi::Result<sys::napi_value> {
-        Ok(ptr::null_mut())
-    }
-}
+js_type!(ResolutionArg, "Resolution");
 
 const RESOLUTION_SHAPE: &str = "expected 'local', 'remote', { local: true }, { remote: true } or { value }";
 
@@ -533,20 +514,7 @@ enum Source {
     Path(String),
 }
 
-impl TypeName for BundleSource {
-    fn type_name() -> &'static str {
-        "BundleSource"
-    }
-    fn value_type() -> ValueType {
-        ValueType::Unknown
-    }
-}
-
-impl ValidateNapiValue for BundleSource {
-    unsafe fn validate(_env: sys::napi_env, _v: sys::napi_value) -> napi::Result<sys::napi_value> {
-        Ok(ptr::null_mut())
-    }
-}
+js_type!(BundleSource, "BundleSource");
 
 impl FromNapiValue for BundleSource {
     unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
