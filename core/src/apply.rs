@@ -6,6 +6,7 @@ use crate::bundle::{self, Decoded, WireRow};
 use crate::conflict::{self, Conflict, OpenConflicts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Change, Event};
+use crate::fold;
 use crate::hlc;
 use crate::meta::{self, SyncedTable, VersionVector};
 use crate::schema::quote_ident;
@@ -167,6 +168,9 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
     }
 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Local writes made before this import are stamped before it (they happened before), and
+    // the conflict check below sees them.
+    let mut events = fold::fold(&tx, ctx.want_events)?;
     // Quarantine: a stamp too far ahead of our wall clock refuses the whole bundle.
     let now = meta::now_ms(&tx)?;
     let newest = sender_wire_vv.iter().map(|(_, h)| *h).chain([decoded.header.max_hlc]).max().unwrap_or(0);
@@ -230,8 +234,7 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
 
     let site_ids = meta::sites(&tx)?;
     let open = conflict::open_cells(&tx)?;
-    meta::set_applying(&tx, true)?;
-    let (report, events) = {
+    let (report, remote_events) = {
         let conn: &Connection = &tx;
         let quiet = CaptureOff::new(conn)?;
         let targets = mapped.into_iter().map(|(meta, map)| Target::new(conn, meta, map).map(Rc::new)).collect::<Result<Vec<_>>>()?;
@@ -255,6 +258,9 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
         quiet.restore()?;
         (m.report, m.events)
     };
+    // Remote applies are not local writes: forget what the capture triggers queued for them.
+    fold::discard(&tx)?;
+    events.extend(remote_events);
 
     let peer_ord = meta::site_ord(&tx, &sender)?;
     let wire_vv: VersionVector = sender_wire_vv
@@ -268,13 +274,12 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
         let others: VersionVector = wire_vv.into_iter().filter(|(o, _)| *o != own).collect();
         meta::raise_local_vv(&tx, &others)?;
     }
-    meta::set_applying(&tx, false)?;
     tx.commit()?;
     Ok((report, events))
 }
 
-/// Skips the capture triggers' work for the length of an import. `applying` already keeps
-/// them silent, but each still costs a trigger frame per row; when the schema has no triggers
+/// Skips the capture triggers' work for the length of an import. What they queue is discarded
+/// anyway, but each costs a trigger frame and a queue row per row; when the schema has no triggers
 /// but Syncline's, the connection stops running triggers at all (a per-connection switch,
 /// `SQLITE_DBCONFIG_ENABLE_TRIGGER`, that other connections never see). An app's own triggers
 /// (full-text indexes, audit logs, on any table a foreign-key action may reach) keep running.

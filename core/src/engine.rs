@@ -8,6 +8,7 @@ use crate::conflict::{self, Conflict};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Hub, Observer, Subscription};
 use crate::export::{self, BundleStats};
+use crate::fold;
 use crate::meta::{self, SyncedTable};
 use crate::schema::{self, quote_ident};
 use crate::site::SiteId;
@@ -155,17 +156,42 @@ impl SyncEngine {
         Ok(Held { guard, owner: &self.owner })
     }
 
-    /// Run `f` in one immediate (write) transaction.
+    /// Run `f` in one immediate (write) transaction, after stamping the queued writes.
     fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut held = self.hold()?;
-        let tx = held.conn()?.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
+        let want_events = self.hub.has_observers();
+        let (out, events) = {
+            let mut held = self.hold()?;
+            let tx = held.conn()?.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let events = fold::fold(&tx, want_events)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            (out, events)
+        };
+        self.hub.emit(&events);
         Ok(out)
     }
 
-    /// Run `f` in one read transaction (a consistent snapshot).
+    /// Stamp the writes queued by the capture triggers, if any (a short write transaction).
+    fn settle(&self) -> Result<()> {
+        let want_events = self.hub.has_observers();
+        let events = {
+            let mut held = self.hold()?;
+            let conn = held.conn()?;
+            if !fold::pending(conn)? {
+                return Ok(());
+            }
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let events = fold::fold(&tx, want_events)?;
+            tx.commit()?;
+            events
+        };
+        self.hub.emit(&events);
+        Ok(())
+    }
+
+    /// Run `f` in one read transaction (a consistent snapshot), after stamping the queued writes.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.settle()?;
         let mut held = self.hold()?;
         let tx = held.conn()?.transaction_with_behavior(TransactionBehavior::Deferred)?;
         f(&tx)
@@ -219,8 +245,9 @@ impl SyncEngine {
     }
 
     /// Fix the wall clock used for new stamps and drift checks (`None`: the system clock).
-    /// For tests and reproducible golden vectors; it is stored in the database, so writers in
-    /// other connections use it too.
+    /// For tests and reproducible golden vectors; it is stored in the database, so writes from
+    /// other connections are stamped with it too. Writes made before the call keep the clock
+    /// they were made under.
     pub fn set_manual_clock(&self, ms: Option<u64>) -> Result<()> {
         self.write(|c| meta::set_manual_clock(c, ms))
     }
@@ -379,9 +406,10 @@ impl SyncEngine {
 
     /// Subscribe to events; the subscription ends when the handle is dropped or closed.
     pub fn subscribe(&self, observer: Arc<dyn Observer>) -> Result<Subscription> {
-        let start = self.read(|c| Ok(meta::clock(c)?.local))?;
+        self.hold()?.conn()?;
         let interval = Duration::from_millis(self.options.watch_interval_ms.max(1));
-        Ok(self.hub.add(observer, &self.path, interval, start))
+        let busy = Duration::from_millis(self.options.busy_timeout_ms);
+        Ok(self.hub.add(observer, &self.path, interval, busy))
     }
 
     /// Site, tables, peers with pending changes, version vector, open conflicts.
@@ -446,11 +474,12 @@ fn synced(c: &Connection, table: &str) -> Result<SyncedTable> {
 }
 
 /// Write one cell as a new local change with a fresh stamp (even if the value is unchanged).
+/// Runs in a write transaction whose queued writes were already stamped, so what the capture
+/// triggers queue here is this write alone, and it is stamped directly instead.
 fn write_local_cell(c: &Connection, t: &SyncedTable, pk: &[Value], column: &str, value: &Value) -> Result<()> {
     let col = t
         .col_index(column)
         .ok_or_else(|| Error::new(ErrorKind::UnknownColumn, format!("table {:?} has no column {column:?}", t.name)))?;
-    meta::set_applying(c, true)?;
     let sql = format!("UPDATE {} SET {} = ? WHERE {}", quote_ident(&t.name), quote_ident(column), apply::user_pk_where(t));
     let params = std::iter::once(value).chain(pk.iter());
     let n = c.execute(&sql, rusqlite::params_from_iter(params))?;
@@ -466,7 +495,7 @@ fn write_local_cell(c: &Connection, t: &SyncedTable, pk: &[Value], column: &str,
     );
     let params: Vec<Value> = [Value::Integer(stamp as i64), Value::Integer(site)].into_iter().chain(pk.iter().cloned()).collect();
     c.execute(&sql, rusqlite::params_from_iter(params))?;
-    meta::set_applying(c, false)?;
+    fold::discard(c)?;
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! Change events: observers, subscriptions that end on drop, and the watcher thread that
 //! notices local writes made by any connection (it polls `PRAGMA data_version` on its own
-//! connection and reads new local stamps from the shadow tables).
+//! connection and stamps queued writes, which yields their events).
 
 use crate::conflict::Conflict;
+use crate::fold;
 use crate::meta;
 use crate::value::Value;
 use rusqlite::{Connection, OpenFlags};
@@ -70,12 +71,12 @@ impl Hub {
         }
     }
 
-    pub fn add(self: &Arc<Self>, observer: Arc<dyn Observer>, path: &Path, interval: Duration, start_hlc: u64) -> Subscription {
+    pub fn add(self: &Arc<Self>, observer: Arc<dyn Observer>, path: &Path, interval: Duration, busy_timeout: Duration) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.observers.lock().unwrap().push((id, observer));
         let mut watcher = self.watcher.lock().unwrap();
         if watcher.is_none() {
-            *watcher = Some(Watcher::start(Arc::downgrade(self), path.to_owned(), interval, start_hlc));
+            *watcher = Some(Watcher::start(Arc::downgrade(self), path.to_owned(), interval, busy_timeout));
         }
         Subscription { hub: Arc::downgrade(self), id, closed: AtomicBool::new(false) }
     }
@@ -130,31 +131,31 @@ impl Drop for Subscription {
     }
 }
 
-/// Background thread turning new local stamps into `LocalChange` events.
+/// Background thread stamping local writes soon after they commit, turning them into
+/// `LocalChange` events.
 pub(crate) struct Watcher {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Watcher {
-    fn start(hub: Weak<Hub>, path: PathBuf, interval: Duration, start_hlc: u64) -> Watcher {
+    fn start(hub: Weak<Hub>, path: PathBuf, interval: Duration, busy_timeout: Duration) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("syncline-watch".into())
             .spawn(move || {
-                let Ok(conn) = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX) else {
+                let Ok(mut conn) = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX) else {
                     return;
                 };
-                let _ = conn.busy_timeout(Duration::from_secs(5));
-                let mut seen = start_hlc;
+                let _ = conn.busy_timeout(busy_timeout);
                 let mut version = -1i64;
                 while !flag.load(Ordering::SeqCst) {
                     if let Ok(v) = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
+                        // On an error (the write lock stayed busy) try again at the next tick.
                         if v != version {
-                            version = v;
-                            if let Ok((events, top)) = local_changes_since(&conn, seen) {
-                                seen = top.max(seen);
+                            if let Ok(events) = stamp_pending(&mut conn) {
+                                version = v;
                                 match hub.upgrade() {
                                     Some(h) => h.emit(&events),
                                     None => return,
@@ -185,22 +186,29 @@ impl Watcher {
     }
 }
 
-/// Rows with local stamps newer than `since`, as events, and the newest local stamp seen.
-pub(crate) fn local_changes_since(conn: &Connection, since: u64) -> crate::Result<(Vec<Event>, u64)> {
-    let tx = conn.unchecked_transaction()?;
-    let clock = meta::clock(&tx)?;
-    if clock.local <= since {
-        return Ok((Vec::new(), clock.local));
+/// Stamp the queued writes, if any, in a write transaction of the watcher's connection.
+fn stamp_pending(conn: &mut Connection) -> crate::Result<Vec<Event>> {
+    if !fold::pending(conn)? {
+        return Ok(Vec::new());
     }
-    let me = clock.site_ord;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let events = fold::fold(&tx, true)?;
+    tx.commit()?;
+    Ok(events)
+}
+
+/// Rows with local stamps newer than `since`, as events (one per row, its changed columns
+/// together).
+pub(crate) fn local_changes_since(conn: &Connection, since: u64) -> crate::Result<Vec<Event>> {
+    let me = meta::clock(conn)?.site_ord;
     let mut events = Vec::new();
-    for t in meta::synced_tables(&tx)?.values() {
+    for t in meta::synced_tables(conn)?.values() {
         let np = t.pk.len();
         let nc = t.cols.len();
         let pk: String = (0..np).map(|i| format!("pk{i}, ")).collect();
         let stamps: String = (0..nc).map(|i| format!(", h{i}, s{i}")).collect();
         let sql = format!("SELECT {pk}cl, rh, rs{stamps} FROM {} WHERE mh > ?1 ORDER BY mh", t.shadow());
-        let mut stmt = tx.prepare(&sql)?;
+        let mut stmt = conn.prepare(&sql)?;
         let mut rows = stmt.query([since as i64])?;
         while let Some(r) = rows.next()? {
             let key: Vec<Value> = (0..np).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
@@ -221,5 +229,5 @@ pub(crate) fn local_changes_since(conn: &Connection, since: u64) -> crate::Resul
             }
         }
     }
-    Ok((events, clock.local))
+    Ok(events)
 }

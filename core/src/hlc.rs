@@ -1,7 +1,7 @@
 //! Hybrid logical clock: one `u64` = 48 bits of Unix milliseconds and a 16-bit counter.
 //!
-//! The send rule is `next = max(last + 1, now_ms << 16)`; it is evaluated inside SQLite by the
-//! capture triggers (see [`SQL_NEXT`]) and by [`next`] here, which is the same expression.
+//! The send rule is `next = max(last + 1, now_ms << 16)`: [`next`] stamps captured writes in
+//! write order, and [`sql_next`] is the same expression for stamps issued inside SQL.
 //! Encoded fixed-width big-endian, byte order equals logical order (spec/hlc.md).
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,8 +11,9 @@ pub const COUNTER_BITS: u32 = 16;
 /// Largest millisecond value that fits in 48 bits.
 pub const MAX_MILLIS: u64 = (1 << 48) - 1;
 
-/// Wall-clock milliseconds as SQLite computes them in the capture triggers. `julianday('now')`
-/// works on every SQLite version an app may link (`unixepoch('subsec')` needs 3.42).
+/// Wall-clock milliseconds from SQLite: the capture triggers record `julianday('now')`, which
+/// works on every SQLite version an app may link (`unixepoch('subsec')` needs 3.42), and
+/// stamps use it converted by this expression.
 /// `manual_ms` is a column of `_syncline_clock`: a fixed clock for tests and replays.
 pub const SQL_NOW_MS: &str =
     "coalesce(manual_ms, CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER))";

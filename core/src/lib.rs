@@ -28,6 +28,7 @@ mod engine;
 mod error;
 mod events;
 mod export;
+mod fold;
 pub mod hlc;
 mod meta;
 mod schema;

@@ -1,6 +1,7 @@
 //! The sync metadata stored beside the user's tables (all names start with `_syncline_`):
 //! clock, site dictionary, version vectors, registered tables, conflicts and rejections.
-//! Also the clock operations every other module uses (tick, now, merge).
+//! Also the clock operations every other module uses (tick, now, merge), and the upgrade of
+//! metadata written by an older build.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::hlc;
@@ -10,7 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
 /// Version of the metadata layout inside the database file.
-pub const META_VERSION: i64 = 1;
+/// 2: capture triggers queue writes in `_syncline_queue` (1: they stamped them directly).
+pub const META_VERSION: i64 = 2;
 
 const DDL: &str = r#"
 CREATE TABLE IF NOT EXISTS _syncline_meta(key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
@@ -20,7 +22,6 @@ CREATE TABLE IF NOT EXISTS _syncline_clock(
   local INTEGER NOT NULL,
   seen INTEGER NOT NULL,
   site INTEGER NOT NULL,
-  applying INTEGER NOT NULL DEFAULT 0,
   manual_ms INTEGER);
 CREATE TABLE IF NOT EXISTS _syncline_vv(origin INTEGER PRIMARY KEY, hlc INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _syncline_peers(
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS _syncline_rejected(
 /// Create the metadata (idempotent) and, on first open, a fresh site id and clock.
 pub fn install(conn: &Connection) -> Result<()> {
     conn.execute_batch(DDL)?;
+    conn.execute_batch(crate::capture::QUEUE_DDL)?;
     let version: Option<i64> = conn
         .query_row("SELECT value FROM _syncline_meta WHERE key = 'version'", [], |r| r.get(0))
         .optional()?;
@@ -54,7 +56,16 @@ pub fn install(conn: &Connection) -> Result<()> {
                 "this database was written by a newer Syncline (metadata version {v}, this build knows {META_VERSION})"
             )))
         }
-        Some(_) => {}
+        Some(META_VERSION) => {}
+        Some(_) => {
+            // Version 1: replace the triggers that stamped writes themselves by queueing ones.
+            // The shadow tables and the clock keep their layout.
+            for t in synced_tables(conn)?.values() {
+                crate::capture::uninstall_triggers(conn, t)?;
+                crate::capture::install_triggers(conn, t)?;
+            }
+            conn.execute("UPDATE _syncline_meta SET value = ?1 WHERE key = 'version'", [META_VERSION])?;
+        }
         None => {
             conn.execute("INSERT INTO _syncline_meta(key, value) VALUES ('version', ?1)", [META_VERSION])?;
         }
@@ -116,15 +127,15 @@ pub fn local_site(conn: &Connection) -> Result<SiteId> {
     SiteId::from_slice(&bytes)
 }
 
-/// Issue the next local stamp (the same send rule the triggers use). No RETURNING, so a
-/// system SQLite down to 3.26 works.
+/// Issue the next local stamp (the send rule `fold` applies to queued writes). No RETURNING,
+/// so a system SQLite down to 3.26 works.
 pub fn tick(conn: &Connection) -> Result<u64> {
     let sql = format!("UPDATE _syncline_clock SET local = {} WHERE id = 0", hlc::sql_next());
     conn.prepare_cached(&sql)?.execute([])?;
     Ok(clock(conn)?.local)
 }
 
-/// The wall clock as the triggers see it (the manual clock when one is set).
+/// The wall clock the engine stamps with (the manual clock when one is set).
 pub fn now_ms(conn: &Connection) -> Result<u64> {
     let sql = format!("SELECT {} FROM _syncline_clock WHERE id = 0", hlc::SQL_NOW_MS);
     Ok(conn.prepare_cached(&sql)?.query_row([], |r| r.get::<_, i64>(0))?.max(0) as u64)
@@ -136,16 +147,9 @@ pub fn observe(conn: &Connection, remote: u64) -> Result<()> {
     Ok(())
 }
 
-/// Fix the wall clock the triggers and the engine use (`None` returns to the system clock).
+/// Fix the wall clock the engine stamps with (`None` returns to the system clock).
 pub fn set_manual_clock(conn: &Connection, ms: Option<u64>) -> Result<()> {
     conn.execute("UPDATE _syncline_clock SET manual_ms = ?1 WHERE id = 0", [ms.map(|m| m as i64)])?;
-    Ok(())
-}
-
-/// Turn capture of local writes off (during imports) or back on. Only ever changed inside one
-/// write transaction, so no other connection sees it set.
-pub fn set_applying(conn: &Connection, on: bool) -> Result<()> {
-    conn.prepare_cached("UPDATE _syncline_clock SET applying = ?1 WHERE id = 0")?.execute([on as i64])?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use syncline::{EnableOptions, ErrorKind, Strategy, Value};
 use tempfile::TempDir;
 
 fn shadow_rows(e: &syncline::SyncEngine) -> usize {
-    match &rows(e, "SELECT count(*) FROM _syncline_shadow_1")[0][0] {
+    match &stamped_rows(e, "SELECT count(*) FROM _syncline_shadow_1")[0][0] {
         Value::Integer(n) => *n as usize,
         _ => unreachable!(),
     }
@@ -198,6 +198,11 @@ fn an_apps_own_triggers_run_on_imported_rows_and_capture_resumes_after_an_import
     .unwrap();
     sync(&a, &b);
     assert_eq!(rows(&b, "SELECT todo, title FROM audit ORDER BY todo").len(), 2);
+    // The capture triggers ran too (triggers stay on), but what they queued was discarded:
+    // b stamped nothing as its own.
+    let own = "SELECT count(*) FROM _syncline_shadow_1 WHERE rs = (SELECT site FROM _syncline_clock) \
+               OR h0 IS NOT NULL AND s0 = (SELECT site FROM _syncline_clock)";
+    assert_eq!(stamped_rows(&b, own)[0][0], Value::Integer(0));
 
     // c has no trigger of its own: after the import, its local writes are captured again.
     let c = replica(&dir, "c", Strategy::Lww);
@@ -252,4 +257,71 @@ fn a_wide_table_syncs_every_column() {
     assert_eq!(rows(&a, q), rows(&b, q));
     assert_eq!(rows(&b, "SELECT c0, c20, c39 FROM wide"), vec![vec![Value::Integer(-2), Value::Integer(60), Value::Integer(-1)]]);
     assert_eq!(state_hash(&a), state_hash(&b));
+}
+
+#[test]
+fn queued_writes_are_stamped_with_the_time_they_were_made() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    let other = Connection::open(dir.path().join("a.db")).unwrap();
+    let before = syncline::hlc::system_now_ms();
+    other.execute("INSERT INTO todos(id, title) VALUES (1, 'early')", []).unwrap();
+    let after = syncline::hlc::system_now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let h = match stamped_rows(&a, "SELECT h0 FROM _syncline_shadow_1")[0][0] {
+        Value::Integer(h) => syncline::hlc::millis(h as u64),
+        ref v => panic!("no stamp: {v:?}"),
+    };
+    assert!(h + 1 >= before && h <= after + 1, "stamped at {h}, written between {before} and {after}");
+
+    // A manual clock set later applies to later writes only.
+    a.set_manual_clock(Some(1_800_000_000_000)).unwrap();
+    other.execute("UPDATE todos SET title = 'later' WHERE id = 1", []).unwrap();
+    a.set_manual_clock(Some(1_900_000_000_000)).unwrap();
+    other.execute("INSERT INTO todos(id, title) VALUES (2, 'latest')", []).unwrap();
+    let ms: Vec<u64> = stamped_rows(&a, "SELECT h0 FROM _syncline_shadow_1 ORDER BY pk0")
+        .iter()
+        .map(|r| match r[0] {
+            Value::Integer(h) => syncline::hlc::millis(h as u64),
+            ref v => panic!("no stamp: {v:?}"),
+        })
+        .collect();
+    assert_eq!(ms, vec![1_800_000_000_000, 1_900_000_000_000]);
+}
+
+#[test]
+fn a_write_queued_before_an_import_is_stamped_before_it() {
+    // a edits a cell at t, b edits it at t + 1 s; a imports b's change before a's own write was
+    // stamped. a's write happened first, so last-writer-wins must keep b's value everywhere.
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    let b = replica(&dir, "b", Strategy::Lww);
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'original')", &[]).unwrap();
+    sync(&a, &b);
+    sync(&b, &a);
+    let t = syncline::hlc::system_now_ms();
+    a.set_manual_clock(Some(t)).unwrap();
+    b.set_manual_clock(Some(t + 1_000)).unwrap();
+    let other = Connection::open(dir.path().join("a.db")).unwrap();
+    other.execute("UPDATE todos SET title = 'a, first' WHERE id = 1", []).unwrap();
+    b.execute("UPDATE todos SET title = 'b, second' WHERE id = 1", &[]).unwrap();
+    let report = sync(&b, &a);
+    assert_eq!(report.conflicts, 1, "both replicas changed the cell since they last synced");
+    sync(&a, &b);
+    assert_eq!(todos(&a)[0][1], Value::Text("b, second".into()));
+    assert_eq!(todos(&b)[0][1], Value::Text("b, second".into()));
+    assert_eq!(state_hash(&a), state_hash(&b));
+}
+
+#[test]
+fn a_key_change_is_one_stamp_for_the_delete_and_the_insert() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'x')", &[]).unwrap();
+    a.execute("UPDATE todos SET id = 2 WHERE id = 1", &[]).unwrap();
+    let r = stamped_rows(&a, "SELECT pk0, cl, rh FROM _syncline_shadow_1 ORDER BY pk0");
+    assert_eq!((r[0][0].clone(), r[0][1].clone()), (Value::Integer(1), Value::Integer(2)));
+    assert_eq!((r[1][0].clone(), r[1][1].clone()), (Value::Integer(2), Value::Integer(1)));
+    assert_eq!(r[0][2], r[1][2], "the delete of the old key and the insert of the new one share a stamp");
+    assert_eq!(rows(&a, "SELECT count(*) FROM _syncline_queue")[0][0], Value::Integer(0));
 }

@@ -7,7 +7,7 @@ use syncline::{hlc, Strategy, Value};
 use tempfile::TempDir;
 
 fn stamps(e: &syncline::SyncEngine) -> Vec<i64> {
-    rows(e, "SELECT h0 FROM _syncline_shadow_1 ORDER BY h0")
+    stamped_rows(e, "SELECT h0 FROM _syncline_shadow_1 ORDER BY h0")
         .into_iter()
         .map(|r| match r[0] {
             Value::Integer(i) => i,

@@ -36,3 +36,10 @@ pub fn sync(from: &SyncEngine, to: &SyncEngine) -> syncline::ImportReport {
 pub fn state_hash(e: &SyncEngine) -> String {
     e.state_hash().unwrap()
 }
+
+/// Rows of a query over the sync state tables, read after the engine has stamped the writes
+/// the capture triggers queued (any call that reads sync state, here `status`, does that).
+pub fn stamped_rows(e: &SyncEngine, sql: &str) -> Vec<Vec<Value>> {
+    e.status().unwrap();
+    rows(e, sql)
+}

@@ -1,0 +1,126 @@
+//! Stamping queued writes: the capture triggers only queue each write with its wall-clock time
+//! (see `capture`); here the engine gives every queued write its HLC, in write order, by the
+//! send rule (`hlc::next`, the manual clock overriding the recorded time when one is set), and
+//! records it in the shadow tables. Runs inside a write transaction before anything reads the
+//! sync state: exports, imports, status, clock and site changes, and the watcher.
+
+use crate::capture::{OP_DELETE, OP_INSERT, OP_REKEY_INSERT};
+use crate::error::Result;
+use crate::events::{self, Event};
+use crate::hlc;
+use crate::meta::{self, SyncedTable};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, Connection};
+use std::collections::HashMap;
+
+/// The shadow statements of one table, with the stamp as `?1`, the site as `?2` and the key
+/// from `?3` on.
+struct Statements {
+    insert: String,
+    delete: String,
+    update: Vec<String>,
+}
+
+impl Statements {
+    fn new(t: &SyncedTable) -> Statements {
+        let sh = t.shadow();
+        let n = t.cols.len();
+        let pks: Vec<String> = (0..t.pk.len()).map(|i| format!("pk{i}")).collect();
+        let key_params: Vec<String> = (0..t.pk.len()).map(|i| format!("?{}", i + 3)).collect();
+        let key_match = pks.iter().zip(&key_params).map(|(c, p)| format!("{c} = {p}")).collect::<Vec<_>>().join(" AND ");
+        let cell_names: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
+        let cell_now: String = (0..n).map(|_| ", ?1, ?2").collect();
+        let cell_set: String = (0..n).map(|i| format!(", h{i} = excluded.h{i}, s{i} = excluded.s{i}")).collect();
+        let cleared: String = (0..n).map(|i| format!(", h{i} = NULL, s{i} = NULL")).collect();
+        Statements {
+            // New row, re-insert after a delete (causal length +1), or a replaced live row
+            // (INSERT OR REPLACE: every column restamped, the row stamp kept).
+            insert: format!(
+                "INSERT INTO {sh}({pk_list}, cl, rh, rs, mh{cell_names}) VALUES ({keys}, 1, ?1, ?2, ?1{cell_now}) \
+                 ON CONFLICT({pk_list}) DO UPDATE SET cl = cl + 1 - cl % 2, \
+                   rh = CASE WHEN cl % 2 = 0 THEN excluded.rh ELSE rh END, \
+                   rs = CASE WHEN cl % 2 = 0 THEN excluded.rs ELSE rs END, mh = excluded.mh{cell_set}",
+                pk_list = pks.join(", "),
+                keys = key_params.join(", "),
+            ),
+            // Causal length +1 (even: deleted), cell stamps cleared.
+            delete: format!("UPDATE {sh} SET cl = cl + 1, rh = ?1, rs = ?2, mh = ?1{cleared} WHERE {key_match} AND cl % 2 = 1"),
+            update: (0..n).map(|i| format!("UPDATE {sh} SET h{i} = ?1, s{i} = ?2, mh = ?1 WHERE {key_match}")).collect(),
+        }
+    }
+
+    fn for_op(&self, op: i64) -> Option<&str> {
+        match op {
+            OP_INSERT | OP_REKEY_INSERT => Some(&self.insert),
+            OP_DELETE => Some(&self.delete),
+            i => self.update.get(usize::try_from(i).ok()?).map(String::as_str),
+        }
+    }
+}
+
+/// Whether any write waits for its stamp.
+pub fn pending(conn: &Connection) -> Result<bool> {
+    Ok(conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM _syncline_queue)")?.query_row([], |r| r.get(0))?)
+}
+
+/// Stamp every queued write, oldest first, and empty the queue. Must run inside a write
+/// transaction. Returns the local-change events of the stamped rows when `want_events`.
+pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
+    if !pending(conn)? {
+        return Ok(Vec::new());
+    }
+    let tables: HashMap<i64, (SyncedTable, Statements)> = meta::synced_tables(conn)?
+        .into_values()
+        .map(|t| (t.id, (Statements::new(&t), t)))
+        .map(|(id, (s, t))| (id, (t, s)))
+        .collect();
+    let width = tables.values().map(|(t, _)| t.pk.len()).max().unwrap_or(1);
+    let clock = meta::clock(conn)?;
+    let manual: Option<i64> = conn.query_row("SELECT manual_ms FROM _syncline_clock WHERE id = 0", [], |r| r.get(0))?;
+    let me = SqlValue::Integer(clock.site_ord);
+    let mut last = clock.hlc;
+    let mut ticked = false;
+    let keys: String = (0..width).map(|i| format!(", pk{i}")).collect();
+    let mut queue = conn.prepare(&format!(
+        "SELECT tbl, op, CAST(round((t - 2440587.5) * 86400000.0) AS INTEGER){keys} FROM _syncline_queue ORDER BY seq"
+    ))?;
+    let mut rows = queue.query([])?;
+    let mut params: Vec<SqlValue> = Vec::with_capacity(2 + width);
+    while let Some(r) = rows.next()? {
+        let (tbl, op): (i64, i64) = (r.get(0)?, r.get(1)?);
+        if op != OP_REKEY_INSERT {
+            let now_ms = manual.or(r.get::<_, Option<i64>>(2)?).unwrap_or(0).clamp(0, hlc::MAX_MILLIS as i64) as u64;
+            last = hlc::next(last, now_ms);
+            ticked = true;
+        }
+        // A table disabled since (its writes were stamped before) or an op this build does
+        // not know: nothing to record.
+        let Some((t, st)) = tables.get(&tbl) else { continue };
+        let Some(sql) = st.for_op(op) else { continue };
+        params.clear();
+        params.push(SqlValue::Integer(last as i64));
+        params.push(me.clone());
+        for i in 0..t.pk.len() {
+            params.push(r.get(3 + i)?);
+        }
+        conn.prepare_cached(sql)?.execute(params_from_iter(params.iter()))?;
+    }
+    drop(rows);
+    drop(queue);
+    conn.prepare_cached("DELETE FROM _syncline_queue")?.execute([])?;
+    if ticked {
+        conn.prepare_cached("UPDATE _syncline_clock SET local = ?1 WHERE id = 0")?.execute([last as i64])?;
+    }
+    if want_events {
+        events::local_changes_since(conn, clock.local)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// Forget queued writes without stamping them: they were made by the engine itself while it
+/// applied remote changes or wrote a stamped value directly.
+pub fn discard(conn: &Connection) -> Result<()> {
+    conn.prepare_cached("DELETE FROM _syncline_queue")?.execute([])?;
+    Ok(())
+}
