@@ -131,6 +131,8 @@ impl SyncEngine {
         let mut conn = connect(&path, &options)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         meta::install(&tx)?;
+        // Writes made while no engine was open wait in the queue: stamp them now.
+        fold::fold(&tx, false)?;
         tx.commit()?;
         Ok(SyncEngine {
             path,

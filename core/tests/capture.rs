@@ -325,3 +325,16 @@ fn a_key_change_is_one_stamp_for_the_delete_and_the_insert() {
     assert_eq!(r[0][2], r[1][2], "the delete of the old key and the insert of the new one share a stamp");
     assert_eq!(rows(&a, "SELECT count(*) FROM _syncline_queue")[0][0], Value::Integer(0));
 }
+
+#[test]
+fn writes_made_while_no_engine_was_open_are_stamped_when_one_opens() {
+    let dir = TempDir::new().unwrap();
+    drop(replica(&dir, "a", Strategy::Lww));
+    let app = Connection::open(dir.path().join("a.db")).unwrap();
+    app.execute_batch("INSERT INTO todos(id, title) VALUES (1, 'offline'), (2, 'offline too')").unwrap();
+    let queued = |c: &Connection| c.query_row("SELECT count(*) FROM _syncline_queue", [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(queued(&app), 2);
+    let a = open(&dir, "a");
+    assert_eq!(queued(&app), 0);
+    assert_eq!(rows(&a, "SELECT count(*) FROM _syncline_shadow_1 WHERE h0 IS NOT NULL")[0][0], Value::Integer(2));
+}
