@@ -1,8 +1,9 @@
 //! Stamping queued writes: the capture triggers only queue each write with its wall-clock time
 //! (see `capture`); here the engine gives every queued write its HLC, in write order, by the
 //! send rule (`hlc::next`, the manual clock overriding the recorded time when one is set), and
-//! records it in the shadow tables. Runs inside a write transaction before anything reads the
-//! sync state: exports, imports, status, clock and site changes, and the watcher.
+//! records it in the shadow tables. Runs inside a write transaction when an engine opens and
+//! before anything reads the sync state: exports, imports, status, clock and site changes, and
+//! the watcher.
 
 use crate::capture::{OP_DELETE, OP_INSERT, OP_REKEY_INSERT};
 use crate::error::Result;
@@ -71,8 +72,10 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
     }
     let tables: HashMap<i64, (SyncedTable, Statements)> = meta::synced_tables(conn)?
         .into_values()
-        .map(|t| (t.id, (Statements::new(&t), t)))
-        .map(|(id, (s, t))| (id, (t, s)))
+        .map(|t| {
+            let st = Statements::new(&t);
+            (t.id, (t, st))
+        })
         .collect();
     let width = tables.values().map(|(t, _)| t.pk.len()).max().unwrap_or(1);
     let clock = meta::clock(conn)?;
