@@ -139,6 +139,19 @@ struct Shadow {
     cells: Vec<Option<Stamp>>,
 }
 
+/// One row of a bundle, merged but not yet written.
+struct Decided<'c> {
+    target: Rc<Target<'c>>,
+    pk: Vec<Value>,
+    winners: Vec<(usize, Value)>,
+    state: Shadow,
+    new_incarnation: bool,
+    old_alive: bool,
+    applied: u64,
+    known: u64,
+    n_changes: u64,
+}
+
 struct Merge<'c, 'a> {
     conn: &'c Connection,
     ctx: ImportContext<'a>,
@@ -155,6 +168,8 @@ struct Merge<'c, 'a> {
     open: OpenConflicts,
     report: ImportReport,
     events: Vec<Event>,
+    /// Rows a local constraint refused so far, with the reason.
+    refused: Vec<(Decided<'c>, String)>,
 }
 
 /// Import a bundle; returns the report and the events to deliver after commit.
@@ -253,6 +268,7 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
         open,
         report: ImportReport { sender: Some(sender), rows: decoded.row_count(), ..Default::default() },
         events: Vec::new(),
+        refused: Vec::new(),
     };
         m.apply_rows(&decoded)?;
         quiet.restore()?;
@@ -351,6 +367,7 @@ impl<'c> Merge<'c, '_> {
                 (self.ctx.progress)(i as u64 + 1, total);
             }
         }
+        self.retry_refused()?;
         (self.ctx.progress)(total, total);
         Ok(())
     }
@@ -466,27 +483,64 @@ impl<'c> Merge<'c, '_> {
             }
         }
 
-        // Write the user table, then the shadow.
-        let alive = state.cl % 2 == 1;
-        if new_incarnation || !winners.is_empty() {
-            let delete_first = new_incarnation && (old_alive || !alive);
-            if let Some(reason) = self.write_row(&target, &pk, &winners, delete_first, alive)? {
-                self.reject(t, &pk, &winners, reason, n_changes)?;
-                return Ok(());
+        let decided = Decided { target, pk, winners, state, new_incarnation, old_alive, applied, known, n_changes };
+        if let Some(refused) = self.write(decided, false)? {
+            self.refused.push(refused);
+        }
+        Ok(())
+    }
+
+    /// Write the user table, then the shadow, report and event. When a local constraint
+    /// refuses the row, `last_try` records the rejection; otherwise the row comes back, to be
+    /// tried again after the rest of the bundle (which may free what it clashed with, e.g. a
+    /// row deleted by the same bundle that held the same UNIQUE value).
+    fn write(&mut self, d: Decided<'c>, last_try: bool) -> Result<Option<(Decided<'c>, String)>> {
+        let t = &d.target.meta;
+        let alive = d.state.cl % 2 == 1;
+        if d.new_incarnation || !d.winners.is_empty() {
+            let delete_first = d.new_incarnation && (d.old_alive || !alive);
+            if let Some(reason) = self.write_row(&d.target, &d.pk, &d.winners, delete_first, alive)? {
+                if !last_try {
+                    return Ok(Some((d, reason)));
+                }
+                self.reject(t, &d.pk, &d.winners, reason, d.n_changes)?;
+                return Ok(None);
             }
         }
-        self.report.applied += applied;
-        self.report.already_known += known;
+        self.report.applied += d.applied;
+        self.report.already_known += d.known;
+        let mut state = d.state;
         let stamps = state.cells.iter().flatten().map(|s| s.hlc).chain([state.rh.hlc, state.mh]);
         state.mh = stamps.max().unwrap_or(0);
-        self.write_shadow(&target, &pk, &state, target.was_empty)?;
-        if self.ctx.want_events && (new_incarnation || !winners.is_empty()) {
+        self.write_shadow(&d.target, &d.pk, &state, d.target.was_empty)?;
+        if self.ctx.want_events && (d.new_incarnation || !d.winners.is_empty()) {
             self.events.push(Event::RemoteChange(Change {
                 table: t.name.clone(),
-                pk: pk.clone(),
-                columns: winners.iter().map(|(c, _)| t.cols[*c].clone()).collect(),
+                pk: d.pk.clone(),
+                columns: d.winners.iter().map(|(c, _)| t.cols[*c].clone()).collect(),
                 deleted: state.cl % 2 == 0,
             }));
+        }
+        Ok(None)
+    }
+
+    /// Try the refused rows again while that makes progress; reject what stays refused.
+    fn retry_refused(&mut self) -> Result<()> {
+        loop {
+            let before = self.refused.len();
+            let mut still = Vec::new();
+            for (d, _) in std::mem::take(&mut self.refused) {
+                if let Some(r) = self.write(d, false)? {
+                    still.push(r);
+                }
+            }
+            self.refused = still;
+            if self.refused.is_empty() || self.refused.len() == before {
+                break;
+            }
+        }
+        for (d, _) in std::mem::take(&mut self.refused) {
+            self.write(d, true)?;
         }
         Ok(())
     }

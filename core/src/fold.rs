@@ -10,9 +10,10 @@ use crate::error::Result;
 use crate::events::{self, Event};
 use crate::hlc;
 use crate::meta::{self, SyncedTable};
+use crate::schema::quote_ident;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// The shadow statements of one table, with the stamp as `?1`, the site as `?2` and the key
 /// from `?3` on.
@@ -89,8 +90,10 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
     ))?;
     let mut rows = queue.query([])?;
     let mut params: Vec<SqlValue> = Vec::with_capacity(2 + width);
+    let mut touched = BTreeSet::new();
     while let Some(r) = rows.next()? {
         let (tbl, op): (i64, i64) = (r.get(0)?, r.get(1)?);
+        touched.insert(tbl);
         if op != OP_REKEY_INSERT {
             let now_ms = manual.or(r.get::<_, Option<i64>>(2)?).unwrap_or(0).clamp(0, hlc::MAX_MILLIS as i64) as u64;
             last = hlc::next(last, now_ms);
@@ -110,6 +113,14 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
     }
     drop(rows);
     drop(queue);
+    for (t, st) in touched.iter().filter_map(|id| tables.get(id)) {
+        for key in removed_by_replace(conn, t)? {
+            last = hlc::next(last, 0);
+            ticked = true;
+            let params = [SqlValue::Integer(last as i64), me.clone()].into_iter().chain(key);
+            conn.prepare_cached(&st.delete)?.execute(params_from_iter(params))?;
+        }
+    }
     conn.prepare_cached("DELETE FROM _syncline_queue")?.execute([])?;
     if ticked {
         conn.prepare_cached("UPDATE _syncline_clock SET local = ?1 WHERE id = 0")?.execute([last as i64])?;
@@ -119,6 +130,32 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
     } else {
         Ok(Vec::new())
     }
+}
+
+/// Keys of rows that an `INSERT OR REPLACE` or `UPDATE OR REPLACE` removed to satisfy a UNIQUE
+/// constraint on other columns: SQLite runs no delete trigger for those (unless the writer
+/// turned `recursive_triggers` on), so they are found here, alive in the shadow but gone from
+/// the table, and recorded as deleted right after the writes just stamped. Only tables with
+/// such a constraint can lose a row this way, and only they pay for the look.
+fn removed_by_replace(conn: &Connection, t: &SyncedTable) -> Result<Vec<Vec<SqlValue>>> {
+    let unique: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE \"unique\" AND origin <> 'pk')")?
+        .query_row([&t.name], |r| r.get(0))?;
+    if !unique {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = (0..t.pk.len()).map(|i| format!("s.pk{i}")).collect();
+    let matches: Vec<String> = t.pk.iter().enumerate().map(|(i, c)| format!("t.{} = s.pk{i}", quote_ident(c))).collect();
+    let sql = format!(
+        "SELECT {} FROM {} s WHERE s.cl % 2 = 1 AND NOT EXISTS (SELECT 1 FROM {} t WHERE {})",
+        keys.join(", "),
+        t.shadow(),
+        quote_ident(&t.name),
+        matches.join(" AND ")
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], |r| (0..t.pk.len()).map(|i| r.get(i)).collect::<rusqlite::Result<Vec<SqlValue>>>())?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Forget queued writes without stamping them: they were made by the engine itself while it
