@@ -46,14 +46,20 @@ fn changed(c: &str) -> String {
     format!("(NEW.{q} IS NOT OLD.{q} COLLATE BINARY OR typeof(NEW.{q}) <> typeof(OLD.{q}))")
 }
 
-/// The statement a trigger runs: queue `op` for the key of `row` (NEW or OLD).
-fn enqueue(t: &SyncedTable, op: i64, row: &str) -> String {
-    format!(
-        "INSERT INTO _syncline_queue(t, tbl, op, {}) VALUES (julianday('now'), {}, {op}, {});",
-        pk_names(t),
-        t.id,
+/// The statement a trigger runs: queue `op` for the key of `row` (NEW or OLD). With
+/// `refuse_null`, a NULL in the new key fails the app's write (SQLite lets a key column other
+/// than an INTEGER PRIMARY KEY hold NULL; such a row cannot be named on another replica).
+fn enqueue(t: &SyncedTable, op: i64, row: &str, refuse_null: bool) -> String {
+    let keys = if refuse_null {
+        let msg = format!("syncline: table {:?} is synced, so its primary key cannot be NULL", t.name).replace('\'', "''");
+        t.pk.iter()
+            .map(|c| format!("CASE WHEN {row}.{q} IS NULL THEN RAISE(ABORT, '{msg}') ELSE {row}.{q} END", q = quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
         pk_of(t, row)
-    )
+    };
+    format!("INSERT INTO _syncline_queue(t, tbl, op, {}) VALUES (julianday('now'), {}, {op}, {keys});", pk_names(t), t.id)
 }
 
 /// Whether the table's key is its rowid (a single `INTEGER PRIMARY KEY` of a rowid table):
@@ -73,6 +79,16 @@ fn key_is_rowid(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Res
         |r| r.get(0),
     )?;
     Ok(decl == "INTEGER" && !pk_index)
+}
+
+/// Whether the shadow table was made a rowid table, i.e. the key is the table's rowid and can
+/// never be NULL.
+fn shadow_is_rowid(conn: &Connection, t: &SyncedTable) -> Result<bool> {
+    let name = format!("_syncline_shadow_{}", t.id);
+    Ok(conn.query_row("SELECT count(*) FROM pragma_table_info(?1) WHERE pk = 1 AND upper(type) = 'INTEGER'", [&name], |r| {
+        r.get::<_, i64>(0)
+    })? == 1
+        && conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE origin = 'pk')", [&name], |r| r.get(0))?)
 }
 
 /// Give the queue as many key columns as `t` needs.
@@ -112,6 +128,7 @@ pub fn install(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Resu
 /// when the value really changed).
 pub fn install_triggers(conn: &Connection, t: &SyncedTable) -> Result<()> {
     widen_queue(conn, t)?;
+    let nullable_key = !shadow_is_rowid(conn, t)?;
     let id = t.id;
     let table = quote_ident(&t.name);
     let pk_same = t.pk.iter().map(|c| format!("NEW.{0} IS OLD.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
@@ -123,9 +140,9 @@ pub fn install_triggers(conn: &Connection, t: &SyncedTable) -> Result<()> {
          BEGIN {del}\n{rekey}\nEND;\n\
          CREATE TRIGGER \"_syncline_{id}_delete\" AFTER DELETE ON {table}\n\
          BEGIN {del}\nEND;\n",
-        ins = enqueue(t, OP_INSERT, "NEW"),
-        del = enqueue(t, OP_DELETE, "OLD"),
-        rekey = enqueue(t, OP_REKEY_INSERT, "NEW"),
+        ins = enqueue(t, OP_INSERT, "NEW", nullable_key),
+        del = enqueue(t, OP_DELETE, "OLD", false),
+        rekey = enqueue(t, OP_REKEY_INSERT, "NEW", nullable_key),
     );
     for (i, c) in t.cols.iter().enumerate() {
         sql += &format!(
@@ -133,7 +150,7 @@ pub fn install_triggers(conn: &Connection, t: &SyncedTable) -> Result<()> {
              BEGIN {upd}\nEND;\n",
             col = quote_ident(c),
             ch = changed(c),
-            upd = enqueue(t, i as i64, "NEW"),
+            upd = enqueue(t, i as i64, "NEW", false),
         );
     }
     conn.execute_batch(&sql)?;

@@ -338,3 +338,19 @@ fn writes_made_while_no_engine_was_open_are_stamped_when_one_opens() {
     assert_eq!(queued(&app), 0);
     assert_eq!(rows(&a, "SELECT count(*) FROM _syncline_shadow_1 WHERE h0 IS NOT NULL")[0][0], Value::Integer(2));
 }
+
+#[test]
+fn a_null_primary_key_is_refused_at_write_time_and_sync_goes_on() {
+    let dir = TempDir::new().unwrap();
+    let a = open(&dir, "a");
+    a.execute_batch("CREATE TABLE notes(id TEXT PRIMARY KEY, body TEXT)").unwrap();
+    a.enable_sync("notes", EnableOptions::default()).unwrap();
+    let app = Connection::open(dir.path().join("a.db")).unwrap();
+    // SQLite lets a TEXT PRIMARY KEY hold NULL; a synced table must not.
+    let err = app.execute("INSERT INTO notes(id, body) VALUES (NULL, 'x')", []).unwrap_err();
+    assert!(err.to_string().contains("primary key cannot be NULL"), "{err}");
+    app.execute("INSERT INTO notes(id, body) VALUES ('n1', 'kept')", []).unwrap();
+    let err = app.execute("UPDATE notes SET id = NULL WHERE id = 'n1'", []).unwrap_err();
+    assert!(err.to_string().contains("primary key cannot be NULL"), "{err}");
+    assert_eq!(a.status().unwrap().tables[0].rows, 1);
+}
