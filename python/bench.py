@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from syncline import SyncEngine
@@ -46,27 +47,25 @@ def fresh(path: Path, enabled: bool) -> Path:
     return path
 
 
-def insert(path: Path, data: list[tuple[int, str, str]]) -> float:
+def timed_batch(path: Path, sql: str, rows: Sequence[tuple[object, ...]]) -> float:
+    """One transaction of `executemany` through Python's own sqlite3 connection, timed."""
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA synchronous = NORMAL")
     start = time.perf_counter()
     with conn:
-        conn.executemany("INSERT INTO todos(id, title, done, body) VALUES (?, ?, 0, ?)", data)
+        conn.executemany(sql, rows)
     took = time.perf_counter() - start
     conn.close()
     return took
+
+
+def insert(path: Path, data: list[tuple[int, str, str]]) -> float:
+    return timed_batch(path, "INSERT INTO todos(id, title, done, body) VALUES (?, ?, 0, ?)", data)
 
 
 def update(path: Path, n: int, round_: int) -> float:
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA synchronous = NORMAL")
     data = [(f"task {i} v{round_}", i) for i in range(n)]
-    start = time.perf_counter()
-    with conn:
-        conn.executemany("UPDATE todos SET title = ? WHERE id = ?", data)
-    took = time.perf_counter() - start
-    conn.close()
-    return took
+    return timed_batch(path, "UPDATE todos SET title = ? WHERE id = ?", data)
 
 
 def stamp(e: SyncEngine) -> float:
