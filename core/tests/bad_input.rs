@@ -187,12 +187,7 @@ fn the_same_op_with_two_payloads_is_refused() {
 #[test]
 fn wrong_types_for_a_strict_table_are_rejected_and_kept() {
     let dir = TempDir::new().unwrap();
-    let mk = |n: &str| {
-        let e = open(&dir, n);
-        e.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER) STRICT").unwrap();
-        e.enable_sync("t", Default::default()).unwrap();
-        e
-    };
+    let mk = |n: &str| replica_with(&dir, n, "CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER) STRICT", "t");
     let b = mk("b");
     let h = now_hlc();
     let bytes = forged(
@@ -213,12 +208,7 @@ fn wrong_types_for_a_strict_table_are_rejected_and_kept() {
 #[test]
 fn unique_constraint_violation_rejects_only_that_row() {
     let dir = TempDir::new().unwrap();
-    let mk = |n: &str| {
-        let e = open(&dir, n);
-        e.execute_batch("CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE)").unwrap();
-        e.enable_sync("u", Default::default()).unwrap();
-        e
-    };
+    let mk = |n: &str| replica_with(&dir, n, "CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE)", "u");
     let a = mk("a");
     let b = mk("b");
     a.execute("INSERT INTO u VALUES (1, 'x@example.com'), (2, 'y@example.com')", &[]).unwrap();
@@ -232,12 +222,7 @@ fn unique_constraint_violation_rejects_only_that_row() {
 #[test]
 fn values_at_the_edges_round_trip_exactly() {
     let dir = TempDir::new().unwrap();
-    let mk = |n: &str| {
-        let e = open(&dir, n);
-        e.execute_batch("CREATE TABLE v(id INTEGER PRIMARY KEY, x)").unwrap();
-        e.enable_sync("v", Default::default()).unwrap();
-        e
-    };
+    let mk = |n: &str| replica_with(&dir, n, "CREATE TABLE v(id INTEGER PRIMARY KEY, x)", "v");
     let a = mk("a");
     let b = mk("b");
     let values = vec![

@@ -342,9 +342,7 @@ fn writes_made_while_no_engine_was_open_are_stamped_when_one_opens() {
 #[test]
 fn a_null_primary_key_is_refused_at_write_time_and_sync_goes_on() {
     let dir = TempDir::new().unwrap();
-    let a = open(&dir, "a");
-    a.execute_batch("CREATE TABLE notes(id TEXT PRIMARY KEY, body TEXT)").unwrap();
-    a.enable_sync("notes", EnableOptions::default()).unwrap();
+    let a = replica_with(&dir, "a", "CREATE TABLE notes(id TEXT PRIMARY KEY, body TEXT)", "notes");
     let app = Connection::open(dir.path().join("a.db")).unwrap();
     // SQLite lets a TEXT PRIMARY KEY hold NULL; a synced table must not.
     let err = app.execute("INSERT INTO notes(id, body) VALUES (NULL, 'x')", []).unwrap_err();

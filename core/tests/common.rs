@@ -43,3 +43,11 @@ pub fn stamped_rows(e: &SyncEngine, sql: &str) -> Vec<Vec<Value>> {
     e.status().unwrap();
     rows(e, sql)
 }
+
+/// A replica whose schema is `ddl`, with `table` enabled (default strategy).
+pub fn replica_with(dir: &TempDir, name: &str, ddl: &str, table: &str) -> SyncEngine {
+    let e = open(dir, name);
+    e.execute_batch(ddl).unwrap();
+    e.enable_sync(table, EnableOptions::default()).unwrap();
+    e
+}

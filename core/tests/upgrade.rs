@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use rusqlite::Connection;
-use syncline::{EnableOptions, Options, SyncEngine, Value};
+use syncline::{Options, SyncEngine, Value};
 use tempfile::TempDir;
 
 fn shadow(path: &std::path::Path) -> Vec<Vec<i64>> {
@@ -38,9 +38,7 @@ fn a_version_1_database_keeps_its_sync_state_and_captures_with_the_new_triggers(
     let after = shadow(&path);
     assert!(after[1][5] > newest, "new stamp {} > {newest}", after[1][5]);
 
-    let fresh = open(&dir, "fresh");
-    fresh.execute_batch("CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT, done INTEGER DEFAULT 0)").unwrap();
-    fresh.enable_sync("todos", EnableOptions::default()).unwrap();
+    let fresh = replica_with(&dir, "fresh", "CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT, done INTEGER DEFAULT 0)", "todos");
     sync(&e, &fresh);
     let all = "SELECT id, title, done FROM todos ORDER BY id";
     assert_eq!(rows(&fresh, all), rows(&e, all));
