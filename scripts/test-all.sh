@@ -20,6 +20,10 @@ need_apt() {
 }
 need_apt sqlite3
 
+step "Rust: formatting and lints"
+cargo fmt --all --check 2>&1 || failed+=("rustfmt")
+cargo clippy --all-targets --features syncline/net -- -D warnings 2>&1 || failed+=("clippy")
+
 step "Rust: core and CLI"
 cargo test -p syncline -p syncline-cli 2>&1 || failed+=("rust")
 

@@ -28,24 +28,56 @@ uniffi::setup_scaffolding!();
 /// `Throwable` already owns `message`); Swift: `SynclineError.<kind>(message:)`.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Error)]
 pub enum SynclineError {
-    InvalidBundle { message: String },
-    SchemaMismatch { message: String },
-    UnknownTable { message: String },
-    UnknownColumn { message: String },
-    ClockDrift { message: String },
-    SiteIdClash { message: String },
-    Resolver { message: String },
-    NotFound { message: String },
-    InvalidArgument { message: String },
-    Reentrant { message: String },
-    Closed { message: String },
-    Io { message: String },
-    Sqlite { message: String },
-    Network { message: String },
-    Auth { message: String },
+    InvalidBundle {
+        message: String,
+    },
+    SchemaMismatch {
+        message: String,
+    },
+    UnknownTable {
+        message: String,
+    },
+    UnknownColumn {
+        message: String,
+    },
+    ClockDrift {
+        message: String,
+    },
+    SiteIdClash {
+        message: String,
+    },
+    Resolver {
+        message: String,
+    },
+    NotFound {
+        message: String,
+    },
+    InvalidArgument {
+        message: String,
+    },
+    Reentrant {
+        message: String,
+    },
+    Closed {
+        message: String,
+    },
+    Io {
+        message: String,
+    },
+    Sqlite {
+        message: String,
+    },
+    Network {
+        message: String,
+    },
+    Auth {
+        message: String,
+    },
     /// A kind added to the core after this binding was built (the core's kinds are
     /// `#[non_exhaustive]`); `message` starts with the kind's stable code.
-    Other { message: String },
+    Other {
+        message: String,
+    },
 }
 
 impl SynclineError {
@@ -238,11 +270,7 @@ pub struct EngineOptions {
 
 impl From<EngineOptions> for syncline::Options {
     fn from(o: EngineOptions) -> Self {
-        syncline::Options {
-            max_drift_ms: o.max_drift_ms,
-            busy_timeout_ms: o.busy_timeout_ms,
-            watch_interval_ms: o.watch_interval_ms,
-        }
+        syncline::Options { max_drift_ms: o.max_drift_ms, busy_timeout_ms: o.busy_timeout_ms, watch_interval_ms: o.watch_interval_ms }
     }
 }
 
@@ -451,11 +479,7 @@ impl From<syncline::Status> for Status {
         Status {
             site_id: s.site_id.to_hex(),
             hlc: s.hlc,
-            tables: s
-                .tables
-                .into_iter()
-                .map(|t| TableStatus { name: t.name, strategy: t.strategy.into(), rows: t.rows })
-                .collect(),
+            tables: s.tables.into_iter().map(|t| TableStatus { name: t.name, strategy: t.strategy.into(), rows: t.rows }).collect(),
             peers: s
                 .peers
                 .into_iter()
@@ -953,7 +977,14 @@ mod tests {
 
     #[test]
     fn values_round_trip() {
-        for v in [Value::Null, Value::Integer(i64::MIN), Value::Integer(i64::MAX), Value::Real(-0.0), Value::Text("é".into()), Value::Blob(vec![0, 255])] {
+        for v in [
+            Value::Null,
+            Value::Integer(i64::MIN),
+            Value::Integer(i64::MAX),
+            Value::Real(-0.0),
+            Value::Text("é".into()),
+            Value::Blob(vec![0, 255]),
+        ] {
             let back: Value = syncline::Value::from(v.clone()).into();
             assert_eq!(format!("{back:?}"), format!("{v:?}"));
         }

@@ -45,7 +45,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// One client's part: write, sync after each batch, wait for the others, pull the rest.
-fn client(engine: &SyncEngine, sync: &SyncClient, n: usize, a: &BenchSync, all_pushed: &Barrier, deadline: Instant) -> Result<Vec<Duration>, Error> {
+fn client(
+    engine: &SyncEngine,
+    sync: &SyncClient,
+    n: usize,
+    a: &BenchSync,
+    all_pushed: &Barrier,
+    deadline: Instant,
+) -> Result<Vec<Duration>, Error> {
     let mut latencies = Vec::new();
     let mut timed = |engine: &SyncEngine| -> Result<(), Error> {
         if Instant::now() > deadline {
@@ -59,7 +66,10 @@ fn client(engine: &SyncEngine, sync: &SyncClient, n: usize, a: &BenchSync, all_p
     let mut result = Ok(());
     for start in (0..a.changes).step_by(a.batch.max(1)) {
         for k in start..(start + a.batch.max(1)).min(a.changes) {
-            engine.execute("INSERT INTO todos(id, title) VALUES (?1, ?2)", &[Value::Text(format!("{n}-{k}")), Value::Text(format!("row {k} of client {n}"))])?;
+            engine.execute(
+                "INSERT INTO todos(id, title) VALUES (?1, ?2)",
+                &[Value::Text(format!("{n}-{k}")), Value::Text(format!("row {k} of client {n}"))],
+            )?;
         }
         result = timed(engine);
         if result.is_err() {
@@ -77,7 +87,8 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
     let server = Arc::new(replica(dir.path().join("server.db"))?);
     let mut tokens = Tokens::default();
     tokens.add("bench");
-    let handle = ServerHandle::start(server.clone(), "127.0.0.1:0".parse().expect("address"), ServerConfig { tokens, ..Default::default() })?;
+    let handle =
+        ServerHandle::start(server.clone(), "127.0.0.1:0".parse().expect("address"), ServerConfig { tokens, ..Default::default() })?;
     let url = handle.url();
     let start_line = Arc::new(Barrier::new(a.clients + 1));
     let all_pushed = Arc::new(Barrier::new(a.clients));

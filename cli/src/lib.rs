@@ -136,9 +136,7 @@ fn open(db: &Db) -> Result<SyncEngine, Error> {
 
 fn progress_bar(what: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows ({eta})").expect("template").progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows ({eta})").expect("template").progress_chars("=> "));
     bar.set_message(what.to_owned());
     bar
 }
@@ -174,14 +172,12 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
                 bar.set_position(done);
             })?;
             bar.finish_and_clear();
-            std::fs::write(&output, &bytes)
-                .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", output.display())))?;
+            std::fs::write(&output, &bytes).map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", output.display())))?;
             out.export(&output, &stats)
         }
         Command::Import { db, file } => {
             let engine = open(&db)?;
-            let bytes = std::fs::read(&file)
-                .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", file.display())))?;
+            let bytes = std::fs::read(&file).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", file.display())))?;
             let bar = progress_bar("import");
             let report = engine.import_bundle_with(&bytes, &mut |done, total| {
                 bar.set_length(total);

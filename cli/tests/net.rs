@@ -21,10 +21,15 @@ fn replica(path: &Path) -> SyncEngine {
 }
 
 fn ids(e: &SyncEngine) -> Vec<String> {
-    e.query("SELECT id FROM todos ORDER BY id", &[]).unwrap().rows.into_iter().map(|r| match &r[0] {
-        Value::Text(t) => t.clone(),
-        v => panic!("{v:?}"),
-    }).collect()
+    e.query("SELECT id FROM todos ORDER BY id", &[])
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|r| match &r[0] {
+            Value::Text(t) => t.clone(),
+            v => panic!("{v:?}"),
+        })
+        .collect()
 }
 
 /// Start `syncline serve` and return it with its URL (read from its first line).

@@ -157,12 +157,7 @@ fn main() {
         times.push(t.elapsed());
     }
     let gen = median(times);
-    println!(
-        "(c) bundle, 10,000 rows: {:>7.2} ms   {} bytes = {:.1} bytes/row",
-        ms(gen),
-        bundle.len(),
-        bundle.len() as f64 / N as f64
-    );
+    println!("(c) bundle, 10,000 rows: {:>7.2} ms   {} bytes = {:.1} bytes/row", ms(gen), bundle.len(), bundle.len() as f64 / N as f64);
     let (zipped, _) = src.generate_bundle_with(syncline::ExportOptions { peer: None, compress: true }, &mut |_, _| {}).unwrap();
     println!("    compressed:         {} bytes = {:.1} bytes/row", zipped.len(), zipped.len() as f64 / N as f64);
 
@@ -186,10 +181,7 @@ fn main() {
     let bundle_path = dir.path().join("big.bundle");
     big.write_bundle(None, &bundle_path).unwrap();
     let size = std::fs::metadata(&bundle_path).unwrap().len();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("SYNCLINE_BENCH_RSS_CHILD", &bundle_path)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap()).env("SYNCLINE_BENCH_RSS_CHILD", &bundle_path).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let f: Vec<u64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
     println!(

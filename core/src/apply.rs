@@ -115,7 +115,8 @@ impl<'c> Target<'c> {
                 });
                 format!("UPDATE SET {}", sets.collect::<Vec<_>>().join(", "))
             };
-            let sql = format!("INSERT INTO {}({}) VALUES ({marks}) ON CONFLICT({pk_list}) DO {action}", quote_ident(&t.name), names.join(", "));
+            let sql =
+                format!("INSERT INTO {}({}) VALUES ({marks}) ON CONFLICT({pk_list}) DO {action}", quote_ident(&t.name), names.join(", "));
             upserts.insert(key.to_vec(), conn.prepare(&sql)?);
         }
         let stmt = upserts.get_mut(key).expect("just inserted");
@@ -210,16 +211,16 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
             Error::new(ErrorKind::UnknownTable, format!("bundle from {sender} names table {name:?}, which is not enabled for sync here"))
         })?;
         if *pk != meta.pk {
-            return Err(Error::schema(format!(
-                "table {name:?}: the bundle's primary key {pk:?} differs from the local one {:?}",
-                meta.pk
-            )));
+            return Err(Error::schema(format!("table {name:?}: the bundle's primary key {pk:?} differs from the local one {:?}", meta.pk)));
         }
         let map = cols
             .iter()
             .map(|c| {
                 meta.col_index(c).ok_or_else(|| {
-                    Error::new(ErrorKind::UnknownColumn, format!("bundle from {sender} names column {c:?} of table {name:?}, which does not exist here"))
+                    Error::new(
+                        ErrorKind::UnknownColumn,
+                        format!("bundle from {sender} names column {c:?} of table {name:?}, which does not exist here"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -254,22 +255,22 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
         let quiet = CaptureOff::new(conn)?;
         let targets = mapped.into_iter().map(|(meta, map)| Target::new(conn, meta, map).map(Rc::new)).collect::<Result<Vec<_>>>()?;
         let mut m = Merge {
-        conn,
-        ctx,
-        header: decoded.header.clone(),
-        targets,
-        site_map,
-        site_ids,
-        sender,
-        sender_vv,
-        local_vv,
-        local_ord: clock.site_ord,
-        local_top: clock.local,
-        open,
-        report: ImportReport { sender: Some(sender), rows: decoded.row_count(), ..Default::default() },
-        events: Vec::new(),
-        refused: Vec::new(),
-    };
+            conn,
+            ctx,
+            header: decoded.header.clone(),
+            targets,
+            site_map,
+            site_ids,
+            sender,
+            sender_vv,
+            local_vv,
+            local_ord: clock.site_ord,
+            local_top: clock.local,
+            open,
+            report: ImportReport { sender: Some(sender), rows: decoded.row_count(), ..Default::default() },
+            events: Vec::new(),
+            refused: Vec::new(),
+        };
         m.apply_rows(&decoded)?;
         quiet.restore()?;
         (m.report, m.events)
@@ -279,10 +280,7 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
     events.extend(remote_events);
 
     let peer_ord = meta::site_ord(&tx, &sender)?;
-    let wire_vv: VersionVector = sender_wire_vv
-        .iter()
-        .map(|(s, h)| Ok((meta::site_ord(&tx, s)?, *h)))
-        .collect::<Result<_>>()?;
+    let wire_vv: VersionVector = sender_wire_vv.iter().map(|(s, h)| Ok((meta::site_ord(&tx, s)?, *h))).collect::<Result<_>>()?;
     meta::raise_peer_vv(&tx, peer_ord, &wire_vv)?;
     if base_covered {
         // The sender sent everything it had beyond our base, so we now cover its vector.
@@ -437,12 +435,7 @@ impl<'c> Merge<'c, '_> {
             self.report.already_known += n_changes;
             return Ok(());
         }
-        let mut state = local.unwrap_or(Shadow {
-            cl: 0,
-            rh: remote_row,
-            mh: 0,
-            cells: vec![None; t.cols.len()],
-        });
+        let mut state = local.unwrap_or(Shadow { cl: 0, rh: remote_row, mh: 0, cells: vec![None; t.cols.len()] });
         let (mut applied, mut known) = (0u64, 0u64);
         let new_incarnation = row.cl > state.cl;
         let old_alive = state.cl % 2 == 1;
@@ -653,7 +646,14 @@ impl<'c> Merge<'c, '_> {
     /// Write a row's outcome to the user table: delete it (a deleted incarnation), or upsert the
     /// winning cells (after removing an older incarnation). Returns the reason when a local
     /// constraint refuses it; the transaction is then exactly as before this row.
-    fn write_row(&self, target: &Target<'c>, pk: &[Value], cells: &[(usize, Value)], delete_first: bool, alive: bool) -> Result<Option<String>> {
+    fn write_row(
+        &self,
+        target: &Target<'c>,
+        pk: &[Value],
+        cells: &[(usize, Value)],
+        delete_first: bool,
+        alive: bool,
+    ) -> Result<Option<String>> {
         let conn = self.conn;
         // One statement is atomic by itself; two need a savepoint to be undone together.
         let savepoint = delete_first && alive;
@@ -702,15 +702,15 @@ impl<'c> Merge<'c, '_> {
 
     fn reject(&mut self, t: &SyncedTable, pk: &[Value], cells: &[(usize, Value)], reason: String, n: u64) -> Result<()> {
         let row: Vec<(&str, &Value)> = cells.iter().map(|(c, v)| (t.cols[*c].as_str(), v)).collect();
-        self.conn
-            .prepare_cached("INSERT INTO _syncline_rejected(tbl, pk, row, reason, sender) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(rusqlite::params![
+        self.conn.prepare_cached("INSERT INTO _syncline_rejected(tbl, pk, row, reason, sender) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
+            rusqlite::params![
                 t.name,
                 rmp_serde::to_vec(pk).expect("values encode"),
                 rmp_serde::to_vec(&row).expect("values encode"),
                 reason,
                 &self.sender.0[..]
-            ])?;
+            ],
+        )?;
         self.report.rejected += n;
         Ok(())
     }

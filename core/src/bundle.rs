@@ -325,8 +325,7 @@ impl Decoded {
         let mut left = self.nrows;
         std::iter::from_fn(move || {
             if left == 0 {
-                return (!rd.is_empty())
-                    .then(|| Err(Error::invalid_bundle(format!("{} bytes after the last row", rd.len()))));
+                return (!rd.is_empty()).then(|| Err(Error::invalid_bundle(format!("{} bytes after the last row", rd.len()))));
             }
             left -= 1;
             Some(self.read_row(&mut rd))
@@ -335,9 +334,10 @@ impl Decoded {
 
     fn read_row(&self, rd: &mut &[u8]) -> Result<WireRow> {
         let RowIn { table, pk, cl, offset, site, cells } = rmp_serde::from_read(&mut *rd).map_err(msgpack_err)?;
-        let dict = self.tables.get(table as usize).ok_or_else(|| {
-            Error::invalid_bundle(format!("row names table #{table}, the dictionary has {}", self.tables.len()))
-        })?;
+        let dict = self
+            .tables
+            .get(table as usize)
+            .ok_or_else(|| Error::invalid_bundle(format!("row names table #{table}, the dictionary has {}", self.tables.len())))?;
         if pk.len() != dict.1.len() {
             return Err(Error::invalid_bundle(format!(
                 "row of {:?} has {} key values, the table has {} key columns",
@@ -361,11 +361,7 @@ impl Decoded {
         let mut out = Vec::with_capacity(cells.len());
         for (col, value, stamp) in cells {
             if col as usize >= dict.2.len() {
-                return Err(Error::invalid_bundle(format!(
-                    "cell names column #{col} of {:?}, which has {}",
-                    dict.0,
-                    dict.2.len()
-                )));
+                return Err(Error::invalid_bundle(format!("cell names column #{col} of {:?}, which has {}", dict.0, dict.2.len())));
             }
             if out.last().is_some_and(|c: &WireCell| c.col >= col) {
                 return Err(Error::invalid_bundle("cells are not in column order"));

@@ -68,16 +68,9 @@ fn key_is_rowid(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Res
     if t.pk.len() != 1 || pk_affinity[0] != "INTEGER" {
         return Ok(false);
     }
-    let decl: String = conn.query_row(
-        "SELECT upper(type) FROM pragma_table_xinfo(?1) WHERE pk = 1",
-        [&t.name],
-        |r| r.get(0),
-    )?;
-    let pk_index: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE origin = 'pk')",
-        [&t.name],
-        |r| r.get(0),
-    )?;
+    let decl: String = conn.query_row("SELECT upper(type) FROM pragma_table_xinfo(?1) WHERE pk = 1", [&t.name], |r| r.get(0))?;
+    let pk_index: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE origin = 'pk')", [&t.name], |r| r.get(0))?;
     Ok(decl == "INTEGER" && !pk_index)
 }
 
@@ -93,9 +86,9 @@ fn shadow_is_rowid(conn: &Connection, t: &SyncedTable) -> Result<bool> {
 
 /// Give the queue as many key columns as `t` needs.
 fn widen_queue(conn: &Connection, t: &SyncedTable) -> Result<()> {
-    let have: usize = conn.query_row("SELECT count(*) FROM pragma_table_info('_syncline_queue') WHERE name LIKE 'pk%'", [], |r| {
-        r.get::<_, i64>(0)
-    })? as usize;
+    let have: usize = conn
+        .query_row("SELECT count(*) FROM pragma_table_info('_syncline_queue') WHERE name LIKE 'pk%'", [], |r| r.get::<_, i64>(0))?
+        as usize;
     for i in have..t.pk.len() {
         conn.execute_batch(&format!("ALTER TABLE _syncline_queue ADD COLUMN pk{i}"))?;
     }

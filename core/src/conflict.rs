@@ -81,12 +81,8 @@ pub(crate) fn record(conn: &Connection, c: &ConflictInput, strategy: Strategy) -
 
 /// Every open conflict's cell and recorded remote stamp.
 pub(crate) fn open_cells(conn: &Connection) -> Result<OpenConflicts> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT tbl, pk, col, remote_hlc, remote_site FROM _syncline_conflicts WHERE resolution IS NULL",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get::<_, i64>(3)? as u64, r.get::<_, Vec<u8>>(4)?)))
-    })?;
+    let mut stmt = conn.prepare_cached("SELECT tbl, pk, col, remote_hlc, remote_site FROM _syncline_conflicts WHERE resolution IS NULL")?;
+    let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get::<_, i64>(3)? as u64, r.get::<_, Vec<u8>>(4)?))))?;
     let mut out = OpenConflicts::new();
     for row in rows {
         let (key, (h, s)) = row?;

@@ -34,11 +34,8 @@ pub(crate) fn compute(c: &Connection) -> Result<String> {
         let stamps: String = (0..nc).map(|i| format!(", s.h{i}, s.s{i}")).collect();
         let vals: String = t.cols.iter().map(|col| format!(", t.{}", quote_ident(col))).collect();
         let join = t.pk.iter().enumerate().map(|(i, col)| format!("t.{} = s.pk{i}", quote_ident(col))).collect::<Vec<_>>().join(" AND ");
-        let sql = format!(
-            "SELECT {pk_sel}s.cl, s.rh, s.rs{stamps}{vals} FROM {} s LEFT JOIN {} t ON {join}",
-            t.shadow(),
-            quote_ident(&t.name)
-        );
+        let sql =
+            format!("SELECT {pk_sel}s.cl, s.rh, s.rs{stamps}{vals} FROM {} s LEFT JOIN {} t ON {join}", t.shadow(), quote_ident(&t.name));
         let mut stmt = c.prepare(&sql)?;
         let mut rows = stmt.query([])?;
         let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();

@@ -266,12 +266,10 @@ impl SyncEngine {
                 }
                 return Ok(());
             }
-            c.execute(
-                "INSERT INTO _syncline_tables(name, strategy) VALUES (?1, ?2)",
-                rusqlite::params![table, opts.strategy.as_str()],
-            )?;
+            c.execute("INSERT INTO _syncline_tables(name, strategy) VALUES (?1, ?2)", rusqlite::params![table, opts.strategy.as_str()])?;
             let id = c.last_insert_rowid();
-            let mut ins = c.prepare("INSERT INTO _syncline_columns(tbl, is_pk, ord, name, affinity, decl_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+            let mut ins =
+                c.prepare("INSERT INTO _syncline_columns(tbl, is_pk, ord, name, affinity, decl_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
             for (i, col) in info.pk.iter().enumerate() {
                 ins.execute(rusqlite::params![id, 1, i as i64, col.name, col.affinity, col.decl_type])?;
             }
@@ -354,8 +352,8 @@ impl SyncEngine {
 
     /// Import a bundle file.
     pub fn import_bundle_file(&self, path: impl AsRef<Path>) -> Result<ImportReport> {
-        let bytes = std::fs::read(path.as_ref())
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", path.as_ref().display())))?;
+        let bytes =
+            std::fs::read(path.as_ref()).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", path.as_ref().display())))?;
         self.import_bundle(&bytes)
     }
 
@@ -479,9 +477,8 @@ fn synced(c: &Connection, table: &str) -> Result<SyncedTable> {
 /// Runs in a write transaction whose queued writes were already stamped, so what the capture
 /// triggers queue here is this write alone, and it is stamped directly instead.
 fn write_local_cell(c: &Connection, t: &SyncedTable, pk: &[Value], column: &str, value: &Value) -> Result<()> {
-    let col = t
-        .col_index(column)
-        .ok_or_else(|| Error::new(ErrorKind::UnknownColumn, format!("table {:?} has no column {column:?}", t.name)))?;
+    let col =
+        t.col_index(column).ok_or_else(|| Error::new(ErrorKind::UnknownColumn, format!("table {:?} has no column {column:?}", t.name)))?;
     let sql = format!("UPDATE {} SET {} = ? WHERE {}", quote_ident(&t.name), quote_ident(column), apply::user_pk_where(t));
     let params = std::iter::once(value).chain(pk.iter());
     let n = c.execute(&sql, rusqlite::params_from_iter(params))?;

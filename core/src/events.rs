@@ -145,7 +145,8 @@ impl Watcher {
         let handle = std::thread::Builder::new()
             .name("syncline-watch".into())
             .spawn(move || {
-                let Ok(mut conn) = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX) else {
+                let Ok(mut conn) = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                else {
                     return;
                 };
                 let _ = conn.busy_timeout(busy_timeout);

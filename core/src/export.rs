@@ -21,11 +21,8 @@ pub struct BundleStats {
 
 /// A version vector on the wire: sorted by site id, zero entries left out.
 pub(crate) fn vv_to_wire(vv: &VersionVector, sites: &BTreeMap<i64, SiteId>) -> Vec<VvEntry> {
-    let mut out: Vec<VvEntry> = vv
-        .iter()
-        .filter(|(_, h)| **h > 0)
-        .filter_map(|(o, h)| sites.get(o).map(|s| VvEntry(s.0.to_vec(), *h)))
-        .collect();
+    let mut out: Vec<VvEntry> =
+        vv.iter().filter(|(_, h)| **h > 0).filter_map(|(o, h)| sites.get(o).map(|s| VvEntry(s.0.to_vec(), *h))).collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
@@ -201,7 +198,9 @@ fn build_page(
     let mut total = 0u64;
     if page.is_none() {
         for t in tables.values() {
-            total += conn.query_row(&format!("SELECT count(*) FROM {} WHERE mh > ?1", t.shadow()), [floor as i64], |r| r.get::<_, i64>(0))? as u64;
+            total += conn
+                .query_row(&format!("SELECT count(*) FROM {} WHERE mh > ?1", t.shadow()), [floor as i64], |r| r.get::<_, i64>(0))?
+                as u64;
         }
     }
     let limit = page.map_or(u64::MAX, |p| p.limit);

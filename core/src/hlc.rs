@@ -15,8 +15,7 @@ pub const MAX_MILLIS: u64 = (1 << 48) - 1;
 /// works on every SQLite version an app may link (`unixepoch('subsec')` needs 3.42), and
 /// stamps use it converted by this expression.
 /// `manual_ms` is a column of `_syncline_clock`: a fixed clock for tests and replays.
-pub const SQL_NOW_MS: &str =
-    "coalesce(manual_ms, CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER))";
+pub const SQL_NOW_MS: &str = "coalesce(manual_ms, CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER))";
 
 /// The send rule as an SQL expression over the `_syncline_clock` row, whose `local` is the
 /// last stamp issued here and `seen` the newest remote stamp received.

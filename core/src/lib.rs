@@ -31,14 +31,15 @@ mod export;
 mod fold;
 pub mod hlc;
 mod meta;
+#[cfg(feature = "net")]
+pub mod net;
 mod schema;
 mod site;
 mod status;
+mod strategy;
 #[cfg(not(feature = "bundled-sqlite"))]
 mod system_sqlite;
-mod strategy;
 mod value;
-#[cfg(feature = "net")] pub mod net;
 
 pub use apply::ImportReport;
 pub use conflict::Conflict;

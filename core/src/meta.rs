@@ -47,9 +47,7 @@ CREATE TABLE IF NOT EXISTS _syncline_rejected(
 pub fn install(conn: &Connection) -> Result<()> {
     conn.execute_batch(DDL)?;
     conn.execute_batch(crate::capture::QUEUE_DDL)?;
-    let version: Option<i64> = conn
-        .query_row("SELECT value FROM _syncline_meta WHERE key = 'version'", [], |r| r.get(0))
-        .optional()?;
+    let version: Option<i64> = conn.query_row("SELECT value FROM _syncline_meta WHERE key = 'version'", [], |r| r.get(0)).optional()?;
     match version {
         Some(v) if v > META_VERSION => {
             return Err(Error::schema(format!(
@@ -70,8 +68,7 @@ pub fn install(conn: &Connection) -> Result<()> {
             conn.execute("INSERT INTO _syncline_meta(key, value) VALUES ('version', ?1)", [META_VERSION])?;
         }
     }
-    let has_clock: bool =
-        conn.query_row("SELECT count(*) FROM _syncline_clock", [], |r| r.get::<_, i64>(0))? > 0;
+    let has_clock: bool = conn.query_row("SELECT count(*) FROM _syncline_clock", [], |r| r.get::<_, i64>(0))? > 0;
     if !has_clock {
         let ord = site_ord(conn, &SiteId::random())?;
         conn.execute("INSERT INTO _syncline_clock(id, local, seen, site) VALUES (0, 0, 0, ?1)", [ord])?;
@@ -112,18 +109,15 @@ pub struct Clock {
 }
 
 pub fn clock(conn: &Connection) -> Result<Clock> {
-    Ok(conn.prepare_cached("SELECT max(local, seen), local, site FROM _syncline_clock WHERE id = 0")?.query_row([], |r| {
-        Ok(Clock { hlc: r.get::<_, i64>(0)? as u64, local: r.get::<_, i64>(1)? as u64, site_ord: r.get(2)? })
-    })?)
+    Ok(conn
+        .prepare_cached("SELECT max(local, seen), local, site FROM _syncline_clock WHERE id = 0")?
+        .query_row([], |r| Ok(Clock { hlc: r.get::<_, i64>(0)? as u64, local: r.get::<_, i64>(1)? as u64, site_ord: r.get(2)? }))?)
 }
 
 /// This replica's site id.
 pub fn local_site(conn: &Connection) -> Result<SiteId> {
-    let bytes: Vec<u8> = conn.query_row(
-        "SELECT s.site FROM _syncline_clock c JOIN _syncline_sites s ON s.ord = c.site WHERE c.id = 0",
-        [],
-        |r| r.get(0),
-    )?;
+    let bytes: Vec<u8> =
+        conn.query_row("SELECT s.site FROM _syncline_clock c JOIN _syncline_sites s ON s.ord = c.site WHERE c.id = 0", [], |r| r.get(0))?;
     SiteId::from_slice(&bytes)
 }
 
@@ -232,9 +226,8 @@ impl SyncedTable {
 pub fn synced_tables(conn: &Connection) -> Result<BTreeMap<String, SyncedTable>> {
     let mut out = BTreeMap::new();
     let mut stmt = conn.prepare_cached("SELECT id, name, strategy FROM _syncline_tables ORDER BY name")?;
-    let tables: Vec<(i64, String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let tables: Vec<(i64, String, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
     let mut cols = conn.prepare_cached("SELECT is_pk, name FROM _syncline_columns WHERE tbl = ?1 ORDER BY is_pk DESC, ord")?;
     for (id, name, strategy) in tables {
         let mut t = SyncedTable { id, name: name.clone(), strategy: strategy.parse()?, pk: vec![], cols: vec![] };

@@ -57,13 +57,8 @@ pub fn is_reserved_table(name: &str) -> bool {
 
 /// Read the shape of `table`, or `UnknownTable` if there is no such ordinary table.
 pub fn introspect(conn: &Connection, table: &str) -> Result<TableInfo> {
-    let sql: Option<String> = conn
-        .query_row(
-            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-            [table],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let sql: Option<String> =
+        conn.query_row("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1", [table], |r| r.get(0)).optional()?;
     let Some(sql) = sql else {
         return Err(Error::new(ErrorKind::UnknownTable, format!("no table named {table:?}")));
     };
@@ -88,13 +83,7 @@ pub fn introspect(conn: &Connection, table: &str) -> Result<TableInfo> {
         if hidden != 0 {
             continue; // generated columns are computed, never synced
         }
-        let info = ColumnInfo {
-            affinity: affinity(&decl),
-            decl_type: decl.to_ascii_uppercase(),
-            name,
-            not_null,
-            has_default,
-        };
+        let info = ColumnInfo { affinity: affinity(&decl), decl_type: decl.to_ascii_uppercase(), name, not_null, has_default };
         if pk_pos > 0 {
             pk.push((pk_pos, info));
         } else {
@@ -118,9 +107,7 @@ impl TableInfo {
             return Err(Error::schema(format!("table {t:?} is reserved for SQLite or Syncline")));
         }
         if self.pk.is_empty() {
-            return Err(Error::schema(format!(
-                "table {t:?} has no primary key; sync needs one to identify rows across replicas"
-            )));
+            return Err(Error::schema(format!("table {t:?} has no primary key; sync needs one to identify rows across replicas")));
         }
         if self.autoincrement && !allow_autoincrement {
             return Err(Error::schema(format!(

@@ -20,9 +20,8 @@ impl SiteId {
 
     /// Parse from exactly 16 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<SiteId> {
-        let arr: [u8; 16] = bytes.try_into().map_err(|_| {
-            Error::invalid_argument(format!("a site id has 16 bytes, got {}", bytes.len()))
-        })?;
+        let arr: [u8; 16] =
+            bytes.try_into().map_err(|_| Error::invalid_argument(format!("a site id has 16 bytes, got {}", bytes.len())))?;
         Ok(SiteId(arr))
     }
 
@@ -34,9 +33,7 @@ impl SiteId {
 impl FromStr for SiteId {
     type Err = Error;
     fn from_str(s: &str) -> Result<SiteId> {
-        let bytes = hex::decode(s.trim()).map_err(|_| {
-            Error::invalid_argument(format!("site id {s:?} is not 32 hexadecimal digits"))
-        })?;
+        let bytes = hex::decode(s.trim()).map_err(|_| Error::invalid_argument(format!("site id {s:?} is not 32 hexadecimal digits")))?;
         SiteId::from_slice(&bytes)
     }
 }

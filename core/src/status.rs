@@ -73,7 +73,9 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
         tables: table_status,
         peers,
         version_vector: wire(&meta::local_vv(c)?, &sites),
-        unresolved_conflicts: c.query_row("SELECT count(*) FROM _syncline_conflicts WHERE resolution IS NULL", [], |r| r.get::<_, i64>(0))? as u64,
+        unresolved_conflicts: c
+            .query_row("SELECT count(*) FROM _syncline_conflicts WHERE resolution IS NULL", [], |r| r.get::<_, i64>(0))?
+            as u64,
         rejected: c.query_row("SELECT count(*) FROM _syncline_rejected", [], |r| r.get::<_, i64>(0))? as u64,
     })
 }

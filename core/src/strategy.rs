@@ -26,8 +26,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 5] =
-        [Strategy::Lww, Strategy::Manual, Strategy::PreferLocal, Strategy::PreferRemote, Strategy::Custom];
+    pub const ALL: [Strategy; 5] = [Strategy::Lww, Strategy::Manual, Strategy::PreferLocal, Strategy::PreferRemote, Strategy::Custom];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,9 +49,7 @@ impl FromStr for Strategy {
     type Err = Error;
     fn from_str(s: &str) -> Result<Strategy> {
         Strategy::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-            Error::invalid_argument(format!(
-                "unknown strategy {s:?}; expected one of lww, manual, prefer_local, prefer_remote, custom"
-            ))
+            Error::invalid_argument(format!("unknown strategy {s:?}; expected one of lww, manual, prefer_local, prefer_remote, custom"))
         })
     }
 }

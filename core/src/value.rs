@@ -138,9 +138,7 @@ impl<'de> Deserialize<'de> for Value {
                 Ok(Value::Integer(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-                i64::try_from(v)
-                    .map(Value::Integer)
-                    .map_err(|_| E::custom("integer beyond the signed 64-bit range"))
+                i64::try_from(v).map(Value::Integer).map_err(|_| E::custom("integer beyond the signed 64-bit range"))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
                 Ok(Value::Real(v))

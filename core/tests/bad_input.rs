@@ -86,7 +86,14 @@ fn todos_dict(cols: &[&str]) -> TableDict {
 }
 
 fn row(cells: Vec<(u32, Value)>, hlc: u64) -> WireRow {
-    WireRow { table: 0, pk: vec![Value::Integer(1)], cl: 1, hlc, site: 0, cells: cells.into_iter().map(|(col, value)| WireCell { col, value, hlc, site: 0 }).collect() }
+    WireRow {
+        table: 0,
+        pk: vec![Value::Integer(1)],
+        cl: 1,
+        hlc,
+        site: 0,
+        cells: cells.into_iter().map(|(col, value)| WireCell { col, value, hlc, site: 0 }).collect(),
+    }
 }
 
 #[test]
@@ -95,7 +102,8 @@ fn forged_bundle_is_accepted_when_honest() {
     let dir = TempDir::new().unwrap();
     let b = replica(&dir, "b", Strategy::Lww);
     let h = now_hlc();
-    let ok = forged(vec![todos_dict(&["body", "done", "title"])], vec![SiteId::random()], vec![row(vec![(2, Value::Text("t".into()))], h)], h);
+    let ok =
+        forged(vec![todos_dict(&["body", "done", "title"])], vec![SiteId::random()], vec![row(vec![(2, Value::Text("t".into()))], h)], h);
     assert_eq!(b.import_bundle(&ok).unwrap().applied, 2);
 }
 
@@ -107,9 +115,11 @@ fn unknown_tables_columns_and_sql_in_names_are_refused() {
     let s = vec![SiteId::random()];
     let unknown_table = forged(vec![TableDict("nope".into(), vec!["id".into()], vec!["x".into()])], s.clone(), vec![row(vec![], h)], h);
     assert_refused(&b, &unknown_table, ErrorKind::UnknownTable);
-    let sql_table = forged(vec![TableDict("todos\"; DROP TABLE todos; --".into(), vec!["id".into()], vec![])], s.clone(), vec![row(vec![], h)], h);
+    let sql_table =
+        forged(vec![TableDict("todos\"; DROP TABLE todos; --".into(), vec!["id".into()], vec![])], s.clone(), vec![row(vec![], h)], h);
     assert_refused(&b, &sql_table, ErrorKind::UnknownTable);
-    let sql_column = forged(vec![todos_dict(&["title\" = 1; DROP TABLE todos; --"])], s.clone(), vec![row(vec![(0, Value::Integer(1))], h)], h);
+    let sql_column =
+        forged(vec![todos_dict(&["title\" = 1; DROP TABLE todos; --"])], s.clone(), vec![row(vec![(0, Value::Integer(1))], h)], h);
     assert_refused(&b, &sql_column, ErrorKind::UnknownColumn);
     let wrong_pk = forged(vec![TableDict("todos".into(), vec!["title".into()], vec![])], s.clone(), vec![row(vec![], h)], h);
     assert_refused(&b, &wrong_pk, ErrorKind::SchemaMismatch);

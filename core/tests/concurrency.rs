@@ -91,7 +91,10 @@ fn subscribers_see_local_remote_and_conflict_events_until_they_unsubscribe() {
     let sub = a.subscribe(Arc::new(move |e: &Event| sink.lock().unwrap().push(e.clone()))).unwrap();
     // a write by another connection is a local change
     Connection::open(dir.path().join("a.db")).unwrap().execute("INSERT INTO todos(id, title) VALUES (1, 'x')", []).unwrap();
-    assert!(wait_for(&events, |e| matches!(e, Event::LocalChange(c) if c.pk == vec![Value::Integer(1)] && c.columns.contains(&"title".to_string()))));
+    assert!(wait_for(
+        &events,
+        |e| matches!(e, Event::LocalChange(c) if c.pk == vec![Value::Integer(1)] && c.columns.contains(&"title".to_string()))
+    ));
     b.execute("INSERT INTO todos(id, title) VALUES (2, 'y')", &[]).unwrap();
     sync(&b, &a);
     assert!(wait_for(&events, |e| matches!(e, Event::RemoteChange(c) if c.pk == vec![Value::Integer(2)])));

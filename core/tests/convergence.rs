@@ -11,13 +11,33 @@ use tempfile::TempDir;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Insert { r: usize, id: i64, title: u8 },
-    Update { r: usize, id: i64, col: u8, v: u8 },
-    Delete { r: usize, id: i64 },
+    Insert {
+        r: usize,
+        id: i64,
+        title: u8,
+    },
+    Update {
+        r: usize,
+        id: i64,
+        col: u8,
+        v: u8,
+    },
+    Delete {
+        r: usize,
+        id: i64,
+    },
     /// Send a bundle from one replica to another now, or keep it to deliver later (stale).
-    Send { from: usize, to: usize, keep: bool, for_peer: bool },
+    Send {
+        from: usize,
+        to: usize,
+        keep: bool,
+        for_peer: bool,
+    },
     /// Deliver a kept bundle (reordered / duplicated delivery).
-    Deliver { idx: usize, to: usize },
+    Deliver {
+        idx: usize,
+        to: usize,
+    },
 }
 
 fn op(n: usize) -> impl proptest::strategy::Strategy<Value = Op> {

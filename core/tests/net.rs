@@ -166,7 +166,8 @@ fn a_device_bound_to_one_token_is_refused_under_another() {
     drop(handle);
     let mut tokens = Tokens::default();
     tokens.parse("ta\ntb\n").unwrap();
-    let handle = ServerHandle::start(server.clone(), "127.0.0.1:0".parse().unwrap(), ServerConfig { tokens, ..Default::default() }).unwrap();
+    let handle =
+        ServerHandle::start(server.clone(), "127.0.0.1:0".parse().unwrap(), ServerConfig { tokens, ..Default::default() }).unwrap();
     assert!(thief.sync(&handle.url(), Some("tb")).unwrap_err().message().contains("403"));
 }
 

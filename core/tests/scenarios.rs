@@ -239,7 +239,8 @@ fn every_change_is_counted_once() {
 #[test]
 fn a_row_replaced_through_a_unique_column_is_deleted_on_every_replica() {
     let dir = TempDir::new().unwrap();
-    let tags = |name: &str| replica_with(&dir, name, "CREATE TABLE tags(id INTEGER PRIMARY KEY, name TEXT UNIQUE, n INTEGER DEFAULT 0)", "tags");
+    let tags =
+        |name: &str| replica_with(&dir, name, "CREATE TABLE tags(id INTEGER PRIMARY KEY, name TEXT UNIQUE, n INTEGER DEFAULT 0)", "tags");
     let (a, b) = (tags("a"), tags("b"));
     a.execute_batch("INSERT INTO tags(id, name) VALUES (1, 'x'), (2, 'y'), (5, 'z')").unwrap();
     sync(&a, &b);

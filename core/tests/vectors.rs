@@ -166,7 +166,8 @@ fn run(path: &Path) {
     for (r, want) in sc["expect"].as_object().unwrap() {
         let e = &reps[r.as_str()];
         for (table, rows) in want["rows"].as_object().unwrap() {
-            let want: Vec<Vec<Value>> = rows.as_array().unwrap().iter().map(|row| row.as_array().unwrap().iter().map(value).collect()).collect();
+            let want: Vec<Vec<Value>> =
+                rows.as_array().unwrap().iter().map(|row| row.as_array().unwrap().iter().map(value).collect()).collect();
             let got = table_rows(e, table);
             assert_eq!(got.len(), want.len(), "{name}: rows of {table} on {r}: {got:?}");
             for (g, w) in got.iter().zip(&want) {

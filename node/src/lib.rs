@@ -117,11 +117,7 @@ impl FromNapiValue for Param {
 }
 
 fn params(p: Option<Vec<Param>>) -> syncline::Result<Vec<Value>> {
-    p.unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| p.0.map_err(|m| invalid(format!("parameter {}: {m}", i + 1))))
-        .collect()
+    p.unwrap_or_default().into_iter().enumerate().map(|(i, p)| p.0.map_err(|m| invalid(format!("parameter {}: {m}", i + 1)))).collect()
 }
 
 fn js_type(env: sys::napi_env, v: sys::napi_value) -> i32 {
@@ -141,8 +137,7 @@ unsafe fn bytes_from_js(env: sys::napi_env, v: sys::napi_value) -> Option<Vec<u8
     let mut data = ptr::null_mut();
     let mut ab = ptr::null_mut();
     let mut offset = 0usize;
-    if unsafe { sys::napi_get_typedarray_info(env, v, &mut kind, &mut len, &mut data, &mut ab, &mut offset) }
-        != sys::Status::napi_ok
+    if unsafe { sys::napi_get_typedarray_info(env, v, &mut kind, &mut len, &mut data, &mut ab, &mut offset) } != sys::Status::napi_ok
         || kind != sys::TypedarrayType::uint8_array
     {
         return None;
@@ -767,7 +762,6 @@ impl Task for ImportTask {
     }
 }
 
-
 #[napi]
 impl SyncEngine {
     /// Open (or create) a database file and install the sync metadata if missing.
@@ -1177,7 +1171,6 @@ impl Task for SyncTask {
         Err(err)
     }
 }
-
 
 pub struct StopTask {
     handle: Option<Arc<syncline::net::SyncHandle>>,

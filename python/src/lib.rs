@@ -11,7 +11,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyByteArray, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple, PyType};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple, PyType};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use syncline as sl;
@@ -21,13 +21,38 @@ use syncline as sl;
 // ---------------------------------------------------------------------------------------------
 
 create_exception!(syncline, SynclineError, PyException, "Base class of every Syncline error; `code` is the stable core error code.");
-create_exception!(syncline, InvalidBundleError, SynclineError, "The bundle is corrupt, truncated, of an unknown version or fails its checksum.");
-create_exception!(syncline, SchemaMismatchError, SynclineError, "A table does not meet the rules for sync, or a bundle's schema differs from the local one.");
+create_exception!(
+    syncline,
+    InvalidBundleError,
+    SynclineError,
+    "The bundle is corrupt, truncated, of an unknown version or fails its checksum."
+);
+create_exception!(
+    syncline,
+    SchemaMismatchError,
+    SynclineError,
+    "A table does not meet the rules for sync, or a bundle's schema differs from the local one."
+);
 create_exception!(syncline, UnknownTableError, SynclineError, "A table named by a call or a bundle is not enabled for sync here.");
 create_exception!(syncline, UnknownColumnError, SynclineError, "A column named by a bundle or a call does not exist in the local table.");
-create_exception!(syncline, ClockDriftError, SynclineError, "A remote stamp lies further in the future than the allowed drift; the bundle was refused.");
-create_exception!(syncline, SiteIdClashError, SynclineError, "Two databases share one site id (a copied file); call reset_site_id() on one of them.");
-create_exception!(syncline, ResolverError, SynclineError, "A custom conflict resolver failed (or none is registered); nothing was applied.");
+create_exception!(
+    syncline,
+    ClockDriftError,
+    SynclineError,
+    "A remote stamp lies further in the future than the allowed drift; the bundle was refused."
+);
+create_exception!(
+    syncline,
+    SiteIdClashError,
+    SynclineError,
+    "Two databases share one site id (a copied file); call reset_site_id() on one of them."
+);
+create_exception!(
+    syncline,
+    ResolverError,
+    SynclineError,
+    "A custom conflict resolver failed (or none is registered); nothing was applied."
+);
 create_exception!(syncline, NotFoundError, SynclineError, "A conflict, peer or row named by a call does not exist.");
 create_exception!(syncline, InvalidArgumentError, SynclineError, "A call's argument is malformed (bad site id, bad strategy name, ...).");
 create_exception!(syncline, ReentrantError, SynclineError, "The engine was called from a callback running inside one of its own calls.");
@@ -91,9 +116,10 @@ impl<'a, 'py> FromPyObject<'a, 'py> for PyValue {
             sl::Value::Null
         } else if obj.is_instance_of::<PyInt>() {
             // bool is an int subclass: True binds as 1, as in the sqlite3 module.
-            sl::Value::Integer(obj.extract::<i64>().map_err(|_| {
-                PyOverflowError::new_err(format!("integer {} does not fit in SQLite's signed 64-bit range", &*obj))
-            })?)
+            sl::Value::Integer(
+                obj.extract::<i64>()
+                    .map_err(|_| PyOverflowError::new_err(format!("integer {} does not fit in SQLite's signed 64-bit range", &*obj)))?,
+            )
         } else if obj.is_instance_of::<PyFloat>() {
             sl::Value::Real(obj.extract::<f64>()?)
         } else if let Ok(s) = obj.cast::<PyString>() {
@@ -385,7 +411,12 @@ struct PeerStatus {
 #[pymethods]
 impl PeerStatus {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("PeerStatus(site_id='{}', version_vector={}, pending={})", self.site_id, self.version_vector.bind(py).repr()?, self.pending))
+        Ok(format!(
+            "PeerStatus(site_id='{}', version_vector={}, pending={})",
+            self.site_id,
+            self.version_vector.bind(py).repr()?,
+            self.pending
+        ))
     }
 }
 
@@ -434,7 +465,9 @@ fn status_to_py(py: Python<'_>, s: &sl::Status) -> PyResult<Status> {
     let peers = s
         .peers
         .iter()
-        .map(|p| Py::new(py, PeerStatus { site_id: p.site_id.to_hex(), version_vector: vv_to_py(py, &p.version_vector)?, pending: p.pending }))
+        .map(|p| {
+            Py::new(py, PeerStatus { site_id: p.site_id.to_hex(), version_vector: vv_to_py(py, &p.version_vector)?, pending: p.pending })
+        })
         .collect::<PyResult<Vec<_>>>()?;
     Ok(Status {
         site_id: s.site_id.to_hex(),
@@ -640,7 +673,13 @@ fn parse_strategy(s: &str) -> PyResult<sl::Strategy> {
 impl Engine {
     #[new]
     #[pyo3(signature = (path, max_drift_ms=None, busy_timeout_ms=None, watch_interval_ms=None))]
-    fn new(py: Python<'_>, path: PathBuf, max_drift_ms: Option<u64>, busy_timeout_ms: Option<u64>, watch_interval_ms: Option<u64>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        max_drift_ms: Option<u64>,
+        busy_timeout_ms: Option<u64>,
+        watch_interval_ms: Option<u64>,
+    ) -> PyResult<Self> {
         let d = sl::Options::default();
         let options = sl::Options {
             max_drift_ms: max_drift_ms.unwrap_or(d.max_drift_ms),
@@ -711,7 +750,12 @@ impl Engine {
     }
 
     #[pyo3(signature = (peer=None, compress=false))]
-    fn generate_bundle<'py>(&self, py: Python<'py>, peer: Option<&Bound<'py, PyAny>>, compress: bool) -> PyResult<(Bound<'py, PyBytes>, BundleStats)> {
+    fn generate_bundle<'py>(
+        &self,
+        py: Python<'py>,
+        peer: Option<&Bound<'py, PyAny>>,
+        compress: bool,
+    ) -> PyResult<(Bound<'py, PyBytes>, BundleStats)> {
         let peer = peer.map(parse_site).transpose()?;
         let (bytes, s) = self.run(py, |e| e.generate_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &mut |_, _| {}))?;
         Ok((PyBytes::new(py, &bytes), BundleStats { rows: s.rows, changes: s.changes, bytes: s.bytes }))
@@ -838,7 +882,11 @@ impl Engine {
         match py.detach(|| f(e)) {
             Ok(r) => Ok(r),
             Err(err) => {
-                let cause = if err.kind() == sl::ErrorKind::Resolver { self.last_error.lock().unwrap_or_else(|p| p.into_inner()).take() } else { None };
+                let cause = if err.kind() == sl::ErrorKind::Resolver {
+                    self.last_error.lock().unwrap_or_else(|p| p.into_inner()).take()
+                } else {
+                    None
+                };
                 let py_err = to_py_err(err);
                 if cause.is_some() {
                     py_err.set_cause(py, cause);
@@ -985,10 +1033,9 @@ impl Drop for SyncHandle {
 
 /// Seconds (a Python float) as a `Duration`; the error is the core's `InvalidArgument`.
 fn seconds(name: &str, v: f64) -> PyResult<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(v)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| to_py_err(sl::Error::new(sl::ErrorKind::InvalidArgument, format!("{name} must be a positive number of seconds, got {v}"))))
+    std::time::Duration::try_from_secs_f64(v).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+        to_py_err(sl::Error::new(sl::ErrorKind::InvalidArgument, format!("{name} must be a positive number of seconds, got {v}")))
+    })
 }
 
 /// Run the `syncline` command line (argv[0] is the program name); returns the exit code.

@@ -68,9 +68,8 @@ impl Tokens {
         if self.is_open() {
             return Ok(None);
         }
-        let token = authorization
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Error::new(ErrorKind::Auth, "missing bearer token"))?;
+        let token =
+            authorization.and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| Error::new(ErrorKind::Auth, "missing bearer token"))?;
         let h = hash(token.trim());
         if self.admitted.contains_key(&h) {
             Ok(Some(h))

@@ -114,7 +114,11 @@ fn run(engine: Arc<SyncEngine>, state: Arc<Shared>, own: SiteId, subscription: O
                     }
                 }
                 s.failures = failures;
-                if failures == 0 { client.options().interval } else { backoff(failures, client.options().max_backoff) }
+                if failures == 0 {
+                    client.options().interval
+                } else {
+                    backoff(failures, client.options().max_backoff)
+                }
             };
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}

@@ -152,7 +152,10 @@ impl SyncClient {
         }
         let info: serde_json::Value = serde_json::from_str(&text).map_err(|e| network(format!("malformed /v1/info answer: {e}")))?;
         if info.get("protocol").and_then(|p| p.as_u64()) != Some(u64::from(PROTOCOL_VERSION)) {
-            return Err(network(format!("the server speaks another protocol version: {}", info.get("protocol").unwrap_or(&serde_json::Value::Null))));
+            return Err(network(format!(
+                "the server speaks another protocol version: {}",
+                info.get("protocol").unwrap_or(&serde_json::Value::Null)
+            )));
         }
         let site: SiteId = info.get("site_id").and_then(|s| s.as_str()).unwrap_or("").parse()?;
         *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(site);
@@ -193,7 +196,8 @@ impl SyncClient {
             if !status.is_success() {
                 return Err(refused(status, &response.text().await.unwrap_or_default()));
             }
-            let header = |name| response.headers().get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(str::to_owned);
+            let header =
+                |name| response.headers().get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(str::to_owned);
             let next_pull = header(CURSOR_HEADER);
             report.server_applied += header(APPLIED_HEADER).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             let body = response.bytes().await.map_err(network)?;

@@ -83,7 +83,15 @@ mod tests {
     }
 
     fn ids(e: &SyncEngine) -> Vec<i64> {
-        e.query("SELECT id FROM todos ORDER BY id", &[]).unwrap().rows.iter().map(|r| match r[0] { Value::Integer(i) => i, _ => -1 }).collect()
+        e.query("SELECT id FROM todos ORDER BY id", &[])
+            .unwrap()
+            .rows
+            .iter()
+            .map(|r| match r[0] {
+                Value::Integer(i) => i,
+                _ => -1,
+            })
+            .collect()
     }
 
     #[test]

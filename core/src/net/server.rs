@@ -264,9 +264,8 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let readers = (0..config.readers.max(1))
-        .map(|_| SyncEngine::open(engine.path(), engine.options().clone()))
-        .collect::<Result<Vec<_>>>()?;
+    let readers =
+        (0..config.readers.max(1)).map(|_| SyncEngine::open(engine.path(), engine.options().clone())).collect::<Result<Vec<_>>>()?;
     let (stop_tx, stopping) = watch::channel(false);
     let shared = Arc::new(Shared {
         devices: Devices::load(&engine)?,
@@ -279,11 +278,7 @@ pub async fn serve(
         notices: broadcast::channel(256).0,
         stopping,
     });
-    let app = Router::new()
-        .route("/v1/info", get(info))
-        .route("/v1/sync", post(sync))
-        .route("/v1/live", get(live))
-        .with_state(shared);
+    let app = Router::new().route("/v1/info", get(info)).route("/v1/sync", post(sync)).route("/v1/live", get(live)).with_state(shared);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
