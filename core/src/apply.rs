@@ -9,6 +9,7 @@ use crate::events::{Change, Event};
 use crate::fold;
 use crate::hlc;
 use crate::meta::{self, SyncedTable, VersionVector};
+use crate::quarantine;
 use crate::schema::quote_ident;
 use crate::site::SiteId;
 use crate::strategy::{CellVersion, ConflictInput, Resolution, Resolver, Strategy};
@@ -33,6 +34,11 @@ pub struct ImportReport {
     pub already_known: u64,
     /// Cells changed concurrently here and at the sender (whatever the strategy decided).
     pub conflicts: u64,
+    /// Changes stamped too far ahead of the local clock: kept in `_syncline_quarantine` and
+    /// applied by the first import after the local clock has caught up.
+    pub quarantined: u64,
+    /// Changes quarantined by earlier imports and applied by this one.
+    pub released: u64,
     /// Changes refused by a local constraint (UNIQUE, CHECK, foreign key, STRICT type); each
     /// refused row is kept in full in `_syncline_rejected`, never dropped silently.
     pub rejected: u64,
@@ -153,10 +159,9 @@ struct Decided<'c> {
     n_changes: u64,
 }
 
-struct Merge<'c, 'a> {
+struct Merge<'c, 'x, 'a> {
     conn: &'c Connection,
-    ctx: ImportContext<'a>,
-    header: bundle::Header,
+    ctx: &'x mut ImportContext<'a>,
     targets: Vec<Rc<Target<'c>>>,
     /// Bundle site index to local ordinal.
     site_map: Vec<i64>,
@@ -165,7 +170,12 @@ struct Merge<'c, 'a> {
     sender_vv: VersionVector,
     local_vv: VersionVector,
     local_ord: i64,
-    local_top: u64,
+    /// Rows with a stamp beyond this one are quarantined (spec/merge-rules.md §5a).
+    drift_limit: u64,
+    /// Rows with a stamp beyond this one are rejected (§5a).
+    horizon: u64,
+    /// Per origin site, the newest stamp this bundle carried (quarantined rows aside).
+    carried: VersionVector,
     open: OpenConflicts,
     report: ImportReport,
     events: Vec<Event>,
@@ -173,38 +183,52 @@ struct Merge<'c, 'a> {
     refused: Vec<(Decided<'c>, String)>,
 }
 
-/// Import a bundle; returns the report and the events to deliver after commit.
-pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>) -> Result<(ImportReport, Vec<Event>)> {
-    let decoded = bundle::decode(bytes)?;
-    let sender = decoded.header.sender()?;
-    let sender_wire_vv = bundle::vv_from_wire(&decoded.header.vv)?;
-    let base_wire = bundle::vv_from_wire(&decoded.header.base)?;
-    if decoded.header.min_hlc > decoded.header.max_hlc && decoded.header.rows > 0 {
-        return Err(Error::invalid_bundle("header HLC range is inverted"));
-    }
-
+/// Import a bundle; returns the report and the events to deliver after commit. Rows that an
+/// earlier import quarantined and that the local clock has caught up with are applied first.
+pub(crate) fn import(conn: &mut Connection, bytes: &[u8], mut ctx: ImportContext<'_>) -> Result<(ImportReport, Vec<Event>)> {
+    let mut decoded = bundle::decode(bytes)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Local writes made before this import are stamped before it (they happened before), and
     // the conflict check below sees them.
     let mut events = fold::fold(&tx, ctx.want_events)?;
-    // Quarantine: a stamp too far ahead of our wall clock refuses the whole bundle.
-    let now = meta::now_ms(&tx)?;
-    let newest = sender_wire_vv.iter().map(|(_, h)| *h).chain([decoded.header.max_hlc]).max().unwrap_or(0);
-    if let Some(ahead) = hlc::drift_excess(newest, now, ctx.max_drift_ms) {
+    let limit = drift_limit(&tx, ctx.max_drift_ms)?;
+    let mut released = 0;
+    for (id, held) in quarantine::due(&tx, limit)? {
+        let mut d = bundle::decode(&held)?;
+        let (r, ev) = merge(&tx, &mut d, &mut ctx, limit)?;
+        quarantine::remove(&tx, id)?;
+        released += r.applied + r.already_known + r.rejected;
+        events.extend(ev);
+    }
+    let (mut report, ev) = merge(&tx, &mut decoded, &mut ctx, limit)?;
+    report.released = released;
+    events.extend(ev);
+    tx.commit()?;
+    Ok((report, events))
+}
+
+/// The newest stamp an import accepts now: `max_drift_ms` ahead of the local wall clock.
+fn drift_limit(conn: &Connection, max_drift_ms: u64) -> Result<u64> {
+    let ms = meta::now_ms(conn)?.saturating_add(max_drift_ms).min(hlc::MAX_MILLIS);
+    Ok(hlc::pack(ms, u16::MAX))
+}
+
+/// Merge one decoded bundle inside the import's transaction.
+fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>, limit: u64) -> Result<(ImportReport, Vec<Event>)> {
+    let sender = decoded.header.sender()?;
+    let sender_wire_vv = bundle::vv_from_wire(&decoded.header.vv)?;
+    let base_wire = bundle::vv_from_wire(&decoded.header.base)?;
+    let local_site = meta::local_site(tx)?;
+    if sender == local_site {
         return Err(Error::new(
-            ErrorKind::ClockDrift,
+            ErrorKind::SiteIdClash,
             format!(
-                "bundle from peer {sender} quarantined: its stamps run {ahead} ms ahead of the local clock \
-                 (max drift {} ms); nothing was applied and the local clock was not advanced",
-                ctx.max_drift_ms
+                "the bundle names this replica ({sender}) as its sender: a replica never imports its own bundles, \
+                 and another database sharing this site id must call reset_site_id"
             ),
         ));
     }
-
-    // Receive rule before the merge: a value a strategy writes during this import must be
-    // stamped after every remote stamp it settles.
-    meta::observe(&tx, newest)?;
-    let synced = meta::synced_tables(&tx)?;
+    let synced = meta::synced_tables(tx)?;
     let mut mapped = Vec::with_capacity(decoded.tables.len());
     for bundle::TableDict(name, pk, cols) in &decoded.tables {
         let meta = synced.get(name).ok_or_else(|| {
@@ -227,37 +251,27 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
         mapped.push((meta.clone(), map));
     }
 
-    let site_map = decoded.sites.iter().map(|s| meta::site_ord(&tx, s)).collect::<Result<Vec<_>>>()?;
+    let site_map = decoded.sites.iter().map(|s| meta::site_ord(tx, s)).collect::<Result<Vec<_>>>()?;
     let mut sender_vv = VersionVector::new();
     for (s, h) in &sender_wire_vv {
-        sender_vv.insert(meta::site_ord(&tx, s)?, *h);
+        sender_vv.insert(meta::site_ord(tx, s)?, *h);
     }
-    let clock = meta::clock(&tx)?;
-    let local_site = meta::local_site(&tx)?;
-    if sender == local_site {
-        if let Some(h) = sender_wire_vv.iter().find(|(s, _)| *s == local_site).map(|(_, h)| *h) {
-            if h > clock.local {
-                return Err(site_clash(&sender));
-            }
-        }
-    }
-    let local_vv = meta::local_vv(&tx)?;
+    let clock = meta::clock(tx)?;
+    let local_vv = meta::local_vv(tx)?;
     let base_covered = base_wire.iter().all(|(s, h)| {
         let ord = site_map.iter().zip(&decoded.sites).find(|(_, id)| *id == s).map(|(o, _)| *o);
-        let ord = ord.or_else(|| crate::export::find_site(&tx, s).ok().flatten());
+        let ord = ord.or_else(|| crate::export::find_site(tx, s).ok().flatten());
         ord.map(|o| local_vv.get(&o).copied().unwrap_or(0)).unwrap_or(0) >= *h
     });
 
-    let site_ids = meta::sites(&tx)?;
-    let open = conflict::open_cells(&tx)?;
-    let (report, remote_events) = {
-        let conn: &Connection = &tx;
-        let quiet = CaptureOff::new(conn)?;
-        let targets = mapped.into_iter().map(|(meta, map)| Target::new(conn, meta, map).map(Rc::new)).collect::<Result<Vec<_>>>()?;
+    let site_ids = meta::sites(tx)?;
+    let open = conflict::open_cells(tx)?;
+    let (report, events, carried) = {
+        let quiet = CaptureOff::new(tx)?;
+        let targets = mapped.into_iter().map(|(meta, map)| Target::new(tx, meta, map).map(Rc::new)).collect::<Result<Vec<_>>>()?;
         let mut m = Merge {
-            conn,
+            conn: tx,
             ctx,
-            header: decoded.header.clone(),
             targets,
             site_map,
             site_ids,
@@ -265,30 +279,38 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], ctx: ImportContext<'_>
             sender_vv,
             local_vv,
             local_ord: clock.site_ord,
-            local_top: clock.local,
+            drift_limit: limit,
+            horizon: hlc::pack(hlc::millis(limit).saturating_add(quarantine::HORIZON_MS).min(hlc::MAX_MILLIS), u16::MAX),
+            carried: VersionVector::new(),
             open,
             report: ImportReport { sender: Some(sender), rows: decoded.row_count(), ..Default::default() },
             events: Vec::new(),
             refused: Vec::new(),
         };
-        m.apply_rows(&decoded)?;
+        m.apply_rows(decoded)?;
+        // Receive rule: the clock moves past every stamp received (quarantined ones aside).
+        meta::observe(tx, m.carried.values().copied().max().unwrap_or(0))?;
         quiet.restore()?;
-        (m.report, m.events)
+        (m.report, m.events, m.carried)
     };
     // Remote applies are not local writes: forget what the capture triggers queued for them.
-    fold::discard(&tx)?;
-    events.extend(remote_events);
+    fold::discard(tx)?;
 
-    let peer_ord = meta::site_ord(&tx, &sender)?;
-    let wire_vv: VersionVector = sender_wire_vv.iter().map(|(s, h)| Ok((meta::site_ord(&tx, s)?, *h))).collect::<Result<_>>()?;
-    meta::raise_peer_vv(&tx, peer_ord, &wire_vv)?;
+    let peer_ord = meta::site_ord(tx, &sender)?;
+    let wire_vv: VersionVector = sender_wire_vv.iter().map(|(s, h)| Ok((meta::site_ord(tx, s)?, *h))).collect::<Result<_>>()?;
+    meta::raise_peer_vv(tx, peer_ord, &wire_vv)?;
+    let held = meta::raise_held(tx, &carried)?;
     if base_covered {
-        // The sender sent everything it had beyond our base, so we now cover its vector.
-        let own = meta::clock(&tx)?.site_ord;
-        let others: VersionVector = wire_vv.into_iter().filter(|(o, _)| *o != own).collect();
-        meta::raise_local_vv(&tx, &others)?;
+        // The sender sent everything it had beyond our base. Its vector is a claim, though:
+        // each entry is adopted only as far as changes of that site were really received
+        // (in this bundle or before), so no forged claim can make this replica skip a change.
+        let others: VersionVector = wire_vv
+            .into_iter()
+            .filter(|(o, _)| *o != clock.site_ord)
+            .filter_map(|(o, h)| held.get(&o).map(|got| (o, h.min(*got))))
+            .collect();
+        meta::raise_local_vv(tx, &others)?;
     }
-    tx.commit()?;
     Ok((report, events))
 }
 
@@ -340,13 +362,14 @@ fn site_clash(site: &SiteId) -> Error {
     Error::new(
         ErrorKind::SiteIdClash,
         format!(
-            "the bundle carries changes stamped with this replica's own site id {site} that this replica never made: \
-             two databases share one site id (a copied file?); call reset_site_id on one of them"
+            "the bundle carries changes stamped with this replica's own site id {site} that this replica never made \
+             (a forged bundle, or two databases sharing one site id after a file copy: call reset_site_id on one of them); \
+             nothing was applied"
         ),
     )
 }
 
-impl<'c> Merge<'c, '_> {
+impl<'c> Merge<'c, '_, '_> {
     fn site_bytes(&self, ord: i64) -> [u8; 16] {
         self.site_ids.get(&ord).map(|s| s.0).unwrap_or([0; 16])
     }
@@ -356,11 +379,25 @@ impl<'c> Merge<'c, '_> {
         (a.hlc, self.site_bytes(a.site)) > (b.hlc, self.site_bytes(b.site))
     }
 
-    fn apply_rows(&mut self, decoded: &Decoded) -> Result<()> {
+    fn apply_rows(&mut self, decoded: &mut Decoded<'_>) -> Result<()> {
         let total = decoded.row_count();
+        let (header, dict, sites) = (decoded.header.clone(), decoded.tables.clone(), decoded.sites.clone());
         for (i, row) in decoded.rows().enumerate() {
             let row = row?;
-            self.apply_row(row)?;
+            let newest = row.cells.iter().map(|c| c.hlc).fold(row.hlc, u64::max);
+            if row.cl > bundle::MAX_CL {
+                let reason = format!("causal length {} exceeds 2^62 (a forged or corrupt row)", row.cl);
+                self.reject_row(row, reason)?;
+            } else if newest > self.horizon {
+                // Beyond any drift a clock recovers from by itself: kept for inspection only.
+                self.reject_far_ahead(row, newest)?;
+            } else if newest > self.drift_limit {
+                // Ahead of our clock: kept aside, applied once the clock catches up.
+                self.report.quarantined += 1 + row.cells.len() as u64;
+                quarantine::store(self.conn, &header, &dict[row.table as usize], &sites, row)?;
+            } else {
+                self.apply_row(row)?;
+            }
             if i % 4096 == 4095 {
                 (self.ctx.progress)(i as u64 + 1, total);
             }
@@ -370,14 +407,50 @@ impl<'c> Merge<'c, '_> {
         Ok(())
     }
 
-    fn check_stamp(&self, hlc: u64) -> Result<()> {
-        if hlc < self.header.min_hlc || hlc > self.header.max_hlc {
-            return Err(Error::invalid_bundle(format!(
-                "stamp {hlc} lies outside the header's range {}..={}",
-                self.header.min_hlc, self.header.max_hlc
-            )));
+    /// A change stamped with this replica's own site id is one it made, so the replica holds
+    /// it or something newer. One that would win against the local state was never made here:
+    /// a forgery, or a second database with this site id.
+    fn check_own_stamps(&self, local: Option<&Shadow>, cl: u64, row: Stamp, cells: &[(usize, Value, Stamp)]) -> Result<()> {
+        let own = |s: &Stamp| s.site == self.local_ord;
+        if !own(&row) && !cells.iter().any(|c| own(&c.2)) {
+            return Ok(());
         }
-        Ok(())
+        let held = local.is_some_and(|l| {
+            cl < l.cl
+                || (cl == l.cl
+                    && (!own(&row) || !self.newer(row, l.rh))
+                    && cells.iter().filter(|c| own(&c.2)).all(|(col, _, s)| l.cells[*col].is_some_and(|h| !self.newer(*s, h))))
+        });
+        if held {
+            Ok(())
+        } else {
+            Err(site_clash(&self.site_ids[&self.local_ord]))
+        }
+    }
+
+    /// A row stamped beyond the quarantine horizon is rejected (kept in `_syncline_rejected`):
+    /// its sender's clock is broken, and it must recover (`reset_site_id`) and send it again.
+    fn reject_far_ahead(&mut self, row: WireRow, newest: u64) -> Result<()> {
+        let ahead = hlc::millis(newest).saturating_sub(hlc::millis(self.drift_limit)) + self.ctx.max_drift_ms;
+        let reason = format!(
+            "ClockDrift: stamped {ahead} ms ahead of this replica's clock (rows up to {} ms ahead wait in quarantine); \
+             the sender must correct its clock and call reset_site_id, which sends its changes again",
+            quarantine::HORIZON_MS
+        );
+        self.reject_row(row, reason)
+    }
+
+    /// Reject a whole row entry before merging it (kept in `_syncline_rejected`).
+    fn reject_row(&mut self, row: WireRow, reason: String) -> Result<()> {
+        let target = self.targets[row.table as usize].clone();
+        let cells: Vec<(usize, Value)> = row.cells.into_iter().map(|c| (target.cols[c.col as usize], c.value)).collect();
+        let n = 1 + cells.len() as u64;
+        self.reject(&target.meta, &row.pk, &cells, reason, n)
+    }
+
+    fn note_carried(&mut self, s: Stamp) {
+        let e = self.carried.entry(s.site).or_insert(0);
+        *e = (*e).max(s.hlc);
     }
 
     fn read_shadow(&self, target: &Target, pk: &[Value]) -> Result<Option<Shadow>> {
@@ -408,10 +481,6 @@ impl<'c> Merge<'c, '_> {
     }
 
     fn apply_row(&mut self, row: WireRow) -> Result<()> {
-        self.check_stamp(row.hlc)?;
-        for c in &row.cells {
-            self.check_stamp(c.hlc)?;
-        }
         let target = self.targets[row.table as usize].clone();
         let t = &target.meta;
         let n_changes = 1 + row.cells.len() as u64;
@@ -421,13 +490,12 @@ impl<'c> Merge<'c, '_> {
             .into_iter()
             .map(|c| (target.cols[c.col as usize], c.value, Stamp { hlc: c.hlc, site: self.site_map[c.site as usize] }))
             .collect();
-        for s in cells.iter().map(|c| &c.2).chain([&remote_row]) {
-            if s.site == self.local_ord && s.hlc > self.local_top {
-                return Err(site_clash(&self.site_ids[&self.local_ord]));
-            }
-        }
         let pk = row.pk;
         let local = if target.was_empty { None } else { self.read_shadow(&target, &pk)? };
+        self.check_own_stamps(local.as_ref(), row.cl, remote_row, &cells)?;
+        for s in cells.iter().map(|c| c.2).chain([remote_row]) {
+            self.note_carried(s);
+        }
         let local_cl = local.as_ref().map(|l| l.cl).unwrap_or(0);
 
         if row.cl < local_cl {
@@ -467,8 +535,9 @@ impl<'c> Merge<'c, '_> {
                 }
                 CellOutcome::Write(v) => {
                     applied += 1;
+                    // Receive rule first: the new value is stamped after every remote stamp it settles.
+                    meta::observe(self.conn, self.carried.values().copied().max().unwrap_or(0))?;
                     let stamp = Stamp { hlc: meta::tick(self.conn)?, site: self.local_ord };
-                    self.local_top = stamp.hlc;
                     state.cells[col] = Some(stamp);
                     winners.push((col, v));
                 }
@@ -555,7 +624,9 @@ impl<'c> Merge<'c, '_> {
             // The same op id must carry the same value.
             let current = self.cached_value(target, pk, col, local_values)?;
             if let Some(v) = current {
-                if !v.same_as(value) {
+                // A value this replica's column affinity converted (say text '5' to integer
+                // 5) is the same change relayed back, not a clash.
+                if !v.same_as(value) && !coerced_equal(self.conn, t, col, &v, value)? {
                     return Err(Error::new(
                         ErrorKind::SiteIdClash,
                         format!(
@@ -676,7 +747,8 @@ impl<'c> Merge<'c, '_> {
                 }
                 Ok(None)
             }
-            Err(rusqlite::Error::SqliteFailure(e, msg)) if e.code == ErrorCode::ConstraintViolation => {
+            // A constraint, or a key of the wrong type for an INTEGER PRIMARY KEY.
+            Err(rusqlite::Error::SqliteFailure(e, msg)) if matches!(e.code, ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch) => {
                 if savepoint {
                     conn.execute_batch("ROLLBACK TO syncline_row; RELEASE syncline_row")?;
                 }
@@ -748,6 +820,25 @@ impl<'c> Merge<'c, '_> {
         }
         Ok(())
     }
+}
+
+/// Whether storing `remote` in column `col` of the local table gives `held`: the value differs
+/// only by the conversion the column's type affinity applies (replicas' schemas may declare
+/// different types for one column). Asked of SQLite itself, through a temporary table whose
+/// one column has that affinity.
+fn coerced_equal(conn: &Connection, t: &SyncedTable, col: usize, held: &Value, remote: &Value) -> Result<bool> {
+    let affinity: String = conn
+        .prepare_cached("SELECT affinity FROM _syncline_columns WHERE tbl = ?1 AND is_pk = 0 AND ord = ?2")?
+        .query_row(rusqlite::params![t.id, col as i64], |r| r.get(0))?;
+    let decl = match affinity.as_str() {
+        "INTEGER" | "TEXT" | "REAL" | "NUMERIC" => affinity.as_str(),
+        _ => return Ok(false),
+    };
+    conn.execute_batch(&format!("CREATE TEMP TABLE IF NOT EXISTS _syncline_coerce_{decl}(v {decl}); DELETE FROM _syncline_coerce_{decl}"))?;
+    conn.execute(&format!("INSERT INTO _syncline_coerce_{decl}(v) VALUES (?1)"), [remote])?;
+    let stored: Value = conn.query_row(&format!("SELECT v FROM _syncline_coerce_{decl}"), [], |r| r.get(0))?;
+    conn.execute(&format!("DELETE FROM _syncline_coerce_{decl}"), [])?;
+    Ok(stored.same_as(held))
 }
 
 fn meta_ord(sites: &BTreeMap<i64, SiteId>, id: &SiteId) -> i64 {

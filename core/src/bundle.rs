@@ -24,6 +24,14 @@ pub const FLAG_DEFLATE: u16 = 1;
 pub const FLAGS_RESERVED: u16 = !FLAG_DEFLATE;
 /// Largest body, compressed or not, that a reader accepts (1 GiB).
 pub const MAX_BODY: u64 = 1 << 30;
+/// Largest causal length a receiver adopts (2^62): far beyond any number of deletes and
+/// re-inserts, with room for every local one after it, so a row's causal length always stays
+/// a SQLite integer. A bundle may carry up to 2^63 - 1; a row beyond 2^62 is rejected (kept in
+/// `_syncline_rejected`) and the rest of its bundle applies.
+pub const MAX_CL: u64 = 1 << 62;
+/// Largest stamp, version-vector entry or stamp bound a bundle may carry (2^63 - 1): stamps
+/// are stored as SQLite integers.
+pub const MAX_STAMP: u64 = i64::MAX as u64;
 const PREFIX: usize = 8 + 2 + 2 + 4;
 const CHECKSUM: usize = 32;
 
@@ -43,6 +51,9 @@ pub struct Header {
     pub changes: u64,
     pub min_hlc: u64,
     pub max_hlc: u64,
+    /// For a compressed body: its size once inflated (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inflated: Option<u64>,
 }
 
 /// One version-vector entry: (site id, newest stamp covered).
@@ -195,9 +206,8 @@ pub fn canonical_key(row: &WireRow) -> (u32, Vec<u8>) {
     (row.table, rmp_serde::to_vec(&row.pk).expect("values encode"))
 }
 
-/// Encode a bundle.
+/// Encode a bundle (the header's `inflated` is set here: the body's size when compressed).
 pub fn encode(c: &Contents, compress: bool) -> Vec<u8> {
-    let header = rmp_serde::to_vec_named(&c.header).expect("header encodes");
     let mut body = Vec::with_capacity(64 + c.rows.len() * 128);
     rmp::encode::write_array_len(&mut body, 3).expect("vec write");
     body.extend(rmp_serde::to_vec(&c.tables).expect("dictionary encodes"));
@@ -207,6 +217,8 @@ pub fn encode(c: &Contents, compress: bool) -> Vec<u8> {
     for row in &c.rows {
         rmp_serde::encode::write(&mut body, &RowOut(row, c.header.min_hlc)).expect("row encodes");
     }
+    let header = Header { inflated: compress.then_some(body.len() as u64), ..c.header.clone() };
+    let header = rmp_serde::to_vec_named(&header).expect("header encodes");
     let body = if compress {
         use std::io::Write;
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
@@ -228,13 +240,145 @@ pub fn encode(c: &Contents, compress: bool) -> Vec<u8> {
     out
 }
 
-/// A verified bundle: header and dictionary decoded, rows still encoded.
-pub struct Decoded {
+/// What a reader accepts beyond the format's own rules (spec/bundle-format.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes a compressed body may inflate to (at most the header's `inflated`, when
+    /// declared). Default [`MAX_BODY`].
+    pub max_inflated: u64,
+    /// Most bytes one item of the body (a row entry, or a dictionary) may take once inflated;
+    /// this bounds the memory a compressed body needs. Default 256 MiB.
+    pub max_item: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_inflated: MAX_BODY, max_item: 256 << 20 }
+    }
+}
+
+/// The body's bytes: borrowed as they are, or inflated a bounded window at a time.
+enum Body<'a> {
+    Plain(&'a [u8]),
+    Inflating(Box<Inflater<'a>>),
+}
+
+/// A zlib stream read incrementally into a window that holds the item being decoded.
+struct Inflater<'a> {
+    z: flate2::read::ZlibDecoder<&'a [u8]>,
+    compressed: u64,
+    window: Vec<u8>,
+    start: usize,
+    eof: bool,
+    inflated: u64,
+    limit: u64,
+    max_item: usize,
+}
+
+impl Inflater<'_> {
+    /// Inflate more: at least as much again as the window holds (so an item of n bytes is
+    /// parsed O(log n) times), never past the limits.
+    fn fill(&mut self) -> Result<()> {
+        if self.start > 0 {
+            self.window.drain(..self.start);
+            self.start = 0;
+        }
+        if self.window.len() >= self.max_item {
+            return Err(Error::invalid_bundle(format!("an item of the body exceeds the limit of {} bytes", self.max_item)));
+        }
+        let want = self.window.len().max(64 << 10).min(self.max_item - self.window.len());
+        let old = self.window.len();
+        self.window.resize(old + want, 0);
+        let mut got = 0;
+        while got < want {
+            match self.z.read(&mut self.window[old + got..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => got += n,
+                Err(e) => return Err(Error::invalid_bundle(format!("compressed body is corrupt: {e}"))),
+            }
+        }
+        self.window.truncate(old + got);
+        self.inflated += got as u64;
+        if self.inflated > self.limit {
+            return Err(Error::invalid_bundle(format!("the compressed body inflates beyond {} bytes", self.limit)));
+        }
+        if self.eof && self.z.total_in() != self.compressed {
+            return Err(Error::invalid_bundle("bytes follow the end of the compressed body (not canonical)"));
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Body<'a> {
+    /// Decode one item from the front with `parse`, which must consume exactly the item and
+    /// may look at its raw bytes (the canonical check). More of a compressed body is inflated
+    /// until the item parses or the body ends.
+    fn item<T>(&mut self, mut parse: impl FnMut(&mut &[u8]) -> Result<T>) -> Result<T> {
+        match self {
+            Body::Plain(rest) => parse(rest),
+            Body::Inflating(z) => loop {
+                let mut rd: &[u8] = &z.window[z.start..];
+                let before = rd.len();
+                match parse(&mut rd) {
+                    Ok(v) => {
+                        z.start += before - rd.len();
+                        return Ok(v);
+                    }
+                    Err(e) if z.eof => return Err(e),
+                    Err(_) => z.fill()?,
+                }
+            },
+        }
+    }
+
+    /// True when every byte of the body was decoded.
+    fn finished(&mut self) -> Result<bool> {
+        match self {
+            Body::Plain(rest) => Ok(rest.is_empty()),
+            Body::Inflating(z) => {
+                if z.start == z.window.len() && !z.eof {
+                    z.fill()?;
+                }
+                Ok(z.eof && z.start == z.window.len())
+            }
+        }
+    }
+}
+
+/// Parse one MessagePack item with `f` and check that its bytes are exactly what encoding
+/// the result gives back: the format admits one encoding of each bundle (§5).
+fn canonical<T>(rd: &mut &[u8], f: impl FnOnce(&mut &[u8]) -> Result<T>, encode: impl FnOnce(&T) -> Vec<u8>) -> Result<T> {
+    let all: &[u8] = rd;
+    let v = f(rd)?;
+    let raw = &all[..all.len() - rd.len()];
+    if encode(&v) != raw {
+        return Err(Error::invalid_bundle("an item of the body is not in its canonical encoding"));
+    }
+    Ok(v)
+}
+
+fn array_len(rd: &mut &[u8]) -> Result<u32> {
+    canonical(
+        rd,
+        |rd| rmp::decode::read_array_len(rd).map_err(msgpack_err),
+        |n| {
+            let mut out = Vec::with_capacity(5);
+            rmp::encode::write_array_len(&mut out, *n).expect("vec write");
+            out
+        },
+    )
+}
+
+/// A verified bundle: frame, checksum, header and dictionaries checked; rows are decoded one
+/// at a time by [`Decoded::rows`].
+pub struct Decoded<'a> {
     pub header: Header,
     pub tables: Vec<TableDict>,
     pub sites: Vec<SiteId>,
-    body: Vec<u8>,
-    rows_at: usize,
+    body: Body<'a>,
     nrows: u64,
 }
 
@@ -247,8 +391,13 @@ fn take<'a>(bytes: &'a [u8], at: &mut usize, n: usize, what: &str) -> Result<&'a
     Ok(s)
 }
 
-/// Verify the frame and checksum and decode header and dictionary.
-pub fn decode(bytes: &[u8]) -> Result<Decoded> {
+/// Verify the frame and checksum and decode header and dictionaries, with default limits.
+pub fn decode(bytes: &[u8]) -> Result<Decoded<'_>> {
+    decode_with(bytes, Limits::default())
+}
+
+/// [`decode`] with explicit limits.
+pub fn decode_with(bytes: &[u8], limits: Limits) -> Result<Decoded<'_>> {
     let mut at = 0;
     if take(bytes, &mut at, 8, "magic")? != MAGIC {
         return Err(Error::invalid_bundle("not a Syncline bundle (wrong magic bytes)"));
@@ -279,108 +428,243 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded> {
         return Err(Error::invalid_bundle("checksum mismatch: the bundle is corrupt"));
     }
     let header: Header = rmp_serde::from_slice(header_bytes).map_err(msgpack_err)?;
-    let body = if flags & FLAG_DEFLATE != 0 {
-        let mut out = Vec::new();
-        flate2::read::ZlibDecoder::new(body)
-            .take(MAX_BODY + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| Error::invalid_bundle(format!("compressed body is corrupt: {e}")))?;
-        if out.len() as u64 > MAX_BODY {
-            return Err(Error::invalid_bundle("decompressed body exceeds the size limit"));
+    if rmp_serde::to_vec_named(&header).expect("header encodes") != header_bytes {
+        return Err(Error::invalid_bundle("the header is not in its canonical encoding (unknown keys, order or widths)"));
+    }
+    header.check()?;
+    let compressed = flags & FLAG_DEFLATE != 0;
+    if !compressed && header.inflated.is_some() {
+        return Err(Error::invalid_bundle("the header declares an inflated size for a body that is not compressed"));
+    }
+    let mut body = if compressed {
+        let limit = header.inflated.map_or(limits.max_inflated, |d| d.min(limits.max_inflated));
+        if header.inflated.is_some_and(|d| d > limits.max_inflated) {
+            return Err(Error::invalid_bundle(format!(
+                "the body declares {} bytes inflated, the limit is {}",
+                header.inflated.unwrap_or(0),
+                limits.max_inflated
+            )));
         }
-        out
+        Body::Inflating(Box::new(Inflater {
+            z: flate2::read::ZlibDecoder::new(body),
+            compressed: blen,
+            window: Vec::new(),
+            start: 0,
+            eof: false,
+            inflated: 0,
+            limit,
+            max_item: limits.max_item,
+        }))
     } else {
-        body.to_vec()
+        Body::Plain(body)
     };
-    let mut rd: &[u8] = &body;
-    let parts = rmp::decode::read_array_len(&mut rd).map_err(msgpack_err)?;
+    let parts = body.item(array_len)?;
     if parts != 3 {
         return Err(Error::invalid_bundle(format!("body has {parts} parts, expected 3")));
     }
-    let tables: Vec<TableDict> = rmp_serde::from_read(&mut rd).map_err(msgpack_err)?;
-    let raw_sites: Vec<serde_bytes::ByteBuf> = rmp_serde::from_read(&mut rd).map_err(msgpack_err)?;
+    let tables: Vec<TableDict> =
+        body.item(|rd| canonical(rd, |rd| rmp_serde::from_read(rd).map_err(msgpack_err), |t| rmp_serde::to_vec(t).expect("encodes")))?;
+    let raw_sites: Vec<serde_bytes::ByteBuf> =
+        body.item(|rd| canonical(rd, |rd| rmp_serde::from_read(rd).map_err(msgpack_err), |t| rmp_serde::to_vec(t).expect("encodes")))?;
     let sites = raw_sites
         .iter()
         .map(|s| SiteId::from_slice(s).map_err(|_| Error::invalid_bundle("site dictionary entry is not 16 bytes")))
         .collect::<Result<Vec<_>>>()?;
-    let nrows = u64::from(rmp::decode::read_array_len(&mut rd).map_err(msgpack_err)?);
+    if sites.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Error::invalid_bundle("the site dictionary is not sorted, or repeats a site"));
+    }
+    if tables.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(Error::invalid_bundle("the table dictionary is not sorted by name, or repeats a table"));
+    }
+    for TableDict(name, pk, cols) in &tables {
+        if pk.is_empty() {
+            return Err(Error::invalid_bundle(format!("table {name:?} of the dictionary has no key columns")));
+        }
+        if cols.windows(2).any(|w| w[0] >= w[1]) || cols.iter().any(|c| pk.contains(c)) {
+            return Err(Error::invalid_bundle(format!("the columns of table {name:?} are not sorted, or repeat a column")));
+        }
+    }
+    let nrows = u64::from(body.item(array_len)?);
     if nrows != header.rows {
         return Err(Error::invalid_bundle(format!("header announces {} rows, body holds {nrows}", header.rows)));
     }
     if schema_fingerprint(&tables) != header.schema {
         return Err(Error::invalid_bundle("schema fingerprint does not match the table dictionary"));
     }
-    let rows_at = body.len() - rd.len();
-    Ok(Decoded { header, tables, sites, body, rows_at, nrows })
+    Ok(Decoded { header, tables, sites, body, nrows })
 }
 
-impl Decoded {
+impl Header {
+    /// The range rules of §2: every number fits where the receiver stores it.
+    fn check(&self) -> Result<()> {
+        for VvEntry(_, h) in self.vv.iter().chain(&self.base) {
+            check_stamp_range(*h, "a version-vector entry")?;
+        }
+        check_stamp_range(self.min_hlc, "min_hlc")?;
+        check_stamp_range(self.max_hlc, "max_hlc")?;
+        if self.rows == 0 && (self.min_hlc != 0 || self.max_hlc != 0 || self.changes != 0) {
+            return Err(Error::invalid_bundle("a bundle without rows must have changes, min_hlc and max_hlc 0"));
+        }
+        if self.min_hlc > self.max_hlc {
+            return Err(Error::invalid_bundle("header HLC range is inverted"));
+        }
+        Ok(())
+    }
+}
+
+/// Stamps are stored as SQLite integers: at most 2^63 - 1 (spec/bundle-format.md §2).
+fn check_stamp_range(h: u64, what: &str) -> Result<()> {
+    if h > MAX_STAMP {
+        return Err(Error::invalid_bundle(format!("{what} {h} exceeds the largest stamp 2^63-1")));
+    }
+    Ok(())
+}
+
+/// What the rows of a bundle add up to; checked against the header when the last row is read.
+#[derive(Default)]
+struct Tally {
+    changes: u64,
+    min_hlc: Option<u64>,
+    max_hlc: u64,
+    last_key: Option<(u32, Vec<u8>)>,
+}
+
+impl<'a> Decoded<'a> {
     pub fn row_count(&self) -> u64 {
         self.nrows
     }
 
-    /// The rows, decoded one at a time, with indices checked against the dictionaries.
-    pub fn rows(&self) -> impl Iterator<Item = Result<WireRow>> + '_ {
-        let mut rd: &[u8] = &self.body[self.rows_at..];
+    /// The rows, decoded one at a time and checked against the dictionaries, the canonical
+    /// order and encoding, and (after the last) the header's counts and stamp range.
+    pub fn rows(&mut self) -> impl Iterator<Item = Result<WireRow>> + use<'_, 'a> {
         let mut left = self.nrows;
+        let mut tally = Tally::default();
+        let mut failed = false;
+        let mut done = false;
         std::iter::from_fn(move || {
-            if left == 0 {
-                return (!rd.is_empty()).then(|| Err(Error::invalid_bundle(format!("{} bytes after the last row", rd.len()))));
+            if failed || done {
+                return None;
             }
-            left -= 1;
-            Some(self.read_row(&mut rd))
+            let next = if left == 0 {
+                done = true;
+                match self.finish(&tally) {
+                    Ok(()) => return None,
+                    Err(e) => Err(e),
+                }
+            } else {
+                left -= 1;
+                self.next_row(&mut tally)
+            };
+            failed = next.is_err();
+            Some(next)
         })
     }
 
-    fn read_row(&self, rd: &mut &[u8]) -> Result<WireRow> {
-        let RowIn { table, pk, cl, offset, site, cells } = rmp_serde::from_read(&mut *rd).map_err(msgpack_err)?;
-        let dict = self
-            .tables
-            .get(table as usize)
-            .ok_or_else(|| Error::invalid_bundle(format!("row names table #{table}, the dictionary has {}", self.tables.len())))?;
-        if pk.len() != dict.1.len() {
+    fn next_row(&mut self, tally: &mut Tally) -> Result<WireRow> {
+        let Decoded { header, tables, sites, body, .. } = self;
+        let mut encoded = Vec::new();
+        let row = body.item(|rd| {
+            let all: &[u8] = rd;
+            let raw: RowIn = rmp_serde::from_read(&mut *rd).map_err(msgpack_err)?;
+            let row = resolve_row(header, tables, sites, raw)?;
+            encoded.clear();
+            rmp_serde::encode::write(&mut encoded, &RowOut(&row, header.min_hlc)).expect("row encodes");
+            if encoded[..] != all[..all.len() - rd.len()] {
+                return Err(Error::invalid_bundle("a row entry is not in its canonical encoding"));
+            }
+            Ok(row)
+        })?;
+        let key = canonical_key(&row);
+        if tally.last_key.as_ref().is_some_and(|k| *k >= key) {
+            return Err(Error::invalid_bundle(if tally.last_key.as_ref() == Some(&key) {
+                "a row appears twice in the bundle".to_owned()
+            } else {
+                "rows are not in canonical order".to_owned()
+            }));
+        }
+        tally.last_key = Some(key);
+        tally.changes += 1 + row.cells.len() as u64;
+        for h in std::iter::once(row.hlc).chain(row.cells.iter().map(|c| c.hlc)) {
+            tally.min_hlc = Some(tally.min_hlc.map_or(h, |m| m.min(h)));
+            tally.max_hlc = tally.max_hlc.max(h);
+        }
+        Ok(row)
+    }
+
+    /// After the last row: nothing may follow, and the header must state what the rows hold.
+    fn finish(&mut self, tally: &Tally) -> Result<()> {
+        if !self.body.finished()? {
+            return Err(Error::invalid_bundle("bytes follow the last row"));
+        }
+        if tally.changes != self.header.changes {
             return Err(Error::invalid_bundle(format!(
-                "row of {:?} has {} key values, the table has {} key columns",
-                dict.0,
-                pk.len(),
-                dict.1.len()
+                "header announces {} changes, the rows hold {}",
+                self.header.changes, tally.changes
             )));
         }
-        let check_site = |s: u32| {
-            if (s as usize) < self.sites.len() {
-                Ok(s)
-            } else {
-                Err(Error::invalid_bundle(format!("site #{s} is not in the site dictionary")))
+        if self.nrows > 0 && (tally.min_hlc != Some(self.header.min_hlc) || tally.max_hlc != self.header.max_hlc) {
+            return Err(Error::invalid_bundle("the header's min_hlc and max_hlc are not the rows' smallest and largest stamps"));
+        }
+        Ok(())
+    }
+}
+
+/// Check a row entry against the dictionaries and the range rules, and resolve its stamps.
+fn resolve_row(header: &Header, tables: &[TableDict], sites: &[SiteId], raw: RowIn) -> Result<WireRow> {
+    let RowIn { table, pk, cl, offset, site, cells } = raw;
+    let dict = tables
+        .get(table as usize)
+        .ok_or_else(|| Error::invalid_bundle(format!("row names table #{table}, the dictionary has {}", tables.len())))?;
+    if pk.len() != dict.1.len() {
+        return Err(Error::invalid_bundle(format!(
+            "row of {:?} has {} key values, the table has {} key columns",
+            dict.0,
+            pk.len(),
+            dict.1.len()
+        )));
+    }
+    if pk.iter().any(|v| matches!(v, Value::Null)) {
+        return Err(Error::invalid_bundle(format!("a row of {:?} has a NULL key value", dict.0)));
+    }
+    let check_site = |s: u32| {
+        if (s as usize) < sites.len() {
+            Ok(s)
+        } else {
+            Err(Error::invalid_bundle(format!("site #{s} is not in the site dictionary")))
+        }
+    };
+    check_site(site)?;
+    if cl == 0 || cl > MAX_STAMP {
+        return Err(Error::invalid_bundle(format!("causal length {cl} is outside 1..=2^63-1")));
+    }
+    let in_range = |h: u64| (header.min_hlc..=header.max_hlc).contains(&h);
+    let hlc = header.min_hlc.checked_add(offset).filter(|h| in_range(*h)).ok_or_else(|| {
+        Error::invalid_bundle(format!("a row stamp lies outside the header's range {}..={}", header.min_hlc, header.max_hlc))
+    })?;
+    let mut out = Vec::with_capacity(cells.len());
+    for (col, value, stamp) in cells {
+        if col as usize >= dict.2.len() {
+            return Err(Error::invalid_bundle(format!("cell names column #{col} of {:?}, which has {}", dict.0, dict.2.len())));
+        }
+        if out.last().is_some_and(|c: &WireCell| c.col >= col) {
+            return Err(Error::invalid_bundle("cells are not in column order"));
+        }
+        let (h, s) = match stamp {
+            None => (hlc, site),
+            Some((delta, s)) => {
+                let h = u64::try_from(i128::from(hlc) + i128::from(delta)).ok().filter(|h| in_range(*h)).ok_or_else(|| {
+                    Error::invalid_bundle(format!("a cell stamp lies outside the header's range {}..={}", header.min_hlc, header.max_hlc))
+                })?;
+                if h == hlc && s == site {
+                    return Err(Error::invalid_bundle("a cell repeats its row's stamp explicitly (not canonical)"));
+                }
+                (h, check_site(s)?)
             }
         };
-        check_site(site)?;
-        if cl == 0 {
-            return Err(Error::invalid_bundle("causal length 0 is not valid"));
-        }
-        let hlc = self.header.min_hlc.checked_add(offset).ok_or_else(|| Error::invalid_bundle("row stamp overflows"))?;
-        let mut out = Vec::with_capacity(cells.len());
-        for (col, value, stamp) in cells {
-            if col as usize >= dict.2.len() {
-                return Err(Error::invalid_bundle(format!("cell names column #{col} of {:?}, which has {}", dict.0, dict.2.len())));
-            }
-            if out.last().is_some_and(|c: &WireCell| c.col >= col) {
-                return Err(Error::invalid_bundle("cells are not in column order"));
-            }
-            let (h, s) = match stamp {
-                None => (hlc, site),
-                Some((delta, s)) => {
-                    let h = u64::try_from(hlc as i128 + delta as i128).map_err(|_| Error::invalid_bundle("cell stamp out of range"))?;
-                    if h == hlc && s == site {
-                        return Err(Error::invalid_bundle("a cell repeats its row's stamp explicitly (not canonical)"));
-                    }
-                    (h, check_site(s)?)
-                }
-            };
-            out.push(WireCell { col, value, hlc: h, site: s });
-        }
-        if cl % 2 == 0 && !out.is_empty() {
-            return Err(Error::invalid_bundle("a deleted row carries cells"));
-        }
-        Ok(WireRow { table, pk, cl, hlc, site, cells: out })
+        out.push(WireCell { col, value, hlc: h, site: s });
     }
+    if cl % 2 == 0 && !out.is_empty() {
+        return Err(Error::invalid_bundle("a deleted row carries cells"));
+    }
+    Ok(WireRow { table, pk, cl, hlc, site, cells: out })
 }

@@ -214,7 +214,10 @@ impl SyncEngine {
     }
 
     /// Give this database a new random site id (after copying the file to another device).
-    /// Changes already made keep the old id; new ones carry the new id.
+    /// Changes already made keep the old id; new ones carry the new id. It is also the way back
+    /// for a replica whose clock once ran ahead (peers quarantine or reject its changes): with
+    /// the wall clock corrected, the reset rewinds the HLC and issues every change stamped
+    /// beyond the allowed drift again, under the new id, so peers take them (spec/hlc.md §5).
     pub fn reset_site_id(&self) -> Result<SiteId> {
         self.set_site_id(SiteId::random())
     }
@@ -242,6 +245,8 @@ impl SyncEngine {
             }
             // The new site starts its own count; `seen` keeps every later stamp above the old ones.
             c.execute("UPDATE _syncline_clock SET site = ?1, seen = max(seen, local), local = 0 WHERE id = 0", [ord])?;
+            // Unless the clock ran far ahead: then it is rewound and the future stamps re-issued.
+            crate::recover::rewind_if_ahead(c, self.options.max_drift_ms)?;
             Ok(site)
         })
     }

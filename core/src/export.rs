@@ -299,6 +299,7 @@ fn build_page(
         changes,
         min_hlc,
         max_hlc,
+        inflated: None,
     };
     let contents = Contents { header, tables: dict, sites: dict_sites.into_iter().map(|(s, _)| s).collect(), rows };
     let bytes = bundle::encode(&contents, compress);

@@ -33,6 +33,8 @@ pub mod hlc;
 mod meta;
 #[cfg(feature = "net")]
 pub mod net;
+mod quarantine;
+mod recover;
 mod schema;
 mod site;
 mod status;

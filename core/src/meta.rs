@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS _syncline_clock(
   site INTEGER NOT NULL,
   manual_ms INTEGER);
 CREATE TABLE IF NOT EXISTS _syncline_vv(origin INTEGER PRIMARY KEY, hlc INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _syncline_held(origin INTEGER PRIMARY KEY, hlc INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _syncline_peers(
   peer INTEGER NOT NULL, origin INTEGER NOT NULL, hlc INTEGER NOT NULL,
   PRIMARY KEY(peer, origin)) WITHOUT ROWID;
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS _syncline_rejected(
 pub fn install(conn: &Connection) -> Result<()> {
     conn.execute_batch(DDL)?;
     conn.execute_batch(crate::capture::QUEUE_DDL)?;
+    conn.execute_batch(crate::quarantine::DDL)?;
     let version: Option<i64> = conn.query_row("SELECT value FROM _syncline_meta WHERE key = 'version'", [], |r| r.get(0)).optional()?;
     match version {
         Some(v) if v > META_VERSION => {
@@ -174,6 +176,21 @@ pub fn raise_local_vv(conn: &Connection, vv: &VersionVector) -> Result<()> {
         stmt.execute(params![o, *h as i64])?;
     }
     Ok(())
+}
+
+/// Record the newest stamp per origin site that imports have received (applied, already held
+/// or rejected), and return the whole record: how far each site's changes really arrived.
+pub fn raise_held(conn: &Connection, carried: &VersionVector) -> Result<VersionVector> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO _syncline_held(origin, hlc) VALUES (?1, ?2)
+         ON CONFLICT(origin) DO UPDATE SET hlc = max(hlc, excluded.hlc)",
+    )?;
+    for (o, h) in carried {
+        stmt.execute(params![o, *h as i64])?;
+    }
+    let mut stmt = conn.prepare_cached("SELECT origin, hlc FROM _syncline_held")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
 }
 
 /// What this replica knows a peer has (learnt from the peer's own bundles).

@@ -39,6 +39,9 @@ pub struct Status {
     pub unresolved_conflicts: u64,
     /// Rows refused by a local constraint on import (kept in `_syncline_rejected`).
     pub rejected: u64,
+    /// Remote rows stamped too far ahead of the local clock, waiting in `_syncline_quarantine`
+    /// until the clock catches up.
+    pub quarantined: u64,
 }
 
 fn wire(vv: &meta::VersionVector, sites: &std::collections::BTreeMap<i64, SiteId>) -> Vec<(SiteId, u64)> {
@@ -77,5 +80,6 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
             .query_row("SELECT count(*) FROM _syncline_conflicts WHERE resolution IS NULL", [], |r| r.get::<_, i64>(0))?
             as u64,
         rejected: c.query_row("SELECT count(*) FROM _syncline_rejected", [], |r| r.get::<_, i64>(0))? as u64,
+        quarantined: crate::quarantine::count(c)?,
     })
 }

@@ -15,10 +15,11 @@ fn small_bundle(dir: &TempDir) -> Vec<u8> {
 }
 
 fn assert_refused(e: &SyncEngine, bytes: &[u8], kind: ErrorKind) {
-    let before = state_hash(e);
+    e.status().unwrap(); // queued writes stamped first, so the dumps compare the import alone
+    let before = full_dump(e);
     let err = e.import_bundle(bytes).expect_err("must be refused");
     assert_eq!(err.kind(), kind, "{err}");
-    assert_eq!(state_hash(e), before, "database changed by a refused bundle");
+    assert_eq!(full_dump(e), before, "database changed by a refused bundle");
 }
 
 #[test]
@@ -73,6 +74,7 @@ fn forged(tables: Vec<TableDict>, sites: Vec<SiteId>, rows: Vec<WireRow>, vv_hlc
         changes: rows.iter().map(|r| 1 + r.cells.len() as u64).sum(),
         min_hlc: hlcs.iter().copied().min().unwrap_or(0),
         max_hlc: hlcs.iter().copied().max().unwrap_or(0),
+        inflated: None,
     };
     bundle::encode(&Contents { header, tables, sites, rows }, false)
 }
@@ -129,24 +131,32 @@ fn unknown_tables_columns_and_sql_in_names_are_refused() {
 }
 
 #[test]
-fn far_future_stamps_are_quarantined_and_do_not_move_the_clock() {
+fn far_future_rows_are_quarantined_one_by_one_and_applied_once_the_clock_catches_up() {
     let dir = TempDir::new().unwrap();
     let b = replica(&dir, "b", Strategy::Lww);
+    let t = syncline::hlc::system_now_ms() + 1_000;
+    b.set_manual_clock(Some(t)).unwrap();
     let clock_before = b.status().unwrap().hlc;
-    let future = syncline::hlc::pack(syncline::hlc::system_now_ms() + 3_600_000, 0);
+    let (soon, future) = (syncline::hlc::pack(t + 1_000, 0), syncline::hlc::pack(t + 3_600_000, 0));
     let peer = SiteId::random();
-    let bytes = forged(vec![todos_dict(&["title"])], vec![peer], vec![row(vec![(0, Value::Text("x".into()))], future)], future);
-    let err = b.import_bundle(&bytes).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ClockDrift);
-    assert!(err.message().contains(&peer.to_hex()), "names the peer: {err}");
-    assert!(err.message().contains("ms ahead"), "names the offset: {err}");
-    assert_eq!(b.status().unwrap().hlc, clock_before);
-    assert_eq!(rows(&b, "SELECT count(*) FROM todos")[0][0], Value::Integer(0));
-    // within the allowed drift it is accepted
-    let soon = syncline::hlc::pack(syncline::hlc::system_now_ms() + 1_000, 0);
-    let ok = forged(vec![todos_dict(&["title"])], vec![peer], vec![row(vec![(0, Value::Text("x".into()))], soon)], soon);
-    b.import_bundle(&ok).unwrap();
-    assert!(b.status().unwrap().hlc >= soon, "the receive rule advanced the clock");
+    let mut late = row(vec![(0, Value::Text("from the future".into()))], future);
+    late.pk = vec![Value::Integer(2)];
+    let rows_in = vec![row(vec![(0, Value::Text("now".into()))], soon), late];
+    // The sender's vector claims the far future too: neither moves the clock.
+    let bytes = forged(vec![todos_dict(&["title"])], vec![peer], rows_in, future);
+    let report = b.import_bundle(&bytes).unwrap();
+    assert_eq!((report.applied, report.quarantined), (2, 2), "{report:?}");
+    let status = b.status().unwrap();
+    assert_eq!(status.quarantined, 1);
+    assert!(status.hlc >= soon && status.hlc < future && status.hlc > clock_before, "clock {} (future {future})", status.hlc);
+    assert_eq!(rows(&b, "SELECT id, title FROM todos"), vec![vec![Value::Integer(1), Value::Text("now".into())]]);
+    // A later import, once the local clock has caught up, applies the held row.
+    b.set_manual_clock(Some(t + 3_600_000 - 60_000)).unwrap();
+    let empty = forged(vec![], vec![peer], vec![], 0);
+    let report = b.import_bundle(&empty).unwrap();
+    assert_eq!(report.released, 2, "{report:?}");
+    assert_eq!(b.status().unwrap().quarantined, 0);
+    assert_eq!(rows(&b, "SELECT title FROM todos WHERE id = 2"), vec![vec![Value::Text("from the future".into())]]);
 }
 
 #[test]
@@ -166,6 +176,7 @@ fn stamps_outside_the_header_range_are_refused() {
         changes: 2,
         min_hlc: h,
         max_hlc: h,
+        inflated: None,
     };
     let sites = vec![SiteId::from_slice(&header.site).unwrap()];
     let bytes = bundle::encode(&Contents { header, tables, sites, rows: bytes_rows }, false);

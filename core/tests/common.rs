@@ -51,3 +51,16 @@ pub fn replica_with(dir: &TempDir, name: &str, ddl: &str, table: &str) -> SyncEn
     e.enable_sync(table, EnableOptions::default()).unwrap();
     e
 }
+
+/// Every row of every table in the file (Syncline's own included), table by table: equal
+/// dumps mean the database is exactly as it was.
+pub fn full_dump(e: &SyncEngine) -> Vec<(String, Vec<Vec<Value>>)> {
+    let names = rows(e, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name");
+    names
+        .into_iter()
+        .map(|n| {
+            let Value::Text(name) = &n[0] else { unreachable!() };
+            (name.clone(), rows(e, &format!("SELECT * FROM \"{name}\" ORDER BY 1, 2")))
+        })
+        .collect()
+}

@@ -7,13 +7,18 @@ use rusqlite::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use syncline::{Event, Strategy, Value};
+use syncline::{Event, Strategy, SyncEngine, Value};
 use tempfile::TempDir;
 
 #[test]
 fn imports_and_exports_run_while_another_connection_writes() {
     let dir = TempDir::new().unwrap();
-    let a = Arc::new(replica(&dir, "a", Strategy::Lww));
+    // A loaded machine can keep a waiter off the write lock for a while: wait up to a minute.
+    let options = syncline::Options { busy_timeout_ms: 60_000, ..Default::default() };
+    let a = SyncEngine::open(dir.path().join("a.db"), options).unwrap();
+    a.execute_batch(TODOS).unwrap();
+    a.enable_sync("todos", syncline::EnableOptions::default()).unwrap();
+    let a = Arc::new(a);
     let src = replica(&dir, "src", Strategy::Lww);
     src.execute(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
@@ -28,13 +33,14 @@ fn imports_and_exports_run_while_another_connection_writes() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let conn = Connection::open(&path).unwrap();
-            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            conn.busy_timeout(Duration::from_secs(60)).unwrap();
             // the app's keys are negative, so however far the writer runs ahead of the
             // importers it can never reach the remote rows' keys (100001 and up)
             let mut n: i64 = 0;
             while !stop.load(Ordering::SeqCst) || n < 200 {
                 conn.execute("INSERT INTO todos(id, title) VALUES (?1, 'app')", [-1 - n]).unwrap();
                 n += 1;
+                std::thread::sleep(Duration::from_millis(1)); // an app's pace, not a lock-hogging loop
             }
             n
         })

@@ -64,7 +64,7 @@ fn run(n: usize, ops: &[Op], strategy: Merge, frozen_clock: bool) -> Result<(), 
             r.set_manual_clock(Some(syncline::hlc::system_now_ms())).unwrap();
         }
     }
-    let mut kept: Vec<Vec<u8>> = Vec::new();
+    let mut kept: Vec<(usize, Vec<u8>)> = Vec::new();
     for op in ops {
         match op {
             Op::Insert { r, id, title } => {
@@ -81,13 +81,14 @@ fn run(n: usize, ops: &[Op], strategy: Merge, frozen_clock: bool) -> Result<(), 
                 let peer = reps[*to].site_id().unwrap();
                 let b = reps[*from].generate_bundle(if *for_peer { Some(&peer) } else { None }).unwrap();
                 if *keep {
-                    kept.push(b);
+                    kept.push((*from, b));
                 } else if from != to {
                     reps[*to].import_bundle(&b).unwrap();
                 }
             }
             Op::Deliver { idx, to } => {
-                if let Some(b) = kept.get(*idx) {
+                // (a replica refuses its own bundles: SiteIdClash)
+                if let Some((_, b)) = kept.get(*idx).filter(|(from, _)| from != to) {
                     reps[*to].import_bundle(b).unwrap();
                 }
             }
