@@ -298,19 +298,25 @@ fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>
 
     let peer_ord = meta::site_ord(tx, &sender)?;
     let wire_vv: VersionVector = sender_wire_vv.iter().map(|(s, h)| Ok((meta::site_ord(tx, s)?, *h))).collect::<Result<_>>()?;
-    meta::raise_peer_vv(tx, peer_ord, &wire_vv)?;
     let held = meta::raise_held(tx, &carried)?;
     if base_covered {
         // The sender sent everything it had beyond our base. Its vector is a claim, though:
         // each entry is adopted only as far as changes of that site were really received
         // (in this bundle or before), so no forged claim can make this replica skip a change.
         let others: VersionVector = wire_vv
-            .into_iter()
+            .iter()
+            .map(|(o, h)| (*o, *h))
             .filter(|(o, _)| *o != clock.site_ord)
             .filter_map(|(o, h)| held.get(&o).map(|got| (o, h.min(*got))))
             .collect();
         meta::raise_local_vv(tx, &others)?;
     }
+    // What the sender holds, as it claims, but never beyond what this replica holds itself: a
+    // forged claim (or a bundle forged in another device's name) must not make this replica
+    // leave out of that device's next bundles a change that arrives here later.
+    let ours = meta::local_vv(tx)?;
+    let claim: VersionVector = wire_vv.iter().filter_map(|(o, h)| ours.get(o).map(|v| (*o, (*h).min(*v)))).collect();
+    meta::raise_peer_vv(tx, peer_ord, &claim)?;
     Ok((report, events))
 }
 

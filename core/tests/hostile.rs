@@ -118,6 +118,18 @@ fn a_forged_version_vector_cannot_make_replicas_skip_a_change() {
     sync(&server, &alice);
     assert_eq!(todos(&alice), todos(&v));
     assert_eq!(state_hash(&alice), state_hash(&server));
+    // A bundle forged in alice's name, claiming she holds V's changes a minute ahead.
+    v.execute("INSERT INTO todos(id, title) VALUES (3, 'later')", &[]).unwrap();
+    let alice_site = alice.site_id().unwrap();
+    let in_her_name = forge(&empty, |c| {
+        c.header.site = alice_site.0.to_vec();
+        c.header.vv = vec![VvEntry(v_site.0.to_vec(), claim)];
+        c.header.base.clear();
+    });
+    server.import_bundle(&in_her_name).unwrap();
+    sync(&v, &server);
+    sync(&server, &alice);
+    assert_eq!(todos(&alice), todos(&v), "alice got V's later write");
 }
 
 #[test]
