@@ -194,11 +194,18 @@ pub(crate) fn import(conn: &mut Connection, bytes: &[u8], mut ctx: ImportContext
     let limit = drift_limit(&tx, ctx.max_drift_ms)?;
     let mut released = 0;
     for (id, held) in quarantine::due(&tx, limit)? {
-        let mut d = bundle::decode(&held)?;
-        let (r, ev) = merge(&tx, &mut d, &mut ctx, limit)?;
-        quarantine::remove(&tx, id)?;
-        released += r.applied + r.already_known + r.rejected;
-        events.extend(ev);
+        // A held row that no longer fits (its table was disabled since, say) stays held, and
+        // visible in `status`; it must not stop this import.
+        tx.execute_batch("SAVEPOINT syncline_release")?;
+        match bundle::decode(&held).and_then(|mut d| merge(&tx, &mut d, &mut ctx, limit)) {
+            Ok((r, ev)) => {
+                quarantine::remove(&tx, id)?;
+                tx.execute_batch("RELEASE syncline_release")?;
+                released += r.applied + r.already_known + r.rejected;
+                events.extend(ev);
+            }
+            Err(_) => tx.execute_batch("ROLLBACK TO syncline_release; RELEASE syncline_release")?,
+        }
     }
     let (mut report, ev) = merge(&tx, &mut decoded, &mut ctx, limit)?;
     report.released = released;

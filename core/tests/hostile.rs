@@ -349,6 +349,26 @@ fn a_push_stamped_just_inside_the_servers_drift_does_not_stop_slower_clients() {
 }
 
 #[test]
+fn a_held_row_whose_table_was_disabled_meanwhile_does_not_stop_imports() {
+    let dir = TempDir::new().unwrap();
+    let now = syncline::hlc::system_now_ms();
+    let (b, ahead) = (replica(&dir, "b", Strategy::Lww), replica(&dir, "ahead", Strategy::Lww));
+    b.set_manual_clock(Some(now)).unwrap();
+    ahead.set_manual_clock(Some(now + 600_000)).unwrap();
+    ahead.execute("INSERT INTO todos(id, title) VALUES (1, 'ahead')", &[]).unwrap();
+    assert_eq!(sync(&ahead, &b).quarantined, 4);
+    b.disable_sync("todos").unwrap();
+    b.execute_batch("CREATE TABLE notes(id INTEGER PRIMARY KEY, text TEXT)").unwrap();
+    b.enable_sync("notes", syncline::EnableOptions::default()).unwrap();
+    b.set_manual_clock(Some(now + 600_000)).unwrap();
+    let other = replica_with(&dir, "other", "CREATE TABLE notes(id INTEGER PRIMARY KEY, text TEXT)", "notes");
+    other.execute("INSERT INTO notes(id, text) VALUES (1, 'hi')", &[]).unwrap();
+    let report = sync(&other, &b);
+    assert_eq!((report.applied, report.released), (2, 0), "{report:?}");
+    assert_eq!(b.status().unwrap().quarantined, 1, "still held, still visible");
+}
+
+#[test]
 fn refused_bundles_leave_no_trace_in_the_sync_metadata() {
     let dir = TempDir::new().unwrap();
     let (_a, bytes) = one_row(&dir);
