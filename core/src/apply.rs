@@ -322,7 +322,9 @@ fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>
     // forged claim (or a bundle forged in another device's name) must not make this replica
     // leave out of that device's next bundles a change that arrives here later.
     let ours = meta::local_vv(tx)?;
-    let claim: VersionVector = wire_vv.iter().filter_map(|(o, h)| ours.get(o).map(|v| (*o, (*h).min(*v)))).collect();
+    let mut claim: VersionVector = wire_vv.iter().filter_map(|(o, h)| ours.get(o).map(|v| (*o, (*h).min(*v)))).collect();
+    // The sender is a known peer from now on, even when nothing of its claim is adopted.
+    claim.entry(peer_ord).or_insert(0);
     meta::raise_peer_vv(tx, peer_ord, &claim)?;
     Ok((report, events))
 }

@@ -378,3 +378,13 @@ fn refused_bundles_leave_no_trace_in_the_sync_metadata() {
     assert_refused(&b, &bad, ErrorKind::InvalidBundle);
     assert_eq!(b.status().unwrap().peers.len(), peers_before);
 }
+
+#[test]
+fn a_peer_whose_claims_are_not_adopted_is_still_known_as_a_peer() {
+    let dir = TempDir::new().unwrap();
+    let (server, quiet) = (replica(&dir, "server", Strategy::Lww), replica(&dir, "quiet", Strategy::Lww));
+    // quiet never wrote anything; its vector claims only what nobody carried to the server
+    sync(&quiet, &server);
+    let peers = server.status().unwrap().peers;
+    assert!(peers.iter().any(|p| p.site_id == quiet.site_id().unwrap() && p.pending == 0), "{peers:?}");
+}
