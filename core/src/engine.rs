@@ -33,11 +33,14 @@ pub struct Options {
     pub busy_timeout_ms: u64,
     /// How often (ms) the watcher looks for local writes while someone is subscribed. Default 100.
     pub watch_interval_ms: u64,
+    /// Create the database file if it does not exist. Default `true`; with `false`, opening a
+    /// missing file fails with `NotFound` (naming the path) and creates nothing.
+    pub create: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_drift_ms: 5 * 60 * 1000, busy_timeout_ms: 10_000, watch_interval_ms: 100 }
+        Options { max_drift_ms: 5 * 60 * 1000, busy_timeout_ms: 10_000, watch_interval_ms: 100, create: true }
     }
 }
 
@@ -110,12 +113,20 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Open a connection configured for sharing the file with other writers.
+/// Open a connection configured for sharing the file with other writers; the file is
+/// created only when `options.create` says so.
 fn connect(path: &Path, options: &Options) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )?;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    if options.create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        if !options.create && !path.exists() {
+            Error::new(ErrorKind::NotFound, format!("no database at {} (only `init`, or opening with create, makes one)", path.display()))
+        } else {
+            Error::from(e)
+        }
+    })?;
     conn.busy_timeout(Duration::from_millis(options.busy_timeout_ms))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -125,7 +136,8 @@ fn connect(path: &Path, options: &Options) -> Result<Connection> {
 }
 
 impl SyncEngine {
-    /// Open (or create) a database file and install the sync metadata if missing.
+    /// Open a database file (creating it if missing, unless `options.create` is false) and
+    /// install the sync metadata if missing.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<SyncEngine> {
         let path = path.as_ref().to_owned();
         let mut conn = connect(&path, &options)?;
