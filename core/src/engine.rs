@@ -211,6 +211,15 @@ impl SyncEngine {
         f(&tx)
     }
 
+    /// [`read`](Self::read) of the sync state (export, status), after checking that synced
+    /// tables still have their recorded shape (`SchemaMismatch` otherwise).
+    pub(crate) fn read_synced<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.read(|c| {
+            schema::check_synced(c)?;
+            f(c)
+        })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -275,6 +284,13 @@ impl SyncEngine {
             if let Some(t) = existing.get(table) {
                 if t.strategy != opts.strategy {
                     c.execute("UPDATE _syncline_tables SET strategy = ?1 WHERE id = ?2", rusqlite::params![opts.strategy.as_str(), t.id])?;
+                }
+                if !capture::has_triggers(c, t.id)? {
+                    // Dropped and created again: capture anew, and record what the table lost.
+                    schema::check_columns(c, t.id, table)?;
+                    capture::install_triggers(c, t)?;
+                    let stamp = meta::tick(c)?;
+                    capture::reconcile(c, t, stamp, meta::clock(c)?.site_ord)?;
                 }
                 return Ok(());
             }
@@ -341,7 +357,7 @@ impl SyncEngine {
 
     /// [`generate_bundle`](Self::generate_bundle) with options and progress.
     pub fn generate_bundle_with(&self, opts: ExportOptions<'_>, progress: Progress<'_>) -> Result<(Vec<u8>, BundleStats)> {
-        self.read(|c| export::generate(c, opts.peer, opts.compress, progress))
+        self.read_synced(|c| export::generate(c, opts.peer, opts.compress, progress))
     }
 
     /// Write the bundle for `peer` to a file.
@@ -376,6 +392,7 @@ impl SyncEngine {
         let (report, events) = {
             let mut held = self.hold()?;
             let ctx = ImportContext { max_drift_ms: self.options.max_drift_ms, resolvers: &resolvers, progress, want_events };
+            schema::check_synced(held.conn()?)?;
             apply::import(held.conn()?, bytes, ctx)?
         };
         self.hub.emit(&events);
@@ -426,7 +443,7 @@ impl SyncEngine {
 
     /// Site, tables, peers with pending changes, version vector, open conflicts.
     pub fn status(&self) -> Result<Status> {
-        self.read(|c| status::collect(c))
+        self.read_synced(|c| status::collect(c))
     }
 
     /// Run one SQL statement on the engine's connection (writes are captured like any other).
