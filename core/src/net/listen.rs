@@ -255,6 +255,7 @@ pub(crate) async fn run(
 ) {
     let registry = Arc::new(Registry { max: limits.max_connections.max(1), open: Mutex::new(Vec::new()), next: AtomicU64::new(0) });
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let mut warned: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -270,8 +271,12 @@ pub(crate) async fn run(
                     });
                 }
                 Err(e) => {
-                    // Out of descriptors or a connection reset before accept: wait a little.
-                    eprintln!("syncline serve: cannot accept a connection: {e}");
+                    // Out of descriptors or a connection reset before accept: wait a little
+                    // (and say so at most once a minute).
+                    if !matches!(warned, Some(at) if at.elapsed() < Duration::from_secs(60)) {
+                        eprintln!("syncline serve: cannot accept a connection: {e}");
+                        warned = Some(Instant::now());
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }

@@ -154,7 +154,8 @@ fn for_the_client(kind: ErrorKind) -> bool {
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let kind = self.1.kind();
-        let message = if for_the_client(kind) {
+        // Belt and braces: a message naming metadata tables is never the client's business.
+        let message = if for_the_client(kind) && !self.1.message().to_ascii_lowercase().contains("_syncline_") {
             self.1.message().to_owned()
         } else {
             eprintln!("syncline serve: {} answered {}: {}", kind.code(), self.0.as_u16(), self.1.message());
