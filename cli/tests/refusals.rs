@@ -113,6 +113,18 @@ fn max_drift_is_settable_on_import_and_sync() {
     assert!(out.status.success(), "{}", stderr(&out));
     server.kill().unwrap();
     server.wait().unwrap();
+
+    // serve: a push two minutes ahead is refused by a server told to allow one minute.
+    let strict = dir.path().join("strict.db");
+    init(&strict);
+    let (mut server, url) = serve(&strict, &["--max-drift", "1m"]);
+    let out = syncline(&["sync", ahead.to_str().unwrap(), &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ClockDrift"), "{}", stderr(&out));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let conn = rusqlite::Connection::open(&strict).unwrap();
+    assert_eq!(conn.query_row("SELECT count(*) FROM notes", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
 }
 
 #[test]

@@ -494,3 +494,28 @@ impl Drop for ServerHandle {
         let _ = self.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: HttpError) -> serde_json::Value {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let bytes = rt.block_on(axum::body::to_bytes(e.into_response().into_body(), 1 << 16)).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn error_bodies_carry_the_kind_and_no_internals() {
+        let sql = "no such table: _syncline_shadow_1 in SELECT s.pk0 FROM \"_syncline_shadow_1\" s";
+        let b = body(HttpError(StatusCode::INTERNAL_SERVER_ERROR, Error::new(ErrorKind::Sqlite, sql)));
+        assert_eq!(b["error"], "Sqlite");
+        let message = b["message"].as_str().unwrap();
+        assert!(!message.contains("SELECT") && !message.contains("_syncline_"), "{message}");
+        let b = body(HttpError(StatusCode::BAD_REQUEST, Error::new(ErrorKind::InvalidBundle, "row names _syncline_x")));
+        assert_eq!(b["error"], "InvalidBundle");
+        assert!(!b["message"].as_str().unwrap().contains("_syncline_"), "{b}");
+        let b = body(HttpError(StatusCode::BAD_REQUEST, Error::new(ErrorKind::InvalidBundle, "checksum mismatch")));
+        assert_eq!(b["message"], "checksum mismatch");
+    }
+}
