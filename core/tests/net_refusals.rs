@@ -239,3 +239,46 @@ fn imports_queue_for_a_slot_and_the_deadline_refuses_the_waiter() {
     assert!(waited < Duration::from_secs(5), "{waited:?}");
     assert_eq!(rows(&server, "SELECT id FROM todos"), vec![vec![Value::Integer(1)]]);
 }
+
+/// A WebSocket handshake for `/v1/live`; returns the stream (kept open) and the status line.
+fn live_handshake(addr: std::net::SocketAddr) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /v1/live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned();
+    (s, line)
+}
+
+#[test]
+fn live_connections_are_capped_too() {
+    let dir = TempDir::new().unwrap();
+    let (_server, handle) = start(&dir, ServerConfig { max_connections: 2, tokens: tokens(&["t"]), ..Default::default() });
+    let (_a, first) = live_handshake(handle.addr());
+    let (_b, second) = live_handshake(handle.addr());
+    assert!(first.contains(" 101 ") && second.contains(" 101 "), "{first} / {second}");
+    let (_c, third) = live_handshake(handle.addr());
+    assert!(third.contains(" 503 "), "{third}");
+    // Plain requests still get through, and a freed live slot is taken again.
+    let info = raw(
+        &handle.url(),
+        b"GET /v1/info HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(status_of(&info).contains(" 200 "), "{info}");
+    drop(_a);
+    let start = Instant::now();
+    loop {
+        let (_d, again) = live_handshake(handle.addr());
+        if again.contains(" 101 ") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the live slot was not given back: {again}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -47,7 +47,8 @@ pub struct ServerConfig {
     /// `request_timeout`, else 503). Bounds the memory that inflating bodies takes. Default 2.
     pub max_concurrent: usize,
     /// Open connections at most. A connection beyond it closes the oldest connection that has
-    /// no request in flight, or is closed at once if every one is busy. Default 256.
+    /// no request in flight, or is closed at once if every one is busy. Upgraded `/v1/live`
+    /// connections are capped apart at as many again (beyond: 503). Default 256.
     pub max_connections: usize,
     /// A request head must be complete within this time of its first byte (and, as a
     /// backstop, of `idle_timeout + header_timeout` after the server began waiting). Default 10 s.
@@ -128,6 +129,8 @@ struct Shared {
     stopping: watch::Receiver<bool>,
     /// Slots for decoding and importing (`max_concurrent`).
     slots: Arc<Semaphore>,
+    /// Slots for upgraded `/v1/live` connections (`max_connections` more).
+    live_slots: Arc<Semaphore>,
 }
 
 /// An error answered to the client: a status and a JSON body `{"error": kind, "message"}`.
@@ -317,9 +320,16 @@ async fn live(State(st): State<Arc<Shared>>, headers: HeaderMap, ws: WebSocketUp
     if let Err(e) = st.admit(&headers) {
         return e.into_response();
     }
+    // An upgraded connection leaves the accept loop's cap: it holds a live slot instead.
+    let Ok(slot) = st.live_slots.clone().try_acquire_owned() else {
+        return HttpError(StatusCode::SERVICE_UNAVAILABLE, super::network("too many live connections; try again later")).into_response();
+    };
     let notices = st.notices.subscribe();
     let stopping = st.stopping.clone();
-    ws.on_upgrade(move |socket| notify(socket, notices, stopping))
+    ws.on_upgrade(move |socket| async move {
+        notify(socket, notices, stopping).await;
+        drop(slot);
+    })
 }
 
 /// Tell one live client about every accepted push that changed something.
@@ -365,6 +375,7 @@ pub async fn serve(
         Limits { max_connections: config.max_connections, header_timeout: config.header_timeout, idle_timeout: config.idle_timeout };
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+        live_slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
         devices: Devices::load(&engine)?,
         site: engine.site_id()?,
         writer: engine,
