@@ -270,7 +270,12 @@ pub struct EngineOptions {
 
 impl From<EngineOptions> for syncline::Options {
     fn from(o: EngineOptions) -> Self {
-        syncline::Options { max_drift_ms: o.max_drift_ms, busy_timeout_ms: o.busy_timeout_ms, watch_interval_ms: o.watch_interval_ms }
+        syncline::Options {
+            max_drift_ms: o.max_drift_ms,
+            busy_timeout_ms: o.busy_timeout_ms,
+            watch_interval_ms: o.watch_interval_ms,
+            ..Default::default()
+        }
     }
 }
 

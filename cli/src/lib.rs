@@ -3,6 +3,7 @@
 
 mod bench_sync;
 mod demo;
+mod duration;
 mod output;
 mod serve;
 
@@ -64,6 +65,10 @@ enum Command {
         db: Db,
         /// The bundle file.
         file: PathBuf,
+        /// How far a remote stamp may run ahead of the local clock (500ms, 30s, 5m; bare
+        /// number: seconds). Default 5m.
+        #[arg(long, value_parser = duration::parse)]
+        max_drift: Option<std::time::Duration>,
     },
     /// Show site id, tables, peers, pending changes and conflicts.
     Status {
@@ -130,8 +135,15 @@ where
     }
 }
 
+/// Open an existing database (every command but `init` refuses to create one).
 fn open(db: &Db) -> Result<SyncEngine, Error> {
-    SyncEngine::open(&db.db, Options::default())
+    SyncEngine::open(&db.db, Options { create: false, ..Options::default() })
+}
+
+/// The engine options of a command that opens an existing database, with `--max-drift`.
+pub(crate) fn existing(max_drift: Option<std::time::Duration>) -> Options {
+    let d = Options::default();
+    Options { create: false, max_drift_ms: max_drift.map_or(d.max_drift_ms, duration::millis), ..d }
 }
 
 fn progress_bar(what: &str) -> ProgressBar {
@@ -157,7 +169,7 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
     match command {
         Command::Init { db, tables, strategy, allow_autoincrement } => {
             let strategy: Strategy = strategy.parse()?;
-            let engine = open(&db)?;
+            let engine = SyncEngine::open(&db.db, Options::default())?;
             for t in &tables {
                 engine.enable_sync(t, EnableOptions { strategy, allow_autoincrement })?;
             }
@@ -175,8 +187,8 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
             std::fs::write(&output, &bytes).map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", output.display())))?;
             out.export(&output, &stats)
         }
-        Command::Import { db, file } => {
-            let engine = open(&db)?;
+        Command::Import { db, file, max_drift } => {
+            let engine = SyncEngine::open(&db.db, existing(max_drift))?;
             let bytes = std::fs::read(&file).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", file.display())))?;
             let bar = progress_bar("import");
             let report = engine.import_bundle_with(&bytes, &mut |done, total| {

@@ -1,6 +1,7 @@
 //! `syncline serve` (the sync server over HTTP) and `syncline sync` (one sync pass with a
 //! server, or a daemon that keeps syncing until ctrl-c/SIGTERM).
 
+use crate::duration;
 use crate::output::Out;
 use clap::Args;
 use serde_json::json;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use syncline::net::{self, ServerConfig, SyncOptions, SyncReport, Tokens};
-use syncline::{Error, ErrorKind, Options, SyncEngine};
+use syncline::{Error, ErrorKind, SyncEngine};
 
 #[derive(Args)]
 pub struct Serve {
@@ -38,6 +39,28 @@ pub struct Serve {
     /// Most rows in one response page.
     #[arg(long, default_value_t = 5_000)]
     page_rows: u64,
+    /// Requests decoded and imported at the same time (others wait).
+    #[arg(long, default_value_t = 2)]
+    max_concurrent: usize,
+    /// Open connections at most (beyond it the oldest idle one is closed).
+    #[arg(long, default_value_t = 256)]
+    max_connections: usize,
+    /// A request head must arrive within this time of its first byte.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    header_timeout: Duration,
+    /// A request body must arrive within this time of its head (else 408).
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
+    body_timeout: Duration,
+    /// A connection silent with no request in flight for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = duration::parse)]
+    idle_timeout: Duration,
+    /// Deadline from a request's head to the start of its import (else 408 or 503).
+    #[arg(long, default_value = "60s", value_parser = duration::parse)]
+    request_timeout: Duration,
+    /// How far a pushed stamp may run ahead of the server's clock (500ms, 30s, 5m; bare
+    /// number: seconds). Default 5m.
+    #[arg(long, value_parser = duration::parse)]
+    max_drift: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -59,10 +82,15 @@ pub struct Sync {
     /// write happens.
     #[arg(long, requires = "daemon")]
     live: bool,
+    /// How far a pulled stamp may run ahead of the local clock (500ms, 30s, 5m; bare number:
+    /// seconds). Default 5m.
+    #[arg(long, value_parser = duration::parse)]
+    max_drift: Option<Duration>,
 }
 
-fn open(db: &PathBuf) -> Result<Arc<SyncEngine>, Error> {
-    Ok(Arc::new(SyncEngine::open(db, Options::default())?))
+/// Open an existing database (never create one) with the `--max-drift` given.
+fn open(db: &PathBuf, max_drift: Option<Duration>) -> Result<Arc<SyncEngine>, Error> {
+    Ok(Arc::new(SyncEngine::open(db, crate::existing(max_drift))?))
 }
 
 pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
@@ -74,11 +102,23 @@ pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
         let text = std::fs::read_to_string(file).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", file.display())))?;
         tokens.parse(&text)?;
     }
+    let engine = open(&args.db, args.max_drift)?;
     if tokens.is_open() {
         eprintln!("warning: no --token or --tokens given: every client is admitted");
     }
-    let engine = open(&args.db)?;
-    let config = ServerConfig { tokens, max_body: args.max_body, max_ops: args.max_ops, page_rows: args.page_rows, ..Default::default() };
+    let config = ServerConfig {
+        tokens,
+        max_body: args.max_body,
+        max_ops: args.max_ops,
+        page_rows: args.page_rows,
+        max_concurrent: args.max_concurrent,
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        idle_timeout: args.idle_timeout,
+        request_timeout: args.request_timeout,
+        ..Default::default()
+    };
     net::run_server(engine, SocketAddr::new(args.bind, args.port), config, |addr| {
         let _ = out.emit(json!({ "listening": format!("http://{addr}") }), || format!("listening on http://{addr}"));
     })?;
@@ -99,7 +139,7 @@ fn report_text(r: &SyncReport) -> String {
 
 pub fn sync(args: Sync, out: &Out) -> Result<(), Error> {
     let token = args.token.or_else(|| std::env::var("SYNCLINE_TOKEN").ok());
-    let engine = open(&args.db)?;
+    let engine = open(&args.db, args.max_drift)?;
     if !args.daemon {
         let report = engine.sync(&args.url, token.as_deref())?;
         return out.emit(report_json(&report), || report_text(&report));

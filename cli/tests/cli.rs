@@ -90,6 +90,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
     let a = dir.path().join("a.db");
     let junk = dir.path().join("junk.bundle");
     std::fs::write(&junk, b"not a bundle").unwrap();
+    ok(&["init", a.to_str().unwrap()]); // only init creates a database
     let out = syncline(&["import", a.to_str().unwrap(), junk.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();

@@ -165,6 +165,39 @@ pub fn backfill(conn: &Connection, t: &SyncedTable, stamp: u64, site_ord: i64) -
     Ok(conn.execute(&sql, rusqlite::params![stamp as i64, site_ord])?)
 }
 
+/// Whether the capture triggers of the synced table `table_id` exist (SQLite drops them with
+/// their table).
+pub fn has_triggers(conn: &Connection, table_id: i64) -> Result<bool> {
+    let name = format!("_syncline_{table_id}_insert");
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND name = ?1)")?
+        .query_row([name], |r| r.get(0))?)
+}
+
+/// Bring the shadow of a table that was dropped and created again in line with its rows,
+/// with one stamp: rows the table lost are deleted (causal length made even, cell stamps
+/// cleared), rows it holds are alive with every cell stamped now (their values may differ
+/// from what was synced), rows new to the shadow are back-filled.
+pub fn reconcile(conn: &Connection, t: &SyncedTable, stamp: u64, site_ord: i64) -> Result<()> {
+    let sh = t.shadow();
+    let table = quote_ident(&t.name);
+    let matches: Vec<String> = t.pk.iter().enumerate().map(|(i, c)| format!("u.{} = {sh}.pk{i}", quote_ident(c))).collect();
+    let row_there = format!("EXISTS (SELECT 1 FROM {table} u WHERE {})", matches.join(" AND "));
+    let cleared: String = (0..t.cols.len()).map(|i| format!(", h{i} = NULL, s{i} = NULL")).collect();
+    let stamped: String = (0..t.cols.len()).map(|i| format!(", h{i} = ?1, s{i} = ?2")).collect();
+    let params = rusqlite::params![stamp as i64, site_ord];
+    conn.execute(&format!("UPDATE {sh} SET cl = cl + 1, rh = ?1, rs = ?2, mh = ?1{cleared} WHERE cl % 2 = 1 AND NOT {row_there}"), params)?;
+    conn.execute(
+        &format!(
+            "UPDATE {sh} SET cl = cl + 1 - cl % 2, rh = CASE WHEN cl % 2 = 0 THEN ?1 ELSE rh END, \
+             rs = CASE WHEN cl % 2 = 0 THEN ?2 ELSE rs END, mh = ?1{stamped} WHERE {row_there}"
+        ),
+        params,
+    )?;
+    backfill(conn, t, stamp, site_ord)?;
+    Ok(())
+}
+
 /// Drop the capture triggers (the shadow table stays).
 pub fn uninstall_triggers(conn: &Connection, t: &SyncedTable) -> Result<()> {
     let mut drop = String::new();

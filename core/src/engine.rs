@@ -33,11 +33,14 @@ pub struct Options {
     pub busy_timeout_ms: u64,
     /// How often (ms) the watcher looks for local writes while someone is subscribed. Default 100.
     pub watch_interval_ms: u64,
+    /// Create the database file if it does not exist. Default `true`; with `false`, opening a
+    /// missing file fails with `NotFound` (naming the path) and creates nothing.
+    pub create: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_drift_ms: 5 * 60 * 1000, busy_timeout_ms: 10_000, watch_interval_ms: 100 }
+        Options { max_drift_ms: 5 * 60 * 1000, busy_timeout_ms: 10_000, watch_interval_ms: 100, create: true }
     }
 }
 
@@ -110,12 +113,20 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Open a connection configured for sharing the file with other writers.
+/// Open a connection configured for sharing the file with other writers; the file is
+/// created only when `options.create` says so.
 fn connect(path: &Path, options: &Options) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )?;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    if options.create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        if !options.create && !path.exists() {
+            Error::new(ErrorKind::NotFound, format!("no database at {} (only `init`, or opening with create, makes one)", path.display()))
+        } else {
+            Error::from(e)
+        }
+    })?;
     conn.busy_timeout(Duration::from_millis(options.busy_timeout_ms))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -125,7 +136,8 @@ fn connect(path: &Path, options: &Options) -> Result<Connection> {
 }
 
 impl SyncEngine {
-    /// Open (or create) a database file and install the sync metadata if missing.
+    /// Open a database file (creating it if missing, unless `options.create` is false) and
+    /// install the sync metadata if missing.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<SyncEngine> {
         let path = path.as_ref().to_owned();
         let mut conn = connect(&path, &options)?;
@@ -199,6 +211,15 @@ impl SyncEngine {
         f(&tx)
     }
 
+    /// [`read`](Self::read) of the sync state (export, status), after checking that synced
+    /// tables still have their recorded shape (`SchemaMismatch` otherwise).
+    pub(crate) fn read_synced<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.read(|c| {
+            schema::check_synced(c)?;
+            f(c)
+        })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -269,6 +290,13 @@ impl SyncEngine {
                 if t.strategy != opts.strategy {
                     c.execute("UPDATE _syncline_tables SET strategy = ?1 WHERE id = ?2", rusqlite::params![opts.strategy.as_str(), t.id])?;
                 }
+                if !capture::has_triggers(c, t.id)? {
+                    // Dropped and created again: capture anew, and record what the table lost.
+                    schema::check_columns(c, t.id, table)?;
+                    capture::install_triggers(c, t)?;
+                    let stamp = meta::tick(c)?;
+                    capture::reconcile(c, t, stamp, meta::clock(c)?.site_ord)?;
+                }
                 return Ok(());
             }
             c.execute("INSERT INTO _syncline_tables(name, strategy) VALUES (?1, ?2)", rusqlite::params![table, opts.strategy.as_str()])?;
@@ -334,7 +362,7 @@ impl SyncEngine {
 
     /// [`generate_bundle`](Self::generate_bundle) with options and progress.
     pub fn generate_bundle_with(&self, opts: ExportOptions<'_>, progress: Progress<'_>) -> Result<(Vec<u8>, BundleStats)> {
-        self.read(|c| export::generate(c, opts.peer, opts.compress, progress))
+        self.read_synced(|c| export::generate(c, opts.peer, opts.compress, progress))
     }
 
     /// Write the bundle for `peer` to a file.
@@ -369,6 +397,7 @@ impl SyncEngine {
         let (report, events) = {
             let mut held = self.hold()?;
             let ctx = ImportContext { max_drift_ms: self.options.max_drift_ms, resolvers: &resolvers, progress, want_events };
+            schema::check_synced(held.conn()?)?;
             apply::import(held.conn()?, bytes, ctx)?
         };
         self.hub.emit(&events);
@@ -419,7 +448,7 @@ impl SyncEngine {
 
     /// Site, tables, peers with pending changes, version vector, open conflicts.
     pub fn status(&self) -> Result<Status> {
-        self.read(|c| status::collect(c))
+        self.read_synced(|c| status::collect(c))
     }
 
     /// Run one SQL statement on the engine's connection (writes are captured like any other).

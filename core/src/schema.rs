@@ -1,6 +1,8 @@
 //! Reading a user table's shape from SQLite (`PRAGMA table_xinfo`) and checking the rules a
 //! table must meet before it can sync: a primary key, no AUTOINCREMENT (unless forced), a
-//! DEFAULT on every NOT NULL column. Also identifier quoting, used for every name we splice.
+//! DEFAULT on every NOT NULL column. Also the check that synced tables still have the shape
+//! they were enabled with (no renamed or dropped column, no dropped table), and identifier
+//! quoting, used for every name we splice.
 
 use crate::error::{Error, ErrorKind, Result};
 use rusqlite::{Connection, OptionalExtension};
@@ -126,6 +128,68 @@ impl TableInfo {
         }
         Ok(())
     }
+}
+
+/// A synced table's columns as recorded when it was enabled: (name, is key), key first.
+fn recorded_columns(conn: &Connection, table_id: i64) -> Result<Vec<(String, bool)>> {
+    let mut stmt = conn.prepare_cached("SELECT name, is_pk FROM _syncline_columns WHERE tbl = ?1 ORDER BY is_pk DESC, ord")?;
+    let rows = stmt.query_map([table_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The live table's stored columns: (name, is key); empty if there is no such table.
+fn live_columns(conn: &Connection, table: &str) -> Result<Vec<(String, bool)>> {
+    let mut stmt = conn.prepare_cached("SELECT name, pk > 0 FROM pragma_table_xinfo(?1) WHERE hidden = 0")?;
+    let rows = stmt.query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+const WHAT_TO_DO: &str = "changing the columns of a synced table is not supported yet: undo the change, \
+     or disable sync on the table, change it, and enable it again (its rows are then sent anew)";
+
+/// Check that a synced table (`name`, registered under `table_id`) still has every column it
+/// was enabled with, with the same key: a renamed or dropped column, or a changed key, is a
+/// `SchemaMismatch` saying what happened and what to do. Added columns are allowed.
+pub fn check_columns(conn: &Connection, table_id: i64, name: &str) -> Result<()> {
+    let recorded = recorded_columns(conn, table_id)?;
+    let live = live_columns(conn, name)?;
+    if live.is_empty() {
+        return Err(Error::schema(format!(
+            "synced table {name:?} no longer exists (dropped?): create it again with the same columns and run \
+             `init` (enable_sync) on it, or disable sync for it"
+        )));
+    }
+    let missing: Vec<&str> = recorded.iter().filter(|c| !live.iter().any(|l| l.0 == c.0)).map(|c| c.0.as_str()).collect();
+    if let Some(first) = missing.first() {
+        let new: Vec<&str> = live.iter().filter(|l| !recorded.iter().any(|c| c.0 == l.0)).map(|l| l.0.as_str()).collect();
+        let now = if new.is_empty() { String::new() } else { format!(" (the table now has {new:?} instead)") };
+        return Err(Error::schema(format!("column {first:?} of synced table {name:?} was renamed or dropped{now}; {WHAT_TO_DO}")));
+    }
+    let changed_key = recorded.iter().any(|c| live.iter().any(|l| l.0 == c.0 && l.1 != c.1));
+    if changed_key {
+        return Err(Error::schema(format!("the primary key of synced table {name:?} changed; {WHAT_TO_DO}")));
+    }
+    Ok(())
+}
+
+/// Check every synced table: its columns (see [`check_columns`]) and its capture triggers
+/// (missing when the table was dropped and created again). Run before export, import and
+/// status, so a changed schema gives a typed error instead of SQL failing half way.
+pub fn check_synced(conn: &Connection) -> Result<()> {
+    let tables: Vec<(i64, String)> = conn
+        .prepare_cached("SELECT id, name FROM _syncline_tables ORDER BY name")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, name) in tables {
+        check_columns(conn, id, &name)?;
+        if !crate::capture::has_triggers(conn, id)? {
+            return Err(Error::schema(format!(
+                "synced table {name:?} lost its capture triggers (dropped and created again?): run `init` \
+                 (enable_sync) on it again, so its writes are captured"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

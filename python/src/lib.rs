@@ -685,6 +685,7 @@ impl Engine {
             max_drift_ms: max_drift_ms.unwrap_or(d.max_drift_ms),
             busy_timeout_ms: busy_timeout_ms.unwrap_or(d.busy_timeout_ms),
             watch_interval_ms: watch_interval_ms.unwrap_or(d.watch_interval_ms),
+            ..d
         };
         let engine = py.detach(|| sl::SyncEngine::open(&path, options)).py_err()?;
         Ok(Engine { inner: Some(Arc::new(engine)), last_error: Arc::default() })

@@ -7,7 +7,7 @@ use crate::site::SiteId;
 use crate::{SyncEngine, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// The SHA-256 of a token: what the server keeps and compares.
 pub(crate) type TokenHash = [u8; 32];
@@ -109,25 +109,42 @@ impl Devices {
         Ok(Devices { bound: Mutex::new(bound) })
     }
 
-    /// Check that `token` may speak for `site`, binding the device on its first sync.
-    pub fn claim(&self, engine: &SyncEngine, tokens: &Tokens, token: Option<&TokenHash>, site: &SiteId) -> Result<()> {
-        let Some(token) = token else { return Ok(()) };
+    /// Check that `token` may speak for `site` without writing anything. A device not yet
+    /// bound gets a [`Claim`] to [`bind`](Claim::bind) once its request succeeded; until then
+    /// it holds the bindings' lock, so two tokens cannot race for one new device.
+    pub fn check(&self, tokens: &Tokens, token: Option<&TokenHash>, site: &SiteId) -> Result<Claim<'_>> {
+        let Some(token) = token else { return Ok(Claim::Bound) };
         let refused = || Error::new(ErrorKind::Auth, format!("this token may not speak for device {site}"));
         if !tokens.allows(token, site) {
             return Err(refused());
         }
-        let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        let bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
         match bound.get(site) {
-            Some(owner) if owner == token => Ok(()),
+            Some(owner) if owner == token => Ok(Claim::Bound),
             Some(_) => Err(refused()),
-            None => {
-                engine.execute(
-                    "INSERT INTO _syncline_net_devices(site, token) VALUES (?1, ?2)",
-                    &[Value::Blob(site.0.to_vec()), Value::Blob(token.to_vec())],
-                )?;
-                bound.insert(*site, *token);
-                Ok(())
+            None => Ok(Claim::New { bound, site: *site, token: *token }),
+        }
+    }
+}
+
+/// The outcome of [`Devices::check`]: nothing to do, or a first binding to record.
+pub(crate) enum Claim<'a> {
+    Bound,
+    New { bound: MutexGuard<'a, HashMap<SiteId, TokenHash>>, site: SiteId, token: TokenHash },
+}
+
+impl Claim<'_> {
+    /// Record a first binding (after the request's import committed). It holds in memory even
+    /// if it cannot be stored; the failure is logged, since the import is already acknowledged.
+    pub fn bind(self, engine: &SyncEngine) {
+        if let Claim::New { mut bound, site, token } = self {
+            if let Err(e) = engine.execute(
+                "INSERT OR IGNORE INTO _syncline_net_devices(site, token) VALUES (?1, ?2)",
+                &[Value::Blob(site.0.to_vec()), Value::Blob(token.to_vec())],
+            ) {
+                eprintln!("syncline serve: cannot store the binding of device {site}: {}", e.message());
             }
+            bound.insert(site, token);
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Network sync over HTTP (cargo feature `net`; normative text: spec/sync-protocol.md).
 //!
-//! - [`server`]: the sync server as a library function (axum on tokio): `POST /v1/sync`,
-//!   `GET /v1/info`, `GET /v1/live` (WebSocket change notices), bearer tokens bound to devices.
+//! - [`server`]: the sync server as a library function (axum handlers on hyper and tokio):
+//!   `POST /v1/sync`, `GET /v1/info`, `GET /v1/live` (WebSocket change notices), bearer tokens
+//!   bound to devices, limits; `listen`: its accept loop, connection cap and timeouts.
 //! - [`client`]: [`SyncClient`] and [`SyncEngine::sync`](crate::SyncEngine::sync), one sync
 //!   pass of paged round trips; blocking, on a runtime the client owns.
 //! - [`background`]: [`SyncEngine::start_sync`](crate::SyncEngine::start_sync), a loop with
@@ -10,6 +11,7 @@
 mod auth;
 mod background;
 mod client;
+mod listen;
 mod paging;
 mod server;
 

@@ -27,7 +27,7 @@ pub(crate) fn export_page(
     limit: u64,
     snapshot: Option<&VersionVector>,
 ) -> Result<Exported> {
-    engine.read(|c| {
+    engine.read_synced(|c| {
         let snapshot = match snapshot {
             Some(s) => s.clone(),
             None => meta::local_vv(c)?,

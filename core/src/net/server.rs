@@ -1,9 +1,12 @@
-//! The sync server (axum on tokio): `GET /v1/info`, `POST /v1/sync` (import the client's
-//! bundle, acknowledge only after its transaction committed, answer with a page of what the
-//! client lacks) and `GET /v1/live` (WebSocket notices after each push that changed
-//! something). Bearer tokens, device binding, body and op limits, graceful shutdown.
+//! The sync server (axum handlers on hyper, accept loop in `listen`): `GET /v1/info`,
+//! `POST /v1/sync` (import the client's bundle, acknowledge only after its transaction
+//! committed, answer with a page of what the client lacks) and `GET /v1/live` (WebSocket
+//! notices after each push that changed something). Bearer tokens, device binding (only after
+//! an import succeeded), body and op limits (ops counted as decoded), body timeout, request
+//! deadline, a bounded number of concurrent imports, error bodies without internals.
 
 use super::auth::{Devices, TokenHash, Tokens};
+use super::listen::{self, Limits};
 use super::paging::{decode_token, encode_token, export_page};
 use super::{APPLIED_HEADER, BUNDLE_CONTENT_TYPE, CURSOR_HEADER, PAGE_ROWS_HEADER, PROTOCOL_VERSION};
 use crate::error::{Error, ErrorKind, Result};
@@ -25,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Semaphore};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -40,11 +43,42 @@ pub struct ServerConfig {
     pub page_rows: u64,
     /// Read connections used to build responses. Default 2.
     pub readers: usize,
+    /// Requests decoded and imported at the same time; others wait for a slot (within
+    /// `request_timeout`, else 503). Bounds the memory that inflating bodies takes. Default 2.
+    pub max_concurrent: usize,
+    /// Open connections at most. A connection beyond it closes the oldest connection that has
+    /// no request in flight, or is closed at once if every one is busy. Upgraded `/v1/live`
+    /// connections are capped apart at as many again (beyond: 503). Default 256.
+    pub max_connections: usize,
+    /// A request head must be complete within this time of its first byte (and, as a
+    /// backstop, of `idle_timeout + header_timeout` after the server began waiting). Default 10 s.
+    pub header_timeout: Duration,
+    /// A request body must be complete within this time of its head (else 408). Default 30 s.
+    pub body_timeout: Duration,
+    /// A connection that sends nothing and has no request in flight for this long is closed.
+    /// Default 60 s.
+    pub idle_timeout: Duration,
+    /// Deadline for a request from its head to the start of its import (reading the body,
+    /// waiting for a slot; else 408 or 503). An import that started is finished and answered:
+    /// a 200 acknowledges it. Default 60 s.
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { tokens: Tokens::default(), max_body: 32 << 20, max_ops: 200_000, page_rows: 5_000, readers: 2 }
+        ServerConfig {
+            tokens: Tokens::default(),
+            max_body: 32 << 20,
+            max_ops: 200_000,
+            page_rows: 5_000,
+            readers: 2,
+            max_concurrent: 2,
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -93,14 +127,44 @@ struct Shared {
     notices: broadcast::Sender<SiteId>,
     site: SiteId,
     stopping: watch::Receiver<bool>,
+    /// Slots for decoding and importing (`max_concurrent`).
+    slots: Arc<Semaphore>,
+    /// Slots for upgraded `/v1/live` connections (`max_connections` more).
+    live_slots: Arc<Semaphore>,
 }
 
 /// An error answered to the client: a status and a JSON body `{"error": kind, "message"}`.
 struct HttpError(StatusCode, Error);
 
+/// Whether an error's message is meant for the client. Others (SQLite, files, the engine's
+/// own state) may name SQL or metadata tables: the client gets the kind and a generic message,
+/// the server's standard error the details.
+fn for_the_client(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::InvalidBundle
+            | ErrorKind::SchemaMismatch
+            | ErrorKind::UnknownTable
+            | ErrorKind::UnknownColumn
+            | ErrorKind::ClockDrift
+            | ErrorKind::SiteIdClash
+            | ErrorKind::InvalidArgument
+            | ErrorKind::Auth
+            | ErrorKind::Network
+    )
+}
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.1.kind().code(), "message": self.1.message() });
+        let kind = self.1.kind();
+        // Belt and braces: a message naming metadata tables is never the client's business.
+        let message = if for_the_client(kind) && !self.1.message().to_ascii_lowercase().contains("_syncline_") {
+            self.1.message().to_owned()
+        } else {
+            eprintln!("syncline serve: {} answered {}: {}", kind.code(), self.0.as_u16(), self.1.message());
+            format!("the server failed ({}); its log has the details", kind.code())
+        };
+        let body = serde_json::json!({ "error": kind.code(), "message": message });
         (self.0, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
     }
 }
@@ -137,15 +201,31 @@ impl Shared {
         &self.readers[self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
     }
 
-    /// Import the client's bundle, then build the page of what it lacks.
-    fn exchange(&self, token: Option<TokenHash>, body: &[u8], cursor: Option<(u64, PageCursor)>, rows: u64) -> Result<Response, HttpError> {
-        let header = bundle::decode(body)?.header;
-        if header.changes > self.config.max_ops {
-            return Err(too_large(format!("the bundle holds {} changes, the limit is {}", header.changes, self.config.max_ops)));
+    /// The sender of a bundle whose changes, counted as decoded (a row and each of its
+    /// cells), stay within `max_ops`.
+    fn check_ops(&self, body: &[u8]) -> Result<SiteId, HttpError> {
+        let max = self.config.max_ops;
+        let decoded = bundle::decode(body)?;
+        if decoded.header.changes > max {
+            return Err(too_large(format!("the bundle holds {} changes, the limit is {max}", decoded.header.changes)));
         }
-        let site = header.sender()?;
-        self.devices.claim(&self.writer, &self.config.tokens, token.as_ref(), &site)?;
+        let mut ops = 0u64;
+        for row in decoded.rows() {
+            ops = ops.saturating_add(1 + row?.cells.len() as u64);
+            if ops > max {
+                return Err(too_large(format!("the bundle holds more than {max} changes, the limit")));
+            }
+        }
+        Ok(decoded.header.sender()?)
+    }
+
+    /// Import the client's bundle, then build the page of what it lacks. Nothing is written
+    /// before the import succeeded: a new device is bound to its token only after it.
+    fn exchange(&self, token: Option<TokenHash>, body: &[u8], cursor: Option<(u64, PageCursor)>, rows: u64) -> Result<Response, HttpError> {
+        let site = self.check_ops(body)?;
+        let claim = self.devices.check(&self.config.tokens, token.as_ref(), &site)?;
         let report = self.writer.import_bundle(body)?;
+        claim.bind(&self.writer);
         if report.applied > 0 {
             let _ = self.notices.send(site);
         }
@@ -191,19 +271,36 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, HttpError> {
     Ok(out)
 }
 
+fn timed_out(status: StatusCode, message: String) -> HttpError {
+    HttpError(status, super::network(message))
+}
+
 async fn sync(State(st): State<Arc<Shared>>, request: Request) -> Response {
     async fn inner(st: Arc<Shared>, request: Request) -> Result<Response, HttpError> {
+        let deadline = tokio::time::Instant::now() + st.config.request_timeout;
         let (parts, body) = request.into_parts();
         let token = st.admit(&parts.headers)?;
         let text = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
         let cursor = text(CURSOR_HEADER).map(decode_token).transpose()?;
         let asked = text(PAGE_ROWS_HEADER).and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX);
         let rows = asked.min(st.config.page_rows.max(1));
-        let body = read_body(body, st.config.max_body).await?;
-        let worker = st.clone();
-        tokio::task::spawn_blocking(move || worker.exchange(token, &body, cursor, rows))
+        let body_deadline = deadline.min(tokio::time::Instant::now() + st.config.body_timeout);
+        let body = tokio::time::timeout_at(body_deadline, read_body(body, st.config.max_body))
             .await
-            .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, Error::new(ErrorKind::Io, e.to_string())))?
+            .map_err(|_| timed_out(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time".into()))??;
+        // One of `max_concurrent` slots for decoding and importing, within the deadline. The
+        // import that starts is finished and answered, whatever the deadline says.
+        let slot = tokio::time::timeout_at(deadline, st.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out(StatusCode::SERVICE_UNAVAILABLE, "the server is busy; try again later".into()))?
+            .map_err(|_| timed_out(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()))?;
+        let worker = st.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            worker.exchange(token, &body, cursor, rows)
+        })
+        .await
+        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, Error::new(ErrorKind::Io, e.to_string())))?
     }
     inner(st, request).await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -223,9 +320,16 @@ async fn live(State(st): State<Arc<Shared>>, headers: HeaderMap, ws: WebSocketUp
     if let Err(e) = st.admit(&headers) {
         return e.into_response();
     }
+    // An upgraded connection leaves the accept loop's cap: it holds a live slot instead.
+    let Ok(slot) = st.live_slots.clone().try_acquire_owned() else {
+        return HttpError(StatusCode::SERVICE_UNAVAILABLE, super::network("too many live connections; try again later")).into_response();
+    };
     let notices = st.notices.subscribe();
     let stopping = st.stopping.clone();
-    ws.on_upgrade(move |socket| notify(socket, notices, stopping))
+    ws.on_upgrade(move |socket| async move {
+        notify(socket, notices, stopping).await;
+        drop(slot);
+    })
 }
 
 /// Tell one live client about every accepted push that changed something.
@@ -267,7 +371,11 @@ pub async fn serve(
     let readers =
         (0..config.readers.max(1)).map(|_| SyncEngine::open(engine.path(), engine.options().clone())).collect::<Result<Vec<_>>>()?;
     let (stop_tx, stopping) = watch::channel(false);
+    let limits =
+        Limits { max_connections: config.max_connections, header_timeout: config.header_timeout, idle_timeout: config.idle_timeout };
     let shared = Arc::new(Shared {
+        slots: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+        live_slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
         devices: Devices::load(&engine)?,
         site: engine.site_id()?,
         writer: engine,
@@ -279,13 +387,8 @@ pub async fn serve(
         stopping,
     });
     let app = Router::new().route("/v1/info", get(info)).route("/v1/sync", post(sync)).route("/v1/live", get(live)).with_state(shared);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, format!("server failed: {e}")))
+    listen::run(listener, app, limits, shutdown, stop_tx).await;
+    Ok(())
 }
 
 /// Completes on ctrl-c or (on Unix) SIGTERM.
@@ -400,5 +503,30 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: HttpError) -> serde_json::Value {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let bytes = rt.block_on(axum::body::to_bytes(e.into_response().into_body(), 1 << 16)).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn error_bodies_carry_the_kind_and_no_internals() {
+        let sql = "no such table: _syncline_shadow_1 in SELECT s.pk0 FROM \"_syncline_shadow_1\" s";
+        let b = body(HttpError(StatusCode::INTERNAL_SERVER_ERROR, Error::new(ErrorKind::Sqlite, sql)));
+        assert_eq!(b["error"], "Sqlite");
+        let message = b["message"].as_str().unwrap();
+        assert!(!message.contains("SELECT") && !message.contains("_syncline_"), "{message}");
+        let b = body(HttpError(StatusCode::BAD_REQUEST, Error::new(ErrorKind::InvalidBundle, "row names _syncline_x")));
+        assert_eq!(b["error"], "InvalidBundle");
+        assert!(!b["message"].as_str().unwrap().contains("_syncline_"), "{b}");
+        let b = body(HttpError(StatusCode::BAD_REQUEST, Error::new(ErrorKind::InvalidBundle, "checksum mismatch")));
+        assert_eq!(b["message"], "checksum mismatch");
     }
 }
