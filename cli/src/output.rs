@@ -67,9 +67,9 @@ impl Out {
         let sender = r.sender.map(|s| s.to_hex());
         self.emit(
             json!({ "sender": sender, "rows": r.rows, "applied": r.applied, "already_known": r.already_known,
-                    "conflicts": r.conflicts, "rejected": r.rejected }),
+                    "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "released": r.released }),
             || {
-                format!(
+                let mut line = format!(
                     "imported {} rows from {}: {} applied, {} already known, {} conflicts, {} rejected",
                     r.rows,
                     sender.clone().unwrap_or_default(),
@@ -77,7 +77,14 @@ impl Out {
                     r.already_known,
                     r.conflicts,
                     r.rejected
-                )
+                );
+                if r.quarantined > 0 {
+                    line += &format!(", {} quarantined (stamped ahead of this clock; applied once it catches up)", r.quarantined);
+                }
+                if r.released > 0 {
+                    line += &format!(", {} released from quarantine", r.released);
+                }
+                line
             },
         )
     }
@@ -91,6 +98,7 @@ impl Out {
             "version_vector": vv_json(&s.version_vector),
             "unresolved_conflicts": s.unresolved_conflicts,
             "rejected": s.rejected,
+            "quarantined": s.quarantined,
         });
         self.emit(doc, || {
             let mut t = format!("site      {}\nclock     {}\n", s.site_id, s.hlc);
@@ -101,6 +109,9 @@ impl Out {
                 t += &format!("peer      {} ({} changes pending)\n", p.site_id, p.pending);
             }
             t += &format!("conflicts {} unresolved\nrejected  {}", s.unresolved_conflicts, s.rejected);
+            if s.quarantined > 0 {
+                t += &format!("\nquarantined {} rows (stamped ahead of this clock)", s.quarantined);
+            }
             t
         })
     }

@@ -127,7 +127,7 @@ pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
 
 fn report_json(r: &SyncReport) -> serde_json::Value {
     json!({ "pushed": r.pushed, "server_applied": r.server_applied, "pulled": r.pulled, "applied": r.applied,
-            "conflicts": r.conflicts, "rejected": r.rejected, "round_trips": r.round_trips })
+            "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "round_trips": r.round_trips })
 }
 
 fn report_text(r: &SyncReport) -> String {

@@ -92,13 +92,24 @@ fn max_drift_is_settable_on_import_and_sync() {
     let bundle = dir.path().join("ahead.bundle");
     let out = syncline(&["export", ahead.to_str().unwrap(), "-o", bundle.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let before = dump(&local);
-    let out = syncline(&["import", local.to_str().unwrap(), bundle.to_str().unwrap(), "--max-drift", "60s"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).starts_with("error: ClockDrift:"), "{}", stderr(&out));
-    assert_eq!(dump(&local), before);
-    let out = syncline(&["import", local.to_str().unwrap(), bundle.to_str().unwrap(), "--max-drift", "10m"]);
+    // Under a 1-minute limit the row waits in quarantine; under 10 minutes it applies.
+    let notes = |db: &std::path::Path| {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.query_row("SELECT count(*) FROM notes", [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    let out = syncline(&["--json", "import", local.to_str().unwrap(), bundle.to_str().unwrap(), "--max-drift", "60s"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["quarantined"], 2, "{report}");
+    assert_eq!(notes(&local), 0);
+    let out = syncline(&["--json", "status", local.to_str().unwrap()]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["quarantined"], 1, "{status}");
+    let out = syncline(&["--json", "import", local.to_str().unwrap(), bundle.to_str().unwrap(), "--max-drift", "10m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["released"], 2, "{report}");
+    assert_eq!(notes(&local), 1);
     let out = syncline(&["import", local.to_str().unwrap(), bundle.to_str().unwrap(), "--max-drift", "soon"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
@@ -106,25 +117,28 @@ fn max_drift_is_settable_on_import_and_sync() {
     let fresh = dir.path().join("fresh.db");
     init(&fresh);
     let (mut server, url) = serve(&ahead, &[]);
-    let out = syncline(&["sync", fresh.to_str().unwrap(), &url, "--max-drift", "1m"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("ClockDrift"), "{}", stderr(&out));
+    let out = syncline(&["--json", "sync", fresh.to_str().unwrap(), &url, "--max-drift", "1m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["quarantined"], 2, "{report}");
+    assert_eq!(notes(&fresh), 0);
     let out = syncline(&["sync", fresh.to_str().unwrap(), &url, "--max-drift", "300000ms"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(notes(&fresh), 1);
     server.kill().unwrap();
     server.wait().unwrap();
 
-    // serve: a push two minutes ahead is refused by a server told to allow one minute.
+    // serve: a push two minutes ahead waits in the quarantine of a server allowing one minute.
     let strict = dir.path().join("strict.db");
     init(&strict);
     let (mut server, url) = serve(&strict, &["--max-drift", "1m"]);
     let out = syncline(&["sync", ahead.to_str().unwrap(), &url]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("ClockDrift"), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
     server.kill().unwrap();
     server.wait().unwrap();
+    assert_eq!(notes(&strict), 0);
     let conn = rusqlite::Connection::open(&strict).unwrap();
-    assert_eq!(conn.query_row("SELECT count(*) FROM notes", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+    assert_eq!(conn.query_row("SELECT count(*) FROM _syncline_quarantine", [], |r| r.get::<_, i64>(0)).unwrap(), 1);
 }
 
 #[test]

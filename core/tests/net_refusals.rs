@@ -95,22 +95,16 @@ fn max_ops_counts_the_decoded_rows_not_the_header() {
         c.execute("INSERT INTO todos(id, title) VALUES (?1, 'x')", &[Value::Integer(i)]).unwrap();
     }
     let real = c.generate_bundle(None).unwrap();
-    let d = bundle::decode(&real).unwrap();
+    let mut d = bundle::decode(&real).unwrap();
+    let all = d.rows().collect::<Result<_, _>>().unwrap();
     let mut header = d.header.clone();
     assert_eq!(header.rows, 20);
     header.changes = 0; // the lie
-    let forged = bundle::encode(
-        &Contents { header, tables: d.tables.clone(), sites: d.sites.clone(), rows: d.rows().collect::<Result<_, _>>().unwrap() },
-        false,
-    );
+    let forged = bundle::encode(&Contents { header, tables: d.tables.clone(), sites: d.sites.clone(), rows: all }, false);
     let before = state_hash(&server);
     let answer = post(&handle.url(), "t", &forged);
-    if bundle::decode(&forged).is_ok() {
-        assert!(status_of(&answer).contains(" 413 "), "{answer}");
-    } else {
-        // a decoder that checks the count itself refuses the lie first
-        assert!(status_of(&answer).contains(" 400 "), "{answer}");
-    }
+    // counted as decoded: the limit is reached before the decoder finds the header's lie
+    assert!(status_of(&answer).contains(" 413 "), "{answer}");
     assert_eq!(state_hash(&server), before);
     assert_eq!(rows(&server, "SELECT count(*) FROM todos"), vec![vec![Value::Integer(0)]]);
 }

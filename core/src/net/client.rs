@@ -54,6 +54,8 @@ pub struct SyncReport {
     pub conflicts: u64,
     /// Received changes refused by a local constraint.
     pub rejected: u64,
+    /// Pulled changes stamped too far ahead of the local clock, waiting in quarantine.
+    pub quarantined: u64,
     /// HTTP requests made (`/v1/info` included).
     pub round_trips: u32,
 }
@@ -203,10 +205,11 @@ impl SyncClient {
             let body = response.bytes().await.map_err(network)?;
             let imported = engine.import_bundle(&body)?;
             report.pushed += page.stats.changes;
-            report.pulled += imported.applied + imported.already_known + imported.rejected;
+            report.pulled += imported.applied + imported.already_known + imported.rejected + imported.quarantined;
             report.applied += imported.applied;
             report.conflicts += imported.conflicts;
             report.rejected += imported.rejected;
+            report.quarantined += imported.quarantined;
             if !push_done {
                 push_done = page.next.is_none();
                 push_after = page.next;

@@ -205,7 +205,7 @@ impl Shared {
     /// cells), stay within `max_ops`.
     fn check_ops(&self, body: &[u8]) -> Result<SiteId, HttpError> {
         let max = self.config.max_ops;
-        let decoded = bundle::decode(body)?;
+        let mut decoded = bundle::decode(body)?;
         if decoded.header.changes > max {
             return Err(too_large(format!("the bundle holds {} changes, the limit is {max}", decoded.header.changes)));
         }
