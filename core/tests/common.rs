@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: replicas in a temporary folder and state hashes.
 #![allow(dead_code)]
 
+use syncline::bundle::{self, Contents};
 use syncline::{EnableOptions, Options, Strategy, SyncEngine, Value};
 use tempfile::TempDir;
 
@@ -63,4 +64,26 @@ pub fn full_dump(e: &SyncEngine) -> Vec<(String, Vec<Vec<Value>>)> {
             (name.clone(), rows(e, &format!("SELECT * FROM \"{name}\" ORDER BY 1, 2")))
         })
         .collect()
+}
+
+/// A real bundle decoded into its parts.
+pub fn contents(bytes: &[u8]) -> Contents {
+    let mut d = bundle::decode(bytes).unwrap();
+    let rows = d.rows().collect::<Result<Vec<_>, _>>().unwrap();
+    Contents { header: d.header.clone(), tables: d.tables.clone(), sites: d.sites.clone(), rows }
+}
+
+/// A bundle re-encoded after `edit` (a forgery with a valid frame and checksum): rows put back
+/// in canonical order, the header's counts, stamp range and fingerprint made to match.
+pub fn forge(bytes: &[u8], edit: impl FnOnce(&mut Contents)) -> Vec<u8> {
+    let mut c = contents(bytes);
+    edit(&mut c);
+    c.rows.sort_by_key(bundle::canonical_key);
+    let stamps: Vec<u64> = c.rows.iter().flat_map(|r| std::iter::once(r.hlc).chain(r.cells.iter().map(|c| c.hlc))).collect();
+    c.header.rows = c.rows.len() as u64;
+    c.header.changes = c.rows.iter().map(|r| 1 + r.cells.len() as u64).sum();
+    c.header.min_hlc = stamps.iter().copied().min().unwrap_or(0);
+    c.header.max_hlc = stamps.iter().copied().max().unwrap_or(0);
+    c.header.schema = bundle::schema_fingerprint(&c.tables);
+    bundle::encode(&c, false)
 }

@@ -5,30 +5,9 @@
 
 mod common;
 use common::*;
-use syncline::bundle::{self, Contents, Limits, VvEntry};
+use syncline::bundle::{self, Limits, VvEntry};
 use syncline::{ErrorKind, Strategy, SyncEngine, Value};
 use tempfile::TempDir;
-
-/// Decode a real bundle into its parts.
-fn contents(bytes: &[u8]) -> Contents {
-    let mut d = bundle::decode(bytes).unwrap();
-    let rows = d.rows().collect::<Result<Vec<_>, _>>().unwrap();
-    Contents { header: d.header.clone(), tables: d.tables.clone(), sites: d.sites.clone(), rows }
-}
-
-/// Re-encode after `edit`, with the header's counts and stamp range made to match the rows.
-fn forge(bytes: &[u8], edit: impl FnOnce(&mut Contents)) -> Vec<u8> {
-    let mut c = contents(bytes);
-    edit(&mut c);
-    c.rows.sort_by_key(bundle::canonical_key);
-    let stamps: Vec<u64> = c.rows.iter().flat_map(|r| std::iter::once(r.hlc).chain(r.cells.iter().map(|c| c.hlc))).collect();
-    c.header.rows = c.rows.len() as u64;
-    c.header.changes = c.rows.iter().map(|r| 1 + r.cells.len() as u64).sum();
-    c.header.min_hlc = stamps.iter().copied().min().unwrap_or(0);
-    c.header.max_hlc = stamps.iter().copied().max().unwrap_or(0);
-    c.header.schema = bundle::schema_fingerprint(&c.tables);
-    bundle::encode(&c, false)
-}
 
 /// Re-encode with the frame and checksum recomputed around new body bytes.
 fn reframe(bytes: &[u8], body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {

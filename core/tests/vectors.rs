@@ -3,6 +3,8 @@
 //! every replica must end in the expected state. `SYNCLINE_WRITE_VECTORS=1` rewrites the
 //! bundle files instead of comparing them (after a deliberate format change).
 
+mod common;
+use common::forge;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,22 +45,6 @@ fn concat(c: &ConflictInput) -> Result<Resolution, String> {
         }
         _ => Ok(Resolution::Local),
     }
-}
-
-/// Re-encode a bundle after `edit`, with the header's counts and range made to match.
-fn forge(bytes: &[u8], edit: impl FnOnce(&mut bundle::Contents)) -> Vec<u8> {
-    let mut d = bundle::decode(bytes).unwrap();
-    let rows = d.rows().collect::<Result<Vec<_>, _>>().unwrap();
-    let mut c = bundle::Contents { header: d.header.clone(), tables: d.tables.clone(), sites: d.sites.clone(), rows };
-    edit(&mut c);
-    c.rows.sort_by_key(bundle::canonical_key);
-    let stamps: Vec<u64> = c.rows.iter().flat_map(|r| std::iter::once(r.hlc).chain(r.cells.iter().map(|c| c.hlc))).collect();
-    c.header.rows = c.rows.len() as u64;
-    c.header.changes = c.rows.iter().map(|r| 1 + r.cells.len() as u64).sum();
-    c.header.min_hlc = stamps.iter().copied().min().unwrap_or(0);
-    c.header.max_hlc = stamps.iter().copied().max().unwrap_or(0);
-    c.header.schema = bundle::schema_fingerprint(&c.tables);
-    bundle::encode(&c, false)
 }
 
 /// The frame and checksum rebuilt around new body bytes (and flags).
@@ -103,10 +89,9 @@ fn damage(bytes: &[u8], how: &str) -> Vec<u8> {
         "sites-twice" => return forge(bytes, |c| c.sites.push(c.sites[0])),
         "other-key" => return forge(bytes, |c| c.rows[0].pk = vec![Value::Integer(99)]),
         "changes-lie" => {
-            let mut d = bundle::decode(bytes).unwrap();
-            let rows = d.rows().collect::<Result<Vec<_>, _>>().unwrap();
-            let header = bundle::Header { changes: 0, ..d.header.clone() };
-            return bundle::encode(&bundle::Contents { header, tables: d.tables.clone(), sites: d.sites.clone(), rows }, false);
+            let mut c = common::contents(bytes);
+            c.header.changes = 0;
+            return bundle::encode(&c, false);
         }
         "float32" => {
             // the first float 64 of the body written as float 32 (same value, 1.5)
