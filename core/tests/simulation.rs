@@ -39,14 +39,18 @@
 //!   ran beyond the window, and `status`, `generate_bundle` and `state_hash` never fail;
 //! - **settled**: `status()` shows 0 pending between the server and every honest client.
 //!
+//! Replicas use one conflict strategy per schedule (lww, prefer_local or prefer_remote).
+//!
 //! Running:
 //!
-//! - CI: `cargo test -p syncline --features net --test simulation` runs 300 honest schedules
-//!   and 300 with the hostile client (seed fixed, so CI runs are reproducible).
+//! - CI: `cargo test -p syncline --features net --test simulation` runs 250 honest schedules
+//!   and 250 with the hostile client (seed fixed, so CI runs are reproducible).
 //! - At scale: `SYNCLINE_SIM_CASES=10000 cargo test --release -p syncline --features net --test
 //!   simulation -- --nocapture`, or `scripts/simulate.sh` (prints the count, divergences and
 //!   lost writes). `SYNCLINE_SIM_SEED=N` picks another seed, `SYNCLINE_SIM_CASE=I` replays
-//!   schedule I only, `SYNCLINE_SIM_HOSTILE=0` skips the hostile simulation.
+//!   schedule I only, `SYNCLINE_SIM_HOSTILE=0` skips the hostile simulation, and
+//!   `SYNCLINE_SIM_ATTACKS=1,2,7,14,0` limits the hostile client to the attacks of those items
+//!   (0: out-of-range values already refused), `SYNCLINE_SIM_JOBS=N` runs N schedules at once.
 //!
 //! A failing run prints a summary per invariant, then the first failing schedule shrunk by
 //! proptest (replay it with `SYNCLINE_SIM_CASE`).
@@ -65,7 +69,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use syncline::bundle::{self, Contents, Header, TableDict, VvEntry, WireRow};
 use syncline::net::{ServerConfig, ServerHandle, SyncClient, SyncOptions};
-use syncline::{EnableOptions, ErrorKind, Options, SiteId, SyncEngine, Value};
+use syncline::{EnableOptions, ErrorKind, Options, SiteId, Strategy as Merge, SyncEngine, Value};
 use tempfile::TempDir;
 
 /// The drift window of every replica.
@@ -74,7 +78,7 @@ const MAX_DRIFT_MS: u64 = 60_000;
 const T0: u64 = 1_700_000_000_000;
 /// Default seed of the schedules (CI runs are reproducible).
 const DEFAULT_SEED: u64 = 0x5eed_0012;
-const DEFAULT_CASES: u32 = 300;
+const DEFAULT_CASES: u32 = 250;
 const SHARED_KEYS: u8 = 4;
 const PRIVATE_KEYS: u8 = 3;
 /// Bundles kept for later re-delivery.
@@ -173,6 +177,8 @@ struct Schedule {
     seed: u64,
     server_page_rows: u64,
     client_page_rows: u64,
+    /// The conflict strategy of every replica: 0 lww, 1 prefer_local, 2 prefer_remote.
+    strategy: u8,
     ops: Vec<Op>,
 }
 
@@ -203,32 +209,61 @@ fn op(n: usize, hostile: bool) -> BoxedStrategy<Op> {
         (1, (0..=n, skew).prop_map(|(node, ms)| Op::Skew { node, ms }).boxed()),
     ];
     if hostile {
-        let attack = prop_oneof![
-            (0..n, 1_000u64..90_000).prop_map(|(victim, ahead_ms)| Attack::PoisonVv { victim, ahead_ms }),
-            (0..SHARED_KEYS, 0..CAUSAL_LENGTHS.len()).prop_map(|(key, i)| Attack::CausalLength { key, cl: CAUSAL_LENGTHS[i] }),
-            (0..=n, 0..SHARED_KEYS, 1..5_000u64, any::<bool>()).prop_map(|(victim, key, back, as_victim)| Attack::OwnSite {
+        let items = attack_items();
+        let mut attacks: Vec<(u32, BoxedStrategy<Attack>)> = Vec::new();
+        if items.contains(&2) {
+            let s = (0..n, 1_000u64..90_000).prop_map(|(victim, ahead_ms)| Attack::PoisonVv { victim, ahead_ms });
+            attacks.push((1, s.boxed()));
+        }
+        if items.contains(&1) {
+            let s = (0..SHARED_KEYS, 0..CAUSAL_LENGTHS.len()).prop_map(|(key, i)| Attack::CausalLength { key, cl: CAUSAL_LENGTHS[i] });
+            attacks.push((1, s.boxed()));
+        }
+        if items.contains(&7) {
+            let s = (0..=n, 0..SHARED_KEYS, 1..5_000u64, any::<bool>()).prop_map(|(victim, key, back, as_victim)| Attack::OwnSite {
                 victim,
                 key,
                 back,
-                as_victim
-            }),
-            (0..SHARED_KEYS, 100..5_000u64).prop_map(|(key, margin_ms)| Attack::DriftAhead { key, margin_ms }),
-            (0..SHARED_KEYS, 0..3u8).prop_map(|(key, which)| Attack::OutOfRange { key, which }),
-        ];
-        arms.push((2, attack.prop_map(Op::Hostile).boxed()));
+                as_victim,
+            });
+            attacks.push((1, s.boxed()));
+        }
+        if items.contains(&14) {
+            let s = (0..SHARED_KEYS, 100..5_000u64).prop_map(|(key, margin_ms)| Attack::DriftAhead { key, margin_ms });
+            attacks.push((1, s.boxed()));
+        }
+        if items.contains(&0) {
+            let s = (0..SHARED_KEYS, 0..3u8).prop_map(|(key, which)| Attack::OutOfRange { key, which });
+            attacks.push((1, s.boxed()));
+        }
+        if !attacks.is_empty() {
+            arms.push((2, Union::new_weighted(attacks).prop_map(Op::Hostile).boxed()));
+        }
     }
     Union::new_weighted(arms).boxed()
 }
 
+/// The attacks the hostile client makes, by issue 12 item (0: out-of-range values the engine
+/// already refuses): all unless `SYNCLINE_SIM_ATTACKS` lists some, e.g. `SYNCLINE_SIM_ATTACKS=2,14`.
+fn attack_items() -> Vec<u8> {
+    match std::env::var("SYNCLINE_SIM_ATTACKS") {
+        Ok(list) => list.split(',').filter_map(|i| i.trim().parse().ok()).collect(),
+        Err(_) => vec![0, 1, 2, 7, 14],
+    }
+}
+
 fn schedule(hostile: bool) -> impl Strategy<Value = Schedule> {
     (2..=5usize).prop_flat_map(move |n| {
-        (prop::bool::weighted(0.125), any::<u64>(), 1..5u64, 1..5u64, prop::collection::vec(op(n, hostile), 1..60)).prop_map(
-            move |(http, seed, server_page_rows, client_page_rows, ops)| Schedule {
+        let strategy = prop_oneof![2 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)];
+        let ops = prop::collection::vec(op(n, hostile), 1..60);
+        (prop::bool::weighted(0.125), any::<u64>(), 1..5u64, 1..5u64, strategy, ops).prop_map(
+            move |(http, seed, server_page_rows, client_page_rows, strategy, ops)| Schedule {
                 clients: n,
                 http,
                 seed,
                 server_page_rows,
                 client_page_rows,
+                strategy,
                 ops,
             },
         )
@@ -334,13 +369,14 @@ fn seeded_site(seed: u64, i: usize) -> SiteId {
     SiteId(digest[..16].try_into().unwrap())
 }
 
-fn create(dir: &TempDir, name: &str, site: SiteId) -> Node {
+fn create(dir: &TempDir, name: &str, site: SiteId, strategy: u8) -> Node {
     let path = dir.path().join(format!("{name}.db"));
     let e = SyncEngine::open(&path, options()).unwrap();
     e.set_site_id(site).unwrap();
     e.set_manual_clock(Some(T0)).unwrap();
     e.execute_batch(common::TODOS).unwrap();
-    e.enable_sync("todos", EnableOptions::default()).unwrap();
+    let strategy = [Merge::Lww, Merge::PreferLocal, Merge::PreferRemote][strategy as usize];
+    e.enable_sync("todos", EnableOptions { strategy, ..Default::default() }).unwrap();
     Node { name: name.to_owned(), path, site, engine: Some(Arc::new(e)), conn: None, skew: 0, clock_set: Some(T0) }
 }
 
@@ -473,9 +509,9 @@ fn sorted_vv(mut vv: Vec<VvEntry>) -> Vec<VvEntry> {
 impl World {
     fn new(s: &Schedule, hostile_on: bool) -> World {
         let dir = temp_dir();
-        let server = create(&dir, "server", seeded_site(s.seed, 0));
-        let clients: Vec<Node> = (0..s.clients).map(|i| create(&dir, &format!("c{i}"), seeded_site(s.seed, i + 1))).collect();
-        let hostile = hostile_on.then(|| create(&dir, "hostile", seeded_site(s.seed, 99)));
+        let server = create(&dir, "server", seeded_site(s.seed, 0), s.strategy);
+        let clients: Vec<Node> = (0..s.clients).map(|i| create(&dir, &format!("c{i}"), seeded_site(s.seed, i + 1), s.strategy)).collect();
+        let hostile = hostile_on.then(|| create(&dir, "hostile", seeded_site(s.seed, 99), 0));
         let models = (0..s.clients).map(|c| (0..PRIVATE_KEYS).map(|k| (private_id(c, k), (None, true))).collect()).collect();
         let mut w = World {
             dir,
@@ -1092,7 +1128,7 @@ fn shrink(strategy: &impl Strategy<Value = Schedule>, seed: u64, case: u64, host
     let mut runner = runner(seed, case);
     let mut tree = strategy.new_tree(&mut runner).unwrap();
     let mut best = (tree.current(), simulate(&tree.current(), hostile));
-    let deadline = Instant::now() + Duration::from_secs(env("SYNCLINE_SIM_SHRINK_SECS").unwrap_or(60));
+    let deadline = Instant::now() + Duration::from_secs(env("SYNCLINE_SIM_SHRINK_SECS").unwrap_or(30));
     let mut iterations = 0;
     if tree.simplify() {
         while iterations < 2_000 && Instant::now() < deadline {
@@ -1112,51 +1148,113 @@ fn shrink(strategy: &impl Strategy<Value = Schedule>, seed: u64, case: u64, host
     best
 }
 
-fn run_simulation(hostile: bool) {
-    let seed = env("SYNCLINE_SIM_SEED").unwrap_or(DEFAULT_SEED);
-    let cases: u64 = env("SYNCLINE_SIM_CASES").unwrap_or(u64::from(DEFAULT_CASES));
-    let only: Option<u64> = env("SYNCLINE_SIM_CASE");
-    let strategy = schedule(hostile);
-    let started = Instant::now();
-    let (mut ran, mut http, mut ops, mut writes, mut acked, mut drift, mut lost, mut lost_acked) =
-        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut failed_cases: BTreeMap<Check, u64> = BTreeMap::new();
-    let mut accepted: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut refused: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut first_failure: Option<(u64, Outcome)> = None;
-    let mut failures = 0u64;
-    for case in only.map_or(0..cases, |c| c..c + 1) {
-        let mut runner = runner(seed, case);
-        let s = strategy.new_tree(&mut runner).unwrap().current();
-        let out = simulate(&s, hostile);
-        ran += 1;
-        http += u64::from(s.http);
-        ops += s.ops.len() as u64;
-        writes += out.private_writes;
-        acked += out.acked_syncs;
-        drift += out.drift_refusals;
-        lost += out.lost_writes;
-        lost_acked += out.lost_acked;
+/// What a run of many schedules found.
+#[derive(Default)]
+struct Totals {
+    ran: u64,
+    http: u64,
+    ops: u64,
+    writes: u64,
+    acked: u64,
+    drift: u64,
+    lost: u64,
+    lost_acked: u64,
+    failures: u64,
+    failed_cases: BTreeMap<Check, u64>,
+    accepted: BTreeMap<&'static str, u64>,
+    refused: BTreeMap<&'static str, u64>,
+    first_failure: Option<(u64, Outcome)>,
+}
+
+impl Totals {
+    fn add(&mut self, case: u64, s: &Schedule, out: Outcome) {
+        self.ran += 1;
+        self.http += u64::from(s.http);
+        self.ops += s.ops.len() as u64;
+        self.writes += out.private_writes;
+        self.acked += out.acked_syncs;
+        self.drift += out.drift_refusals;
+        self.lost += out.lost_writes;
+        self.lost_acked += out.lost_acked;
         for (k, v) in &out.hostile_accepted {
-            *accepted.entry(k).or_default() += v;
+            *self.accepted.entry(k).or_default() += v;
         }
         for (k, v) in &out.hostile_refused {
-            *refused.entry(k).or_default() += v;
+            *self.refused.entry(k).or_default() += v;
         }
         if !out.violations.is_empty() {
-            failures += 1;
-            let mut kinds: Vec<Check> = out.violations.iter().map(|v| v.0).collect();
-            kinds.dedup();
-            kinds.sort();
-            kinds.dedup();
+            self.failures += 1;
+            let kinds: std::collections::BTreeSet<Check> = out.violations.iter().map(|v| v.0).collect();
             for k in kinds {
-                *failed_cases.entry(k).or_default() += 1;
+                *self.failed_cases.entry(k).or_default() += 1;
             }
-            if first_failure.is_none() {
-                first_failure = Some((case, out));
+            if !matches!(&self.first_failure, Some((c, _)) if *c <= case) {
+                self.first_failure = Some((case, out));
             }
         }
     }
+
+    fn merge(&mut self, other: Totals) {
+        self.ran += other.ran;
+        self.http += other.http;
+        self.ops += other.ops;
+        self.writes += other.writes;
+        self.acked += other.acked;
+        self.drift += other.drift;
+        self.lost += other.lost;
+        self.lost_acked += other.lost_acked;
+        self.failures += other.failures;
+        for (k, v) in other.failed_cases {
+            *self.failed_cases.entry(k).or_default() += v;
+        }
+        for (k, v) in other.accepted {
+            *self.accepted.entry(k).or_default() += v;
+        }
+        for (k, v) in other.refused {
+            *self.refused.entry(k).or_default() += v;
+        }
+        if let Some((case, out)) = other.first_failure {
+            if !matches!(&self.first_failure, Some((c, _)) if *c <= case) {
+                self.first_failure = Some((case, out));
+            }
+        }
+    }
+}
+
+fn run_simulation(hostile: bool) {
+    let seed = env("SYNCLINE_SIM_SEED").unwrap_or(DEFAULT_SEED);
+    let cases: u64 = env("SYNCLINE_SIM_CASES").unwrap_or(u64::from(DEFAULT_CASES));
+    let jobs: u64 = env("SYNCLINE_SIM_JOBS").unwrap_or(1).max(1);
+    let range = env::<u64>("SYNCLINE_SIM_CASE").map_or(0..cases, |c| c..c + 1);
+    let strategy = schedule(hostile);
+    let started = Instant::now();
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let mut totals = Totals::default();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|j| {
+                let (strategy, range, done) = (&strategy, range.clone(), &done);
+                scope.spawn(move || {
+                    let mut t = Totals::default();
+                    for case in range.filter(|c| c % jobs == j) {
+                        let s = strategy.new_tree(&mut runner(seed, case)).unwrap().current();
+                        let out = simulate(&s, hostile);
+                        t.add(case, &s, out);
+                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        if n % 1000 == 0 {
+                            eprintln!("simulation: {n} schedules done, {:.0} s", started.elapsed().as_secs_f64());
+                        }
+                    }
+                    t
+                })
+            })
+            .collect();
+        for w in workers {
+            totals.merge(w.join().expect("simulation worker panicked"));
+        }
+    });
+    let Totals { ran, http, ops, writes, acked, drift, lost, lost_acked, failures, failed_cases, accepted, refused, first_failure } =
+        totals;
     let mut report = String::new();
     let label = if hostile { "with a hostile client" } else { "honest clients only" };
     let _ = writeln!(
