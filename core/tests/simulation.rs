@@ -43,8 +43,8 @@
 //!
 //! Running:
 //!
-//! - CI: `cargo test -p syncline --features net --test simulation` runs 250 honest schedules
-//!   and 250 with the hostile client (seed fixed, so CI runs are reproducible).
+//! - CI: `cargo test -p syncline --features net --test simulation` runs 120 honest schedules
+//!   and 120 with the hostile client (seed fixed, so CI runs are reproducible).
 //! - At scale: `SYNCLINE_SIM_CASES=10000 cargo test --release -p syncline --features net --test
 //!   simulation -- --nocapture`, or `scripts/simulate.sh` (prints the count, divergences and
 //!   lost writes). `SYNCLINE_SIM_SEED=N` picks another seed, `SYNCLINE_SIM_CASE=I` replays
@@ -88,7 +88,7 @@ const MAX_DRIFT_MS: u64 = 60_000;
 const T0: u64 = 1_700_000_000_000;
 /// Default seed of the schedules (CI runs are reproducible).
 const DEFAULT_SEED: u64 = 0x5eed_0012;
-const DEFAULT_CASES: u32 = 250;
+const DEFAULT_CASES: u32 = 120;
 const SHARED_KEYS: u8 = 4;
 const PRIVATE_KEYS: u8 = 3;
 /// Bundles kept for later re-delivery.
@@ -1154,7 +1154,7 @@ fn shrink(strategy: &impl Strategy<Value = Schedule>, seed: u64, case: u64, host
     let mut runner = runner(seed, case);
     let mut tree = strategy.new_tree(&mut runner).unwrap();
     let mut best = (tree.current(), simulate(&tree.current(), hostile));
-    let deadline = Instant::now() + Duration::from_secs(env("SYNCLINE_SIM_SHRINK_SECS").unwrap_or(30));
+    let deadline = Instant::now() + Duration::from_secs(env("SYNCLINE_SIM_SHRINK_SECS").unwrap_or(20));
     let mut iterations = 0;
     if tree.simplify() {
         while iterations < 2_000 && Instant::now() < deadline {
