@@ -215,6 +215,15 @@ impl SyncClient {
                 push_after = page.next;
                 snapshot = Some(page.snapshot);
             }
+            if push_done && next_pull.is_some() && (imported.rows == 0 || next_pull == pull_cursor) {
+                // A page that promises more must carry rows and move on: otherwise a broken
+                // or hostile server could keep this client paging forever.
+                return Err(network(format!(
+                    "the server's paging makes no progress (a page with {} rows and {} cursor); the pass was stopped",
+                    imported.rows,
+                    if next_pull == pull_cursor { "the same" } else { "a new" }
+                )));
+            }
             pull_cursor = next_pull;
             if push_done && pull_cursor.is_none() {
                 return Ok(report);
