@@ -247,13 +247,13 @@ pub struct Limits {
     /// declared). Default [`MAX_BODY`].
     pub max_inflated: u64,
     /// Most bytes one item of the body (a row entry, or a dictionary) may take once inflated;
-    /// this bounds the memory a compressed body needs. Default 256 MiB.
+    /// this bounds the memory a compressed body needs. Default 64 MiB.
     pub max_item: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_inflated: MAX_BODY, max_item: 256 << 20 }
+        Limits { max_inflated: MAX_BODY, max_item: 64 << 20 }
     }
 }
 
