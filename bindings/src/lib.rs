@@ -288,6 +288,11 @@ pub struct ImportReport {
     pub applied: u64,
     pub already_known: u64,
     pub conflicts: u64,
+    /// Changes stamped too far ahead of the local clock, kept in `_syncline_quarantine` and
+    /// applied by the first import after the clock has caught up.
+    pub quarantined: u64,
+    /// Changes quarantined by earlier imports and applied by this one.
+    pub released: u64,
     pub rejected: u64,
 }
 
@@ -299,6 +304,8 @@ impl From<syncline::ImportReport> for ImportReport {
             applied: r.applied,
             already_known: r.already_known,
             conflicts: r.conflicts,
+            quarantined: r.quarantined,
+            released: r.released,
             rejected: r.rejected,
         }
     }
@@ -477,6 +484,8 @@ pub struct Status {
     pub version_vector: Vec<VersionEntry>,
     pub unresolved_conflicts: u64,
     pub rejected: u64,
+    /// Remote rows stamped too far ahead of the local clock, waiting in quarantine.
+    pub quarantined: u64,
 }
 
 impl From<syncline::Status> for Status {
@@ -493,6 +502,7 @@ impl From<syncline::Status> for Status {
             version_vector: vv(s.version_vector),
             unresolved_conflicts: s.unresolved_conflicts,
             rejected: s.rejected,
+            quarantined: s.quarantined,
         }
     }
 }

@@ -263,7 +263,13 @@ pub struct ImportReport {
     pub already_known: i64,
     /// Cells changed concurrently here and at the sender (whatever the strategy decided).
     pub conflicts: i64,
-    /// Changes refused by a local constraint (kept in `_syncline_rejected`).
+    /// Changes stamped too far ahead of the local clock, kept in `_syncline_quarantine` and
+    /// applied by the first import after the clock has caught up.
+    pub quarantined: i64,
+    /// Changes quarantined by earlier imports and applied by this one.
+    pub released: i64,
+    /// Changes refused by a local constraint or stamped beyond the quarantine horizon (kept
+    /// in `_syncline_rejected`).
     pub rejected: i64,
 }
 
@@ -275,6 +281,8 @@ impl From<syncline::ImportReport> for ImportReport {
             applied: count(r.applied),
             already_known: count(r.already_known),
             conflicts: count(r.conflicts),
+            quarantined: count(r.quarantined),
+            released: count(r.released),
             rejected: count(r.rejected),
         }
     }
@@ -429,6 +437,9 @@ pub struct EngineStatus {
     pub unresolved_conflicts: i64,
     /// Rows refused by a local constraint on import.
     pub rejected: i64,
+    /// Remote rows stamped too far ahead of the local clock, waiting in
+    /// `_syncline_quarantine` until the clock catches up.
+    pub quarantined: i64,
 }
 
 fn status(s: syncline::Status) -> EngineStatus {
@@ -448,6 +459,7 @@ fn status(s: syncline::Status) -> EngineStatus {
         version_vector: vv(s.version_vector),
         unresolved_conflicts: count(s.unresolved_conflicts),
         rejected: count(s.rejected),
+        quarantined: count(s.quarantined),
     }
 }
 

@@ -216,6 +216,48 @@ test('bundles: generate (plain and compressed), write to a file, import bytes an
   assert.equal(typeof peer.pending, 'number')
   assert.equal(st.unresolvedConflicts, 0)
   assert.equal(st.rejected, 0)
+  assert.equal(st.quarantined, 0)
+  assert.equal(r.quarantined, 0)
+  assert.equal(r.released, 0)
+})
+
+test('a bundle stamped ahead of the clock is quarantined, then applied once the clock caught up', async (t) => {
+  const dir = h.tmpdir(t)
+  const now = Date.now() // stamps never go back: start from the real clock
+  const a = h.replica(t, dir, 'a')
+  const b = h.replica(t, dir, 'b', {}, { watchIntervalMs: 20, maxDriftMs: 1000 })
+  b.setManualClock(now)
+  a.setManualClock(now + 60_000) // beyond b's drift, inside the 24 h quarantine horizon
+  a.execute('INSERT INTO todos(id, title) VALUES (1, ?)', ['from the future'])
+  const hlc = b.status().hlc
+  const r = await h.sync(a, b) // no ClockDrift error: the row waits
+  assert.ok(r.quarantined > 0)
+  assert.deepEqual([r.quarantined, r.applied, r.released], [4, 0, 0])
+  let st = b.status()
+  assert.equal(st.quarantined, 1)
+  assert.equal(st.hlc, hlc, 'a quarantined stamp does not move the clock')
+  assert.deepEqual(h.rows(b), [])
+  b.setManualClock(now + 120_000)
+  const later = await h.sync(a, b)
+  assert.ok(later.released > 0)
+  assert.deepEqual([later.released, later.quarantined], [4, 0])
+  st = b.status()
+  assert.equal(st.quarantined, 0)
+  assert.deepEqual(h.rows(b), h.rows(a))
+  assert.equal(h.rows(b).length, 1)
+})
+
+test('a bundle stamped years ahead is rejected, not quarantined', async (t) => {
+  const dir = h.tmpdir(t)
+  const a = h.replica(t, dir, 'a')
+  const b = h.replica(t, dir, 'b', {}, { watchIntervalMs: 20, maxDriftMs: 1000 })
+  a.setManualClock(4_000_000_000_000)
+  a.execute('INSERT INTO todos(id, title) VALUES (1, ?)', ['from 2096'])
+  const r = await h.sync(a, b)
+  assert.deepEqual([r.applied, r.quarantined, r.rejected], [0, 0, 4])
+  const st = b.status()
+  assert.deepEqual([st.quarantined, st.rejected], [0, 1])
+  assert.deepEqual(h.rows(b), [])
 })
 
 test('stateHash: equal for converged replicas whatever their bookkeeping, changes with data and stamps', async (t) => {

@@ -67,6 +67,8 @@ test('typed API', async () => {
     const bundle: Buffer = await a.generateBundle({ peer: b.siteId, compress: true })
     const report: ImportReport = await b.importBundle(bundle)
     assert.equal(report.sender, a.siteId)
+    const held: number = report.quarantined + report.released
+    assert.equal(held, 0)
     const q: QueryResult = b.query('SELECT n FROM notes WHERE id = ?', [id])
     const n: SqlValue = q.rows[0][0]
     assert.equal(n, 2n ** 60n)
@@ -78,6 +80,8 @@ test('typed API', async () => {
     const hash: string = b.stateHash()
     assert.match(hash, /^[0-9a-f]{64}$/)
     const hlc: bigint = st.hlc
+    const waiting: number = st.quarantined
+    assert.equal(waiting, 0)
     assert.ok(hlc > 0n)
     const conflicts: Conflict[] = b.conflicts().concat(b.allConflicts())
     assert.ok(Array.isArray(conflicts))

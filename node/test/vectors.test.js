@@ -19,6 +19,18 @@ const { SyncEngine } = h.syncline
 const REPO = process.env.SYNCLINE_REPO || path.resolve(__dirname, '..', '..')
 const VECTORS = path.join(REPO, 'spec', 'vectors')
 
+/** Keys of an import step's report: JSON name -> ImportReport field. */
+const REPORT_FIELDS = {
+  applied: 'applied',
+  already_known: 'alreadyKnown',
+  conflicts: 'conflicts',
+  rejected: 'rejected',
+  quarantined: 'quarantined',
+  released: 'released',
+}
+/** Always present; quarantined and released are optional (compared when present). */
+const REPORT_KEYS = ['applied', 'already_known', 'conflicts', 'rejected']
+
 /** Every scenario file (interop.json is the interop script, not a scenario). */
 function scenarioFiles() {
   if (!fs.existsSync(VECTORS)) return []
@@ -190,12 +202,12 @@ async function run(t, file) {
       } else {
         const report = await e.importBundle(vector(step))
         if (step.report !== undefined) {
-          const got = {
-            applied: report.applied,
-            already_known: report.alreadyKnown,
-            conflicts: report.conflicts,
-            rejected: report.rejected,
-          }
+          const keys = Object.keys(step.report)
+          for (const k of REPORT_KEYS) assert.ok(keys.includes(k), `${at}: the report lacks ${k}`)
+          for (const k of keys) assert.ok(k in REPORT_FIELDS, `${at}: unknown report key ${k}`)
+          // The four required keys, and the optional ones the vector carries.
+          const got = {}
+          for (const k of keys) got[k] = report[REPORT_FIELDS[k]]
           assert.deepEqual(got, step.report, `${at}: import report`)
         }
       }
@@ -238,7 +250,8 @@ async function run(t, file) {
 
 test('the golden vectors are found (SYNCLINE_REPO)', () => {
   assert.ok(fs.existsSync(VECTORS), `no ${VECTORS}: set SYNCLINE_REPO to the repository root`)
-  assert.ok(scenarioFiles().length >= 11, `the vectors are missing from ${VECTORS}`)
+  assert.ok(scenarioFiles().length >= 12, `the vectors are missing from ${VECTORS}`)
+  assert.ok(scenarioFiles().includes('12-hostile-bundles.json'), 'the hostile-bundle scenario is run')
 })
 
 for (const file of scenarioFiles()) {

@@ -329,6 +329,11 @@ struct ImportReport {
     applied: u64,
     already_known: u64,
     conflicts: u64,
+    /// Changes stamped too far ahead of the local clock, kept in `_syncline_quarantine` until
+    /// an import after the clock caught up.
+    quarantined: u64,
+    /// Changes quarantined by earlier imports and applied by this one.
+    released: u64,
     rejected: u64,
 }
 
@@ -346,12 +351,14 @@ impl ImportReport {
     }
     fn __repr__(&self) -> String {
         format!(
-            "ImportReport(sender={}, rows={}, applied={}, already_known={}, conflicts={}, rejected={})",
+            "ImportReport(sender={}, rows={}, applied={}, already_known={}, conflicts={}, quarantined={}, released={}, rejected={})",
             self.sender.as_ref().map_or("None".to_owned(), |s| format!("'{s}'")),
             self.rows,
             self.applied,
             self.already_known,
             self.conflicts,
+            self.quarantined,
+            self.released,
             self.rejected
         )
     }
@@ -365,6 +372,8 @@ impl From<sl::ImportReport> for ImportReport {
             applied: r.applied,
             already_known: r.already_known,
             conflicts: r.conflicts,
+            quarantined: r.quarantined,
+            released: r.released,
             rejected: r.rejected,
         }
     }
@@ -430,20 +439,23 @@ struct Status {
     version_vector: Py<PyDict>,
     unresolved_conflicts: u64,
     rejected: u64,
+    /// Rows waiting in `_syncline_quarantine` for the local clock to catch up.
+    quarantined: u64,
 }
 
 #[pymethods]
 impl Status {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
-            "Status(site_id='{}', hlc={}, tables={}, peers={}, version_vector={}, unresolved_conflicts={}, rejected={})",
+            "Status(site_id='{}', hlc={}, tables={}, peers={}, version_vector={}, unresolved_conflicts={}, rejected={}, quarantined={})",
             self.site_id,
             self.hlc,
             self.tables.bind(py).repr()?,
             self.peers.bind(py).repr()?,
             self.version_vector.bind(py).repr()?,
             self.unresolved_conflicts,
-            self.rejected
+            self.rejected,
+            self.quarantined
         ))
     }
 }
@@ -477,6 +489,7 @@ fn status_to_py(py: Python<'_>, s: &sl::Status) -> PyResult<Status> {
         version_vector: vv_to_py(py, &s.version_vector)?,
         unresolved_conflicts: s.unresolved_conflicts,
         rejected: s.rejected,
+        quarantined: s.quarantined,
     })
 }
 

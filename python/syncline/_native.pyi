@@ -128,6 +128,12 @@ class ImportReport:
     @property
     def conflicts(self) -> int: ...
     @property
+    def quarantined(self) -> int:
+        """Changes stamped too far ahead of the local clock, held until it catches up."""
+    @property
+    def released(self) -> int:
+        """Changes quarantined by earlier imports and applied by this one."""
+    @property
     def rejected(self) -> int: ...
     @property
     def applied_count(self) -> int: ...
@@ -177,6 +183,9 @@ class Status:
     def unresolved_conflicts(self) -> int: ...
     @property
     def rejected(self) -> int: ...
+    @property
+    def quarantined(self) -> int:
+        """Rows waiting in quarantine for the local clock to catch up."""
 
 @final
 class Event:

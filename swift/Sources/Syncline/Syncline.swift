@@ -2456,6 +2456,15 @@ public struct ImportReport: Equatable, Hashable {
     public var applied: UInt64
     public var alreadyKnown: UInt64
     public var conflicts: UInt64
+    /**
+     * Changes stamped too far ahead of the local clock, kept in `_syncline_quarantine` and
+     * applied by the first import after the clock has caught up.
+     */
+    public var quarantined: UInt64
+    /**
+     * Changes quarantined by earlier imports and applied by this one.
+     */
+    public var released: UInt64
     public var rejected: UInt64
 
     // Default memberwise initializers are never public by default, so we
@@ -2463,12 +2472,21 @@ public struct ImportReport: Equatable, Hashable {
     public init(
         /**
          * The sender's site id (hex), if the bundle names one.
-         */sender: String?, rows: UInt64, applied: UInt64, alreadyKnown: UInt64, conflicts: UInt64, rejected: UInt64) {
+         */sender: String?, rows: UInt64, applied: UInt64, alreadyKnown: UInt64, conflicts: UInt64, 
+        /**
+         * Changes stamped too far ahead of the local clock, kept in `_syncline_quarantine` and
+         * applied by the first import after the clock has caught up.
+         */quarantined: UInt64, 
+        /**
+         * Changes quarantined by earlier imports and applied by this one.
+         */released: UInt64, rejected: UInt64) {
         self.sender = sender
         self.rows = rows
         self.applied = applied
         self.alreadyKnown = alreadyKnown
         self.conflicts = conflicts
+        self.quarantined = quarantined
+        self.released = released
         self.rejected = rejected
     }
 
@@ -2493,6 +2511,8 @@ public struct FfiConverterTypeImportReport: FfiConverterRustBuffer {
                 applied: FfiConverterUInt64.read(from: &buf), 
                 alreadyKnown: FfiConverterUInt64.read(from: &buf), 
                 conflicts: FfiConverterUInt64.read(from: &buf), 
+                quarantined: FfiConverterUInt64.read(from: &buf), 
+                released: FfiConverterUInt64.read(from: &buf), 
                 rejected: FfiConverterUInt64.read(from: &buf)
         )
     }
@@ -2503,6 +2523,8 @@ public struct FfiConverterTypeImportReport: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.applied, into: &buf)
         FfiConverterUInt64.write(value.alreadyKnown, into: &buf)
         FfiConverterUInt64.write(value.conflicts, into: &buf)
+        FfiConverterUInt64.write(value.quarantined, into: &buf)
+        FfiConverterUInt64.write(value.released, into: &buf)
         FfiConverterUInt64.write(value.rejected, into: &buf)
     }
 }
@@ -2652,10 +2674,17 @@ public struct Status: Equatable, Hashable {
     public var versionVector: [VersionEntry]
     public var unresolvedConflicts: UInt64
     public var rejected: UInt64
+    /**
+     * Remote rows stamped too far ahead of the local clock, waiting in quarantine.
+     */
+    public var quarantined: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
-    public init(siteId: String, hlc: UInt64, tables: [TableStatus], peers: [PeerStatus], versionVector: [VersionEntry], unresolvedConflicts: UInt64, rejected: UInt64) {
+    public init(siteId: String, hlc: UInt64, tables: [TableStatus], peers: [PeerStatus], versionVector: [VersionEntry], unresolvedConflicts: UInt64, rejected: UInt64, 
+        /**
+         * Remote rows stamped too far ahead of the local clock, waiting in quarantine.
+         */quarantined: UInt64) {
         self.siteId = siteId
         self.hlc = hlc
         self.tables = tables
@@ -2663,6 +2692,7 @@ public struct Status: Equatable, Hashable {
         self.versionVector = versionVector
         self.unresolvedConflicts = unresolvedConflicts
         self.rejected = rejected
+        self.quarantined = quarantined
     }
 
     
@@ -2687,7 +2717,8 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
                 peers: FfiConverterSequenceTypePeerStatus.read(from: &buf), 
                 versionVector: FfiConverterSequenceTypeVersionEntry.read(from: &buf), 
                 unresolvedConflicts: FfiConverterUInt64.read(from: &buf), 
-                rejected: FfiConverterUInt64.read(from: &buf)
+                rejected: FfiConverterUInt64.read(from: &buf), 
+                quarantined: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -2699,6 +2730,7 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
         FfiConverterSequenceTypeVersionEntry.write(value.versionVector, into: &buf)
         FfiConverterUInt64.write(value.unresolvedConflicts, into: &buf)
         FfiConverterUInt64.write(value.rejected, into: &buf)
+        FfiConverterUInt64.write(value.quarantined, into: &buf)
     }
 }
 

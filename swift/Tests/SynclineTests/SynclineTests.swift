@@ -152,6 +152,9 @@ final class SynclineTests: XCTestCase {
         XCTAssertEqual(st.tables, [TableStatus(name: "todos", strategy: .manual, rows: 2)])
         XCTAssertEqual(st.unresolvedConflicts, 0)
         XCTAssertEqual(st.rejected, 0)
+        XCTAssertEqual(st.quarantined, 0)
+        XCTAssertEqual(report.quarantined, 0)
+        XCTAssertEqual(report.released, 0)
         XCTAssertEqual(st.versionVector.map(\.siteId), [try a.siteId()])
         let sb = try b.status()
         XCTAssertEqual(sb.peers.map(\.siteId), [try a.siteId()])
@@ -210,12 +213,46 @@ final class SynclineTests: XCTestCase {
         expectError("Sqlite") { _ = try e.query(sql: "SELECT * FROM nowhere") }
     }
 
-    func testClockDriftIsRefused() throws {
+    func testABundleAheadOfTheClockIsQuarantinedThenApplied() throws {
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)  // stamps never go back: start from the real clock
         let a = try replica("a")
         let b = try replica("b", options: EngineOptions(maxDriftMs: 1000, busyTimeoutMs: 1000, watchIntervalMs: 100))
-        try a.setManualClock(ms: UInt64(Date().timeIntervalSince1970 * 1000) + 3_600_000)
+        try b.setManualClock(ms: now)
+        try a.setManualClock(ms: now + 60_000)  // beyond b's drift, inside the 24 h quarantine horizon
         try a.execute("INSERT INTO todos(id, title) VALUES ('1', 'from the future')")
-        expectError("ClockDrift") { _ = try b.importBundle(bundle: a.generateBundle()) }
+        let hlc = try b.status().hlc
+        let report = try sync(a, b)  // no ClockDrift error any more: the row waits
+        XCTAssertGreaterThan(report.quarantined, 0)
+        XCTAssertEqual(report.applied, 0)
+        XCTAssertEqual(report.released, 0)
+        var st = try b.status()
+        XCTAssertEqual(st.quarantined, 1)
+        XCTAssertEqual(st.hlc, hlc, "a quarantined stamp does not move the clock")
+        XCTAssertEqual(try todos(b).count, 0)
+        // the clock catches up: the next import applies the held row first
+        try b.setManualClock(ms: now + 120_000)
+        let later = try sync(a, b)
+        XCTAssertGreaterThan(later.released, 0)
+        XCTAssertEqual(later.released, report.quarantined)
+        XCTAssertEqual(later.quarantined, 0)
+        st = try b.status()
+        XCTAssertEqual(st.quarantined, 0)
+        XCTAssertEqual(try todos(b).count, 1)
+        XCTAssertEqual(try todos(b), try todos(a))
+    }
+
+    func testABundleYearsAheadIsRejectedNotQuarantined() throws {
+        let a = try replica("a")
+        let b = try replica("b", options: EngineOptions(maxDriftMs: 1000, busyTimeoutMs: 1000, watchIntervalMs: 100))
+        try a.setManualClock(ms: 4_000_000_000_000)
+        try a.execute("INSERT INTO todos(id, title) VALUES ('1', 'from 2096')")
+        let report = try sync(a, b)
+        XCTAssertEqual(report.applied, 0)
+        XCTAssertEqual(report.quarantined, 0)
+        XCTAssertGreaterThan(report.rejected, 0)
+        let st = try b.status()
+        XCTAssertEqual(st.quarantined, 0)
+        XCTAssertEqual(st.rejected, 1)
         XCTAssertEqual(try todos(b).count, 0)
     }
 

@@ -4102,6 +4102,17 @@ data class ImportReport (
     , 
     var `conflicts`: kotlin.ULong
     , 
+    /**
+     * Changes stamped too far ahead of the local clock, kept in `_syncline_quarantine` and
+     * applied by the first import after the clock has caught up.
+     */
+    var `quarantined`: kotlin.ULong
+    , 
+    /**
+     * Changes quarantined by earlier imports and applied by this one.
+     */
+    var `released`: kotlin.ULong
+    , 
     var `rejected`: kotlin.ULong
     
 ){
@@ -4125,6 +4136,8 @@ public object FfiConverterTypeImportReport: FfiConverterRustBuffer<ImportReport>
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
@@ -4134,6 +4147,8 @@ public object FfiConverterTypeImportReport: FfiConverterRustBuffer<ImportReport>
             FfiConverterULong.allocationSize(value.`applied`) +
             FfiConverterULong.allocationSize(value.`alreadyKnown`) +
             FfiConverterULong.allocationSize(value.`conflicts`) +
+            FfiConverterULong.allocationSize(value.`quarantined`) +
+            FfiConverterULong.allocationSize(value.`released`) +
             FfiConverterULong.allocationSize(value.`rejected`)
     )
 
@@ -4143,6 +4158,8 @@ public object FfiConverterTypeImportReport: FfiConverterRustBuffer<ImportReport>
             FfiConverterULong.write(value.`applied`, buf)
             FfiConverterULong.write(value.`alreadyKnown`, buf)
             FfiConverterULong.write(value.`conflicts`, buf)
+            FfiConverterULong.write(value.`quarantined`, buf)
+            FfiConverterULong.write(value.`released`, buf)
             FfiConverterULong.write(value.`rejected`, buf)
     }
 }
@@ -4253,6 +4270,11 @@ data class Status (
     var `unresolvedConflicts`: kotlin.ULong
     , 
     var `rejected`: kotlin.ULong
+    , 
+    /**
+     * Remote rows stamped too far ahead of the local clock, waiting in quarantine.
+     */
+    var `quarantined`: kotlin.ULong
     
 ){
     
@@ -4276,6 +4298,7 @@ public object FfiConverterTypeStatus: FfiConverterRustBuffer<Status> {
             FfiConverterSequenceTypeVersionEntry.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
@@ -4286,7 +4309,8 @@ public object FfiConverterTypeStatus: FfiConverterRustBuffer<Status> {
             FfiConverterSequenceTypePeerStatus.allocationSize(value.`peers`) +
             FfiConverterSequenceTypeVersionEntry.allocationSize(value.`versionVector`) +
             FfiConverterULong.allocationSize(value.`unresolvedConflicts`) +
-            FfiConverterULong.allocationSize(value.`rejected`)
+            FfiConverterULong.allocationSize(value.`rejected`) +
+            FfiConverterULong.allocationSize(value.`quarantined`)
     )
 
     override fun write(value: Status, buf: ByteBuffer) {
@@ -4297,6 +4321,7 @@ public object FfiConverterTypeStatus: FfiConverterRustBuffer<Status> {
             FfiConverterSequenceTypeVersionEntry.write(value.`versionVector`, buf)
             FfiConverterULong.write(value.`unresolvedConflicts`, buf)
             FfiConverterULong.write(value.`rejected`, buf)
+            FfiConverterULong.write(value.`quarantined`, buf)
     }
 }
 

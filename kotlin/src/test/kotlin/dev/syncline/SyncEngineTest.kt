@@ -141,6 +141,7 @@ class SyncEngineTest {
         assertEquals(listOf(TableStatus("todos", Strategy.MANUAL, 2uL)), st.tables)
         assertEquals(0uL, st.unresolvedConflicts)
         assertEquals(0uL, st.rejected)
+        assertEquals(0uL, st.quarantined)
         assertEquals(listOf(a.siteId()), st.versionVector.map { it.siteId })
         val sb = b.status()
         assertEquals(listOf(a.siteId()), sb.peers.map { it.siteId })
@@ -200,13 +201,50 @@ class SyncEngineTest {
     }
 
     @Test
-    fun clockDriftIsRefused() {
+    fun aBundleAheadOfTheClockIsQuarantinedThenApplied() {
+        val now = System.currentTimeMillis().toULong() // stamps never go back: start from the real clock
         val a = replica("a")
         val b = replica("b", options = EngineOptions(maxDriftMs = 1000uL, busyTimeoutMs = 1000uL, watchIntervalMs = 100uL))
-        a.setManualClock((System.currentTimeMillis() + 3_600_000).toULong())
+        b.setManualClock(now)
+        a.setManualClock(now + 60_000uL) // beyond b's drift, inside the 24 h quarantine horizon
         a.exec("INSERT INTO todos(id, title) VALUES ('1', 'from the future')")
-        expectError<SynclineException.ClockDrift> { b.importBundle(a.generateBundle()) }
+        val hlc = b.status().hlc
+        val report = sync(a, b) // no ClockDrift exception any more: the row waits
+        assertTrue(report.quarantined > 0uL, "$report")
+        assertEquals(0uL, report.applied)
+        assertEquals(0uL, report.released)
+        var st = b.status()
+        assertEquals(1uL, st.quarantined)
+        assertEquals(hlc, st.hlc, "a quarantined stamp does not move the clock")
         assertEquals(0, todos(b).size)
+        // the clock catches up: the next import applies the held row first
+        b.setManualClock(now + 120_000uL)
+        val later = sync(a, b)
+        assertTrue(later.released > 0uL, "$later")
+        assertEquals(report.quarantined, later.released)
+        assertEquals(0uL, later.quarantined)
+        st = b.status()
+        assertEquals(0uL, st.quarantined)
+        assertEquals(1, todos(b).size)
+        assertEquals(todos(a), todos(b))
+        listOf(a, b).forEach { it.close() }
+    }
+
+    @Test
+    fun aBundleYearsAheadIsRejectedNotQuarantined() {
+        val a = replica("a")
+        val b = replica("b", options = EngineOptions(maxDriftMs = 1000uL, busyTimeoutMs = 1000uL, watchIntervalMs = 100uL))
+        a.setManualClock(4_000_000_000_000uL)
+        a.exec("INSERT INTO todos(id, title) VALUES ('1', 'from 2096')")
+        val report = sync(a, b)
+        assertEquals(0uL, report.applied)
+        assertEquals(0uL, report.quarantined)
+        assertTrue(report.rejected > 0uL, "$report")
+        val st = b.status()
+        assertEquals(0uL, st.quarantined)
+        assertEquals(1uL, st.rejected)
+        assertEquals(0, todos(b).size)
+        listOf(a, b).forEach { it.close() }
     }
 
     @Test
