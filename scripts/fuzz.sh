@@ -112,15 +112,17 @@ for t in "${targets[@]}"; do
   mkdir -p "artifacts/$t"
   before=$(ls "artifacts/$t" | wc -l)
   echo "== $t: ${seconds}s" >&2
+  dict=bundle.dict
+  [ "$t" = server_request ] && dict=http.dict
   start=$(date +%s)
   # shellcheck disable=SC2086
   nice -n 10 rustup run nightly cargo fuzz run -O "$t" "corpus/$t" -- \
-    -max_total_time="$seconds" -timeout=30 -rss_limit_mb=3072 -print_final_stats=1 "${fork[@]}" ${FUZZ_ARGS:-} \
+    -max_total_time="$seconds" -timeout=30 -rss_limit_mb=3072 -print_final_stats=1 -dict="$root/fuzz/$dict" "${fork[@]}" ${FUZZ_ARGS:-} \
     >"logs/$t.log" 2>&1 || true
   took=$(( $(date +%s) - start ))
   after=$(ls "artifacts/$t" | wc -l)
   # The last stats line: "#N ... cov: C ft: F ..." (plain mode) or "#N: cov: C ft: F ..." (fork mode).
-  last=$(grep -E '^#[0-9]+:? .*cov: [0-9]+ ft: [0-9]+' "logs/$t.log" | tail -1 || true)
+  last=$(grep -E '^#[0-9]+:?[[:space:]].*cov: [0-9]+ ft: [0-9]+' "logs/$t.log" | tail -1 || true)
   execs=$(grep -E '^stat::number_of_executed_units:' "logs/$t.log" | tail -1 | awk '{print $2}' || true)
   [ -n "$execs" ] || execs=$(echo "$last" | sed -E 's/^#([0-9]+).*/\1/')
   cov=$(echo "$last" | sed -nE 's/.*cov: ([0-9]+).*/\1/p')

@@ -136,11 +136,10 @@ pub fn check_decode(bytes: &[u8]) {
     let Some((flags, _, stored_body)) = split_frame(bytes) else {
         panic!("a bundle that decodes has no readable frame");
     };
-    let contents =
-        Contents { header: decoded.header.clone(), tables: decoded.tables.clone(), sites: decoded.sites.clone(), rows };
+    let contents = Contents { header: decoded.header.clone(), tables: decoded.tables.clone(), sites: decoded.sites.clone(), rows };
     let again = bundle::encode(&contents, false);
     if flags & bundle::FLAG_DEFLATE == 0 {
-        assert!(again == bytes, "not canonical: the bundle decodes fully but re-encodes to other bytes");
+        assert!(again == bytes, "not canonical: the bundle decodes fully but re-encodes to other bytes ({})", diff(bytes, &again));
         return;
     }
     let mut z = flate2::bufread::ZlibDecoder::new(stored_body);
@@ -150,7 +149,25 @@ pub fn check_decode(bytes: &[u8]) {
     assert!(left == 0, "not canonical: {left} bytes after the zlib stream are accepted");
     let Some((_, header, _)) = split_frame(bytes) else { unreachable!() };
     let plain = assemble(header, &inflated, false);
-    assert!(again == plain, "not canonical: the compressed bundle decodes fully but its body re-encodes to other bytes");
+    let again_body = split_frame(&again).map_or(&[][..], |(_, _, b)| b);
+    assert!(
+        again == plain,
+        "not canonical: the compressed bundle decodes fully but its body re-encodes to other bytes (body: {})",
+        diff(&inflated, again_body)
+    );
+}
+
+/// Where two encodings part: offset and the next bytes of each.
+fn diff(got: &[u8], canonical: &[u8]) -> String {
+    let at = got.iter().zip(canonical).position(|(a, b)| a != b).unwrap_or(got.len().min(canonical.len()));
+    let show = |b: &[u8]| b.iter().skip(at).take(12).map(|x| format!("{x:02x}")).collect::<String>();
+    format!(
+        "{} vs {} bytes; first difference at offset {at}: input {} vs canonical {}",
+        got.len(),
+        canonical.len(),
+        show(got),
+        show(canonical)
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -283,10 +300,7 @@ impl Replica {
         }
         e.state_hash().unwrap_or_else(|err| fail("state_hash()", &err));
         let bad = e
-            .query(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '\\_syncline\\_shadow\\_%' ESCAPE '\\'",
-                &[],
-            )
+            .query("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '\\_syncline\\_shadow\\_%' ESCAPE '\\'", &[])
             .unwrap_or_else(|err| fail("listing shadow tables", &err))
             .rows;
         for name in bad {
@@ -343,23 +357,37 @@ impl Replica {
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
 
-/// Send `request` on a new connection, half-close, and read the answer (until EOF or timeout).
-pub fn http_exchange(addr: std::net::SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
+/// Send `request` on a new connection and read one answer: until its `content-length` bytes
+/// of body arrived or EOF. If `patience` passes without data, the write side is shut (hyper
+/// then drops an unfinished request at once, and the answer to a finished one too) and the
+/// rest is read with a 2 s timeout.
+pub fn http_exchange(addr: std::net::SocketAddr, request: &[u8], patience: Duration) -> std::io::Result<Vec<u8>> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(patience))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
     // The server may answer (and close) before reading everything, e.g. a 413.
     let _ = s.write_all(request);
-    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut out = Vec::new();
     let mut buf = [0u8; 16 << 10];
+    let mut closed = false;
     loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_lowercase();
+            let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|len| out.len() >= end + 4 + len) {
+                break;
+            }
+        }
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if out.is_empty() && !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                return Err(e)
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) && !closed => {
+                closed = true;
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
             }
+            Err(e) if out.is_empty() && !closed => return Err(e),
             Err(_) => break,
         }
     }
@@ -442,7 +470,7 @@ impl Server {
     /// and must still answer a valid `/v1/info`.
     pub fn check(&self, data: &[u8]) {
         let addr = self.handle.addr();
-        if let Ok(raw) = http_exchange(addr, &Server::request(data), Duration::from_millis(500)) {
+        if let Ok(raw) = http_exchange(addr, &Server::request(data), Duration::from_millis(50)) {
             assert_no_leak(&raw);
         }
         assert_no_panic("serving a request");
@@ -451,8 +479,9 @@ impl Server {
 
     /// `GET /v1/info` answers 200 with protocol 1 and the server's site id.
     pub fn assert_info(&self) {
-        let raw = http_exchange(self.handle.addr(), b"GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("the server stopped answering /v1/info: {e}"));
+        let raw =
+            http_exchange(self.handle.addr(), b"GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("the server stopped answering /v1/info: {e}"));
         let (code, _, body) = parse_response(&raw).unwrap_or_else(|| panic!("malformed /v1/info answer: {raw:?}"));
         let body = String::from_utf8_lossy(body);
         assert!(
@@ -510,11 +539,7 @@ fn serve_fake(stream: std::net::TcpStream, script: std::sync::Arc<std::sync::Mut
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
+        let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
         while buf.len() < head_end + len {
             let mut chunk = [0u8; 16 << 10];
             match stream.read(&mut chunk) {
