@@ -19,6 +19,10 @@
 # Regression cases:      core/tests/fuzz-cases/TARGET/ (cargo test --features net --test fuzz_regressions)
 set -euo pipefail
 
+# All in one function, so bash has read the whole script before it runs (editing the file
+# during a run cannot break it).
+main() {
+
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root/fuzz"
 
@@ -133,3 +137,6 @@ for t in "${targets[@]}"; do
   echo "   last: $last" >&2
 done
 printf '%s\n' "${summary[@]}"
+}
+
+main "$@"

@@ -47,6 +47,7 @@ fn import(name: &str) {
 }
 
 #[cfg(feature = "net")]
+#[allow(dead_code)] // for the first named server_request case
 fn server(name: &str) {
     let s = checks::Server::start();
     s.check(&input("server_request", name));
@@ -60,10 +61,10 @@ fn client(name: &str) {
 }
 
 /// Cases named by a test below (not replayed again by `all_other_cases_*`).
-const DECODE_CASES: &[&str] = &[];
-const IMPORT_CASES: &[&str] = &[];
+const DECODE_CASES: &[&str] = &["str-with-invalid-utf8"];
+const IMPORT_CASES: &[&str] = &["causal-length-u64-max", "causal-length-i64-max"];
 const SERVER_CASES: &[&str] = &[];
-const CLIENT_CASES: &[&str] = &[];
+const CLIENT_CASES: &[&str] = &["endless-cursor"];
 
 #[test]
 fn all_other_cases_decode_bundle() {
@@ -124,4 +125,50 @@ fn golden_vectors_pass_the_decode_and_import_checks() {
             r.check_import(&framed);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// decode_bundle
+
+/// 01-a-all.bundle with the text value "milk" changed to the MessagePack str `a4 6d 69 6c ff`
+/// (not UTF-8), framing mode 3. rmp-serde hands a str that is not UTF-8 to the visitor as
+/// bytes, so `Value` decodes it as a blob, which re-encodes as `c4 04 ...`: two encodings of
+/// one bundle are accepted, and the receiver stores a blob where the sender sent a string.
+#[test]
+#[ignore = "fuzz crasher: a MessagePack str that is not UTF-8 decodes as a blob (bundle not canonical)"]
+fn decode_refuses_a_str_that_is_not_utf8() {
+    decode("str-with-invalid-utf8");
+}
+
+// ---------------------------------------------------------------------------------------------
+// import_bundle
+
+/// 01-a-all.bundle with the first row's causal length `01` replaced by `cf ff ff ff ff ff ff
+/// ff ff` (2^64 - 1), framing mode 3 (issue 12 item 1; made by hand to check the harness).
+#[test]
+#[ignore = "fuzz crasher: causal length 2^64-1 is accepted and stored as -1 (issue 12 item 1)"]
+fn import_refuses_causal_length_u64_max() {
+    import("causal-length-u64-max");
+}
+
+/// As above with `cf 7f ff ff ff ff ff ff ff` (2^63 - 1): after a local DELETE the causal
+/// length turns REAL and status, export and state hash fail (issue 12 item 1).
+#[test]
+#[ignore = "fuzz crasher: causal length 2^63-1 turns REAL after a local DELETE (issue 12 item 1)"]
+fn import_refuses_causal_length_i64_max() {
+    import("causal-length-i64-max");
+}
+
+// ---------------------------------------------------------------------------------------------
+// client_response
+
+/// Input: flag byte 0x20 (status 200, a `Syncline-Cursor` on every page), then the golden
+/// bundle 01-a-all.bundle as it is. The fake server keeps sending a cursor; the client keeps
+/// asking (`SyncClient::pass_inner` loops while the answer carries a cursor) until the harness
+/// stops sending one after 64 pages. A hostile or broken server can keep a client busy forever.
+#[cfg(feature = "net")]
+#[test]
+#[ignore = "fuzz crasher: the sync client pages forever while the server sends a cursor (no bound in client.rs pass_inner)"]
+fn client_stops_paging_behind_an_endless_cursor() {
+    client("endless-cursor");
 }
