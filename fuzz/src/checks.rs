@@ -117,7 +117,7 @@ fn split_frame(bytes: &[u8]) -> Option<(u16, &[u8], &[u8])> {
 // decode_bundle
 
 /// Decode, read every row; if all of it decodes, the bundle must be the canonical encoding of
-/// what it holds: re-encoding gives the same bytes (uncompressed bundles), or the same body and
+/// what it holds: rows in strictly increasing canonical order, and re-encoding gives the same bytes (uncompressed bundles), or the same body and
 /// a zlib stream that ends exactly at the end of the body (compressed ones).
 pub fn check_decode(bytes: &[u8]) {
     let Ok(decoded) = bundle::decode(bytes) else {
@@ -132,6 +132,14 @@ pub fn check_decode(bytes: &[u8]) {
             Ok(r) => rows.push(r),
             Err(_) => return,
         }
+    }
+    for pair in rows.windows(2) {
+        assert!(
+            bundle::canonical_key(&pair[0]) < bundle::canonical_key(&pair[1]),
+            "not canonical: rows out of canonical order or repeated ({:?} then {:?})",
+            pair[0].pk,
+            pair[1].pk
+        );
     }
     let Some((flags, _, stored_body)) = split_frame(bytes) else {
         panic!("a bundle that decodes has no readable frame");
@@ -335,7 +343,8 @@ impl Replica {
 
     /// import_bundle: Err changes nothing and is never a raw SQLite error; Ok leaves a working
     /// replica, a second import of the same bundle is accepted and changes nothing, and a
-    /// bundle claiming to come from this replica itself is refused.
+    /// bundle claiming to come from this replica itself, a NULL key or a row repeated in one
+    /// bundle is refused.
     pub fn check_import(&mut self, bytes: &[u8]) {
         let result = self.engine().import_bundle(bytes);
         assert_no_panic("importing");
@@ -345,8 +354,14 @@ impl Replica {
                 self.assert_pristine(&format!("an import failed ({e})"));
             }
             Ok(_) => {
-                let header = bundle::decode(bytes).expect("an accepted bundle decodes").header;
-                assert!(header.site != own_site().0.to_vec(), "a bundle whose sender is the receiver itself was accepted");
+                let decoded = bundle::decode(bytes).expect("an accepted bundle decodes");
+                assert!(decoded.header.site != own_site().0.to_vec(), "a bundle whose sender is the receiver itself was accepted");
+                let mut keys = std::collections::BTreeSet::new();
+                for row in decoded.rows() {
+                    let row = row.expect("the rows of an accepted bundle decode");
+                    assert!(!row.pk.contains(&syncline::Value::Null), "a row with a NULL key was accepted");
+                    assert!(keys.insert(bundle::canonical_key(&row)), "a bundle holding one row twice was accepted");
+                }
                 let hash = self.engine().state_hash().unwrap_or_else(|e| panic!("an import succeeded, then state_hash fails: {e}"));
                 match self.engine().import_bundle(bytes) {
                     Ok(_) => {
