@@ -61,7 +61,8 @@ fn client(name: &str) {
 }
 
 /// Cases named by a test below (not replayed again by `all_other_cases_*`).
-const DECODE_CASES: &[&str] = &["str-with-invalid-utf8", "row-twice", "float32-value", "bytes-after-zlib-stream"];
+const DECODE_CASES: &[&str] =
+    &["str-not-utf8-compressed", "str-with-invalid-utf8", "row-twice", "float32-value", "bytes-after-zlib-stream"];
 const IMPORT_CASES: &[&str] = &["causal-length-u64-max", "causal-length-i64-max", "row-twice", "null-key"];
 const SERVER_CASES: &[&str] = &[];
 const CLIENT_CASES: &[&str] = &["endless-cursor"];
@@ -130,7 +131,18 @@ fn golden_vectors_pass_the_decode_and_import_checks() {
 // ---------------------------------------------------------------------------------------------
 // decode_bundle
 
-/// 01-a-all.bundle with the text value "milk" changed to the MessagePack str `a4 6d 69 6c ff`
+/// The crasher as decode_bundle found it (2409 bytes; `cargo fuzz tmin` cannot shrink it,
+/// every deletion breaks its framing): 10-a-all.bundle in framing mode 7 (split header and
+/// body, compressed by the harness) whose text value "unicode ✓ ..." lost its UTF-8 validity
+/// to a mutation (`bc 75 6e 69 ...`, body offset 68). It decodes as a blob and re-encodes as
+/// `c4 1c 75 6e ...`.
+#[test]
+#[ignore = "fuzz crasher: a MessagePack str that is not UTF-8 decodes as a blob (bundle not canonical)"]
+fn decode_refuses_a_str_that_is_not_utf8_as_found() {
+    decode("str-not-utf8-compressed");
+}
+
+/// The same defect reduced by hand: 01-a-all.bundle with the text value "milk" changed to the MessagePack str `a4 6d 69 6c ff`
 /// (not UTF-8), framing mode 3. rmp-serde hands a str that is not UTF-8 to the visitor as
 /// bytes, so `Value` decodes it as a blob, which re-encodes as `c4 04 ...`: two encodings of
 /// one bundle are accepted, and the receiver stores a blob where the sender sent a string.
