@@ -7,7 +7,8 @@
 # for SECONDS (default 600), one after another, niced, one fuzzing process at a time, and
 # prints executions, coverage (cov/ft of libFuzzer's last stats line) and crashes per target.
 # Corpora are seeded from spec/vectors/*.bundle (fuzz/corpus/<target>/, not committed) plus the
-# committed seeds in fuzz/seeds/<target>/. Crash inputs land in fuzz/artifacts/<target>/; the
+# committed seeds in fuzz/seeds/<target>/. The regression cases (core/tests/fuzz-cases/) are
+# not seeded: most are unfixed known defects, and every job would crash on them at once. Crash inputs land in fuzz/artifacts/<target>/; the
 # logs in fuzz/logs/<target>.log.
 #
 # Environment: FUZZ_ARGS adds libFuzzer flags; FUZZ_FORK=0 stops at the first crash instead of
@@ -101,7 +102,6 @@ for t in targets:
 EOF
   for t in "$@"; do
     if [ -d "seeds/$t" ]; then cp -n "seeds/$t"/* "corpus/$t/" 2>/dev/null || true; fi
-    if [ -d "$root/core/tests/fuzz-cases/$t" ]; then cp -n "$root/core/tests/fuzz-cases/$t"/* "corpus/$t/" 2>/dev/null || true; fi
   done
 }
 
