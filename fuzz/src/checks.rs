@@ -360,7 +360,12 @@ impl Replica {
                 for row in decoded.rows() {
                     let row = row.expect("the rows of an accepted bundle decode");
                     assert!(!row.pk.contains(&syncline::Value::Null), "a row with a NULL key was accepted");
-                    assert!(keys.insert(bundle::canonical_key(&row)), "a bundle holding one row twice was accepted");
+                    assert!(
+                        keys.insert(bundle::canonical_key(&row)),
+                        "a bundle holding one row twice was accepted (table #{}, key {:?})",
+                        row.table,
+                        row.pk
+                    );
                 }
                 let hash = self.engine().state_hash().unwrap_or_else(|e| panic!("an import succeeded, then state_hash fails: {e}"));
                 match self.engine().import_bundle(bytes) {
