@@ -65,7 +65,9 @@ const DECODE_CASES: &[&str] =
     &["str-not-utf8-compressed", "str-with-invalid-utf8", "row-twice", "float32-value", "bytes-after-zlib-stream"];
 const IMPORT_CASES: &[&str] =
     &["causal-length-u64-max", "causal-length-i64-max", "row-twice", "null-key", "null-in-composite-key", "row-twice-as-found"];
+#[cfg(feature = "net")]
 const SERVER_CASES: &[&str] = &[];
+#[cfg(feature = "net")]
 const CLIENT_CASES: &[&str] = &["endless-cursor"];
 
 #[test]

@@ -443,11 +443,13 @@ pub fn assert_no_leak(raw: &[u8]) {
 // server_request
 
 /// A sync server on 127.0.0.1 (the vectors' tables, a few rows, no tokens, 1 MiB body limit).
+#[cfg(feature = "net")]
 pub struct Server {
     _dir: tempfile::TempDir,
     pub handle: syncline::net::ServerHandle,
 }
 
+#[cfg(feature = "net")]
 impl Server {
     pub fn start() -> Server {
         watch_panics();
@@ -540,6 +542,7 @@ pub const MAX_POSTS: u64 = 64;
 
 /// A client replica and a fake sync server (a std TcpListener on a thread) whose answers to
 /// `POST /v1/sync` come from the fuzz input.
+#[cfg(feature = "net")]
 pub struct Client {
     replica: Replica,
     client: syncline::net::SyncClient,
@@ -550,6 +553,7 @@ pub struct Client {
     pub endless_cursor: bool,
 }
 
+#[cfg(feature = "net")]
 fn serve_fake(stream: std::net::TcpStream, script: std::sync::Arc<std::sync::Mutex<Script>>) {
     let mut stream = stream;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
@@ -606,6 +610,7 @@ fn serve_fake(stream: std::net::TcpStream, script: std::sync::Arc<std::sync::Mut
     }
 }
 
+#[cfg(feature = "net")]
 impl Client {
     pub fn start() -> Client {
         let replica = Replica::new();
