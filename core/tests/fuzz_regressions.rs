@@ -2,8 +2,9 @@
 //! plain tests through the same checks the fuzzer ran (fuzz/src/checks.rs, included here).
 //!
 //! Inputs live in `tests/fuzz-cases/<target>/<name>` exactly as the fuzzer saw them (the first
-//! byte picks the framing, see `checks::frame`). A case whose defect is not fixed yet is
-//! `#[ignore = "fuzz crasher: ..."]`; fixing the defect means removing the `ignore`. Every file
+//! byte picks the framing, see `checks::frame`). Every crasher found so far is fixed (issue 12)
+//! and its test runs; a new crasher starts as `#[ignore = "fuzz crasher: ..."]` until the fix
+//! lands, which removes the `ignore`. Every file
 //! of a target's folder that no test names is replayed by that target's `all_other_cases_*`
 //! test, so a minimized crasher can be dropped in and is checked at once.
 
@@ -146,7 +147,6 @@ fn golden_vectors_pass_the_decode_and_import_checks() {
 /// to a mutation (`bc 75 6e 69 ...`, body offset 68). It decodes as a blob and re-encodes as
 /// `c4 1c 75 6e ...`.
 #[test]
-#[ignore = "fuzz crasher: a MessagePack str that is not UTF-8 decodes as a blob (bundle not canonical)"]
 fn decode_refuses_a_str_that_is_not_utf8_as_found() {
     decode("str-not-utf8-compressed");
 }
@@ -156,7 +156,6 @@ fn decode_refuses_a_str_that_is_not_utf8_as_found() {
 /// bytes, so `Value` decodes it as a blob, which re-encodes as `c4 04 ...`: two encodings of
 /// one bundle are accepted, and the receiver stores a blob where the sender sent a string.
 #[test]
-#[ignore = "fuzz crasher: a MessagePack str that is not UTF-8 decodes as a blob (bundle not canonical)"]
 fn decode_refuses_a_str_that_is_not_utf8() {
     decode("str-with-invalid-utf8");
 }
@@ -164,7 +163,6 @@ fn decode_refuses_a_str_that_is_not_utf8() {
 /// 01-a-all.bundle with row 1 repeated (the copy stamped 1 later), framing mode 3: the
 /// decoder accepts rows out of canonical order and repeated (issue 12 item 9).
 #[test]
-#[ignore = "fuzz crasher: the decoder accepts a row repeated in one bundle (issue 12 item 9)"]
 fn decode_refuses_a_row_twice() {
     decode("row-twice");
 }
@@ -173,7 +171,6 @@ fn decode_refuses_a_row_twice() {
 /// bytes): the rows come in the order key 24, then key 9. The decoder checks no row order, so
 /// one set of rows has many accepted encodings (spec: rows in canonical order).
 #[test]
-#[ignore = "fuzz crasher: rows out of canonical order are accepted (bundle not canonical)"]
 fn decode_refuses_rows_out_of_canonical_order_as_found() {
     decode("rows-out-of-order-as-found");
 }
@@ -181,7 +178,6 @@ fn decode_refuses_rows_out_of_canonical_order_as_found() {
 /// 01-a-all.bundle with the value "milk" replaced by the float32 `ca 3f c0 00 00` (1.5),
 /// framing mode 3: accepted, re-encodes as float64 (issue 12 item 10).
 #[test]
-#[ignore = "fuzz crasher: a float32 value is accepted (issue 12 item 10)"]
 fn decode_refuses_a_float32_value() {
     decode("float32-value");
 }
@@ -189,7 +185,6 @@ fn decode_refuses_a_float32_value() {
 /// 01-a-all.bundle compressed, with `junk` after the zlib stream, framing mode 1 (checksum
 /// appended by the harness): accepted (issue 12 item 10).
 #[test]
-#[ignore = "fuzz crasher: bytes after the zlib stream are accepted (issue 12 item 10)"]
 fn decode_refuses_bytes_after_the_zlib_stream() {
     decode("bytes-after-zlib-stream");
 }
@@ -200,7 +195,6 @@ fn decode_refuses_bytes_after_the_zlib_stream() {
 /// 01-a-all.bundle with the first row's causal length `01` replaced by `cf ff ff ff ff ff ff
 /// ff ff` (2^64 - 1), framing mode 3 (issue 12 item 1; made by hand to check the harness).
 #[test]
-#[ignore = "fuzz crasher: causal length 2^64-1 is accepted and stored as -1 (issue 12 item 1)"]
 fn import_refuses_causal_length_u64_max() {
     import("causal-length-u64-max");
 }
@@ -208,14 +202,12 @@ fn import_refuses_causal_length_u64_max() {
 /// As above with `cf 7f ff ff ff ff ff ff ff` (2^63 - 1): after a local DELETE the causal
 /// length turns REAL and status, export and state hash fail (issue 12 item 1).
 #[test]
-#[ignore = "fuzz crasher: causal length 2^63-1 turns REAL after a local DELETE (issue 12 item 1)"]
 fn import_refuses_causal_length_i64_max() {
     import("causal-length-i64-max");
 }
 
 /// The same bundle imported into the harness replica (which holds row 1): accepted.
 #[test]
-#[ignore = "fuzz crasher: a bundle holding one row twice is imported into a non-empty table (issue 12 item 9)"]
 fn import_refuses_a_row_twice() {
     import("row-twice");
 }
@@ -223,7 +215,6 @@ fn import_refuses_a_row_twice() {
 /// 01-a-all.bundle with row 1's key `[1]` replaced by `[nil]`, framing mode 3: for an
 /// INTEGER PRIMARY KEY table the row lands under the next rowid (issue 12 item 8).
 #[test]
-#[ignore = "fuzz crasher: a NULL key is accepted (issue 12 item 8)"]
 fn import_refuses_a_null_key() {
     import("null-key");
 }
@@ -231,7 +222,6 @@ fn import_refuses_a_null_key() {
 /// The repeated-row crasher as import_bundle found it (10-a-all.bundle in framing mode 7,
 /// mutated; 2409 bytes).
 #[test]
-#[ignore = "fuzz crasher: a bundle holding one row twice is accepted (issue 12 item 9)"]
 fn import_refuses_a_row_twice_as_found() {
     import("row-twice-as-found");
 }
@@ -240,7 +230,6 @@ fn import_refuses_a_row_twice_as_found() {
 /// `[1, nil]`: accepted, and the row is stored with a NULL in its composite primary key
 /// (SQLite allows NULL in a rowid table's non-integer primary key) (issue 12 item 8).
 #[test]
-#[ignore = "fuzz crasher: a NULL in a composite key is accepted and stored (issue 12 item 8)"]
 fn import_refuses_a_null_in_a_composite_key() {
     import("null-in-composite-key");
 }
@@ -254,7 +243,6 @@ fn import_refuses_a_null_in_a_composite_key() {
 /// stops sending one after 64 pages. A hostile or broken server can keep a client busy forever.
 #[cfg(feature = "net")]
 #[test]
-#[ignore = "fuzz crasher: the sync client pages forever while the server sends a cursor (no bound in client.rs pass_inner)"]
 fn client_stops_paging_behind_an_endless_cursor() {
     client("endless-cursor");
 }

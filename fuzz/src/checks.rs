@@ -120,7 +120,7 @@ fn split_frame(bytes: &[u8]) -> Option<(u16, &[u8], &[u8])> {
 /// what it holds: rows in strictly increasing canonical order, and re-encoding gives the same bytes (uncompressed bundles), or the same body and
 /// a zlib stream that ends exactly at the end of the body (compressed ones).
 pub fn check_decode(bytes: &[u8]) {
-    let Ok(decoded) = bundle::decode(bytes) else {
+    let Ok(mut decoded) = bundle::decode(bytes) else {
         return;
     };
     let _ = decoded.header.sender();
@@ -310,7 +310,7 @@ impl Replica {
         let fail = |step: &str, err: &dyn std::fmt::Display| -> ! { panic!("{what}, and then {step} fails: {err}") };
         e.status().unwrap_or_else(|err| fail("status()", &err));
         let exported = e.generate_bundle(None).unwrap_or_else(|err| fail("generate_bundle(None)", &err));
-        let decoded = bundle::decode(&exported).unwrap_or_else(|err| fail("decoding the exported bundle", &err));
+        let mut decoded = bundle::decode(&exported).unwrap_or_else(|err| fail("decoding the exported bundle", &err));
         for row in decoded.rows() {
             row.unwrap_or_else(|err| fail("decoding a row of the exported bundle", &err));
         }
@@ -354,7 +354,7 @@ impl Replica {
                 self.assert_pristine(&format!("an import failed ({e})"));
             }
             Ok(_) => {
-                let decoded = bundle::decode(bytes).expect("an accepted bundle decodes");
+                let mut decoded = bundle::decode(bytes).expect("an accepted bundle decodes");
                 assert!(decoded.header.site != own_site().0.to_vec(), "a bundle whose sender is the receiver itself was accepted");
                 let mut keys = std::collections::BTreeSet::new();
                 for row in decoded.rows() {
