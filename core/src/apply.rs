@@ -398,19 +398,42 @@ impl<'c> Merge<'c, '_, '_> {
         let total = decoded.row_count();
         let (header, dict, sites) = (decoded.header.clone(), decoded.tables.clone(), decoded.sites.clone());
         for (i, row) in decoded.rows().enumerate() {
-            let row = row?;
-            let newest = row.cells.iter().map(|c| c.hlc).fold(row.hlc, u64::max);
+            let mut row = row?;
             if row.cl > bundle::MAX_CL {
                 let reason = format!("causal length {} exceeds 2^62 (a forged or corrupt row)", row.cl);
-                self.reject_row(row, reason)?;
-            } else if newest > self.horizon {
-                // Beyond any drift a clock recovers from by itself: kept for inspection only.
-                self.reject_far_ahead(row, newest)?;
-            } else if newest > self.drift_limit {
+                let n = 1 + row.cells.len() as u64;
+                self.reject_row(row, reason, n)?;
+            } else if row.hlc > self.horizon {
+                // Beyond any drift a clock recovers from by itself (and so is every cell of
+                // this incarnation): kept for inspection only.
+                let (newest, n) = (row.cells.iter().map(|c| c.hlc).fold(row.hlc, u64::max), 1 + row.cells.len() as u64);
+                self.reject_far_ahead(row, newest, n)?;
+            } else if row.hlc > self.drift_limit {
                 // Ahead of our clock: kept aside, applied once the clock catches up.
                 self.report.quarantined += 1 + row.cells.len() as u64;
                 quarantine::store(self.conn, &header, &dict[row.table as usize], &sites, row)?;
             } else {
+                // The row state and the cells within the drift apply now; only the cells
+                // stamped ahead wait (or are rejected). Holding back the whole row would leave
+                // its older cells behind while this replica's vector moves past them.
+                let (mut now, mut later, mut never) = (Vec::new(), Vec::new(), Vec::new());
+                for c in std::mem::take(&mut row.cells) {
+                    match c.hlc {
+                        h if h > self.horizon => never.push(c),
+                        h if h > self.drift_limit => later.push(c),
+                        _ => now.push(c),
+                    }
+                }
+                if !later.is_empty() {
+                    self.report.quarantined += later.len() as u64;
+                    let held = WireRow { cells: later, ..row.clone() };
+                    quarantine::store(self.conn, &header, &dict[row.table as usize], &sites, held)?;
+                }
+                if !never.is_empty() {
+                    let (newest, n) = (never.iter().map(|c| c.hlc).max().unwrap_or(0), never.len() as u64);
+                    self.reject_far_ahead(WireRow { cells: never, ..row.clone() }, newest, n)?;
+                }
+                row.cells = now;
                 self.apply_row(row)?;
             }
             if i % 4096 == 4095 {
@@ -445,22 +468,21 @@ impl<'c> Merge<'c, '_, '_> {
 
     /// A row stamped beyond the quarantine horizon is rejected (kept in `_syncline_rejected`):
     /// its sender's clock is broken, and it must recover (`reset_site_id`) and send it again.
-    fn reject_far_ahead(&mut self, row: WireRow, newest: u64) -> Result<()> {
+    fn reject_far_ahead(&mut self, row: WireRow, newest: u64, changes: u64) -> Result<()> {
         let ahead = hlc::millis(newest).saturating_sub(hlc::millis(self.drift_limit)) + self.ctx.max_drift_ms;
         let reason = format!(
             "ClockDrift: stamped {ahead} ms ahead of this replica's clock (rows up to {} ms ahead wait in quarantine); \
              the sender must correct its clock and call reset_site_id, which sends its changes again",
             quarantine::HORIZON_MS
         );
-        self.reject_row(row, reason)
+        self.reject_row(row, reason, changes)
     }
 
     /// Reject a whole row entry before merging it (kept in `_syncline_rejected`).
-    fn reject_row(&mut self, row: WireRow, reason: String) -> Result<()> {
+    fn reject_row(&mut self, row: WireRow, reason: String, changes: u64) -> Result<()> {
         let target = self.targets[row.table as usize].clone();
         let cells: Vec<(usize, Value)> = row.cells.into_iter().map(|c| (target.cols[c.col as usize], c.value)).collect();
-        let n = 1 + cells.len() as u64;
-        self.reject(&target.meta, &row.pk, &cells, reason, n)
+        self.reject(&target.meta, &row.pk, &cells, reason, changes)
     }
 
     fn note_carried(&mut self, s: Stamp) {

@@ -367,3 +367,40 @@ fn a_peer_whose_claims_are_not_adopted_is_still_known_as_a_peer() {
     let peers = server.status().unwrap().peers;
     assert!(peers.iter().any(|p| p.site_id == quiet.site_id().unwrap() && p.pending == 0), "{peers:?}");
 }
+
+#[test]
+fn only_the_cells_stamped_ahead_wait_so_older_cells_of_the_row_are_not_left_behind() {
+    // Found by the deployment simulation: a whole row held back for one cell stamped ahead
+    // left its older cells behind while the server's vector moved past them (key 1 carried
+    // a later stamp), so another client never got them.
+    let dir = TempDir::new().unwrap();
+    let now = syncline::hlc::system_now_ms();
+    let (server, c0, c1) = (replica(&dir, "server", Strategy::Lww), replica(&dir, "c0", Strategy::Lww), replica(&dir, "c1", Strategy::Lww));
+    for e in [&server, &c0, &c1] {
+        e.set_manual_clock(Some(now)).unwrap();
+    }
+    c1.execute("INSERT INTO todos(id, title, done) VALUES (0, 'first', 1)", &[]).unwrap();
+    c1.execute("INSERT INTO todos(id, title, done) VALUES (1, 'second', 2)", &[]).unwrap();
+    c1.set_manual_clock(Some(now + 6 * 60_000)).unwrap();
+    c1.execute("UPDATE todos SET title = 'ahead' WHERE id = 0", &[]).unwrap();
+    let report = sync(&c1, &server);
+    assert_eq!(report.quarantined, 1, "only the title cell waits: {report:?}");
+    assert_eq!(
+        rows(&server, "SELECT id, title, done FROM todos WHERE id = 0"),
+        vec![vec![Value::Integer(0), Value::Null, Value::Integer(1)]]
+    );
+    sync(&c0, &server);
+    sync(&server, &c0);
+    for e in [&server, &c0, &c1] {
+        e.set_manual_clock(Some(now + 7 * 60_000)).unwrap();
+    }
+    for _ in 0..2 {
+        for c in [&c0, &c1] {
+            sync(c, &server);
+            sync(&server, c);
+        }
+    }
+    assert_eq!(todos(&c0), todos(&c1));
+    assert_eq!(todos(&server), todos(&c1));
+    assert_eq!(state_hash(&c0), state_hash(&server));
+}
