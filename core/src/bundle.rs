@@ -186,6 +186,30 @@ fn msgpack_err(e: impl fmt::Display) -> Error {
     Error::invalid_bundle(format!("malformed MessagePack: {e}"))
 }
 
+/// The error of an item that ends before it is complete: only then may more of a compressed
+/// body complete it (any other malformation is final at once).
+const TRUNCATED: &str = "malformed MessagePack: an item ends before it is complete";
+
+fn eof(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::UnexpectedEof
+}
+
+fn read_err(e: rmp_serde::decode::Error) -> Error {
+    use rmp_serde::decode::Error as E;
+    match &e {
+        E::InvalidMarkerRead(io) | E::InvalidDataRead(io) if eof(io) => Error::invalid_bundle(TRUNCATED),
+        _ => msgpack_err(e),
+    }
+}
+
+fn len_err(e: rmp::decode::ValueReadError) -> Error {
+    use rmp::decode::ValueReadError as E;
+    match &e {
+        E::InvalidMarkerRead(io) | E::InvalidDataRead(io) if eof(io) => Error::invalid_bundle(TRUNCATED),
+        _ => msgpack_err(e),
+    }
+}
+
 /// Fingerprint of a table dictionary.
 pub fn schema_fingerprint(tables: &[TableDict]) -> Vec<u8> {
     let bytes = rmp_serde::to_vec(tables).expect("dictionary encodes");
@@ -272,6 +296,8 @@ struct Inflater<'a> {
     eof: bool,
     inflated: u64,
     limit: u64,
+    /// The size the header declares, which the body must inflate to exactly.
+    declared: Option<u64>,
     max_item: usize,
 }
 
@@ -308,6 +334,9 @@ impl Inflater<'_> {
         if self.eof && self.z.total_in() != self.compressed {
             return Err(Error::invalid_bundle("bytes follow the end of the compressed body (not canonical)"));
         }
+        if let Some(d) = self.declared.filter(|d| self.eof && *d != self.inflated) {
+            return Err(Error::invalid_bundle(format!("the body inflates to {} bytes, the header declares {d}", self.inflated)));
+        }
         Ok(())
     }
 }
@@ -327,7 +356,7 @@ impl<'a> Body<'a> {
                         z.start += before - rd.len();
                         return Ok(v);
                     }
-                    Err(e) if z.eof => return Err(e),
+                    Err(e) if z.eof || e.message() != TRUNCATED => return Err(e),
                     Err(_) => z.fill()?,
                 }
             },
@@ -363,7 +392,7 @@ fn canonical<T>(rd: &mut &[u8], f: impl FnOnce(&mut &[u8]) -> Result<T>, encode:
 fn array_len(rd: &mut &[u8]) -> Result<u32> {
     canonical(
         rd,
-        |rd| rmp::decode::read_array_len(rd).map_err(msgpack_err),
+        |rd| rmp::decode::read_array_len(rd).map_err(len_err),
         |n| {
             let mut out = Vec::with_capacity(5);
             rmp::encode::write_array_len(&mut out, *n).expect("vec write");
@@ -453,6 +482,7 @@ pub fn decode_with(bytes: &[u8], limits: Limits) -> Result<Decoded<'_>> {
             eof: false,
             inflated: 0,
             limit,
+            declared: header.inflated,
             max_item: limits.max_item,
         }))
     } else {
@@ -463,9 +493,9 @@ pub fn decode_with(bytes: &[u8], limits: Limits) -> Result<Decoded<'_>> {
         return Err(Error::invalid_bundle(format!("body has {parts} parts, expected 3")));
     }
     let tables: Vec<TableDict> =
-        body.item(|rd| canonical(rd, |rd| rmp_serde::from_read(rd).map_err(msgpack_err), |t| rmp_serde::to_vec(t).expect("encodes")))?;
+        body.item(|rd| canonical(rd, |rd| rmp_serde::from_read(rd).map_err(read_err), |t| rmp_serde::to_vec(t).expect("encodes")))?;
     let raw_sites: Vec<serde_bytes::ByteBuf> =
-        body.item(|rd| canonical(rd, |rd| rmp_serde::from_read(rd).map_err(msgpack_err), |t| rmp_serde::to_vec(t).expect("encodes")))?;
+        body.item(|rd| canonical(rd, |rd| rmp_serde::from_read(rd).map_err(read_err), |t| rmp_serde::to_vec(t).expect("encodes")))?;
     let sites = raw_sites
         .iter()
         .map(|s| SiteId::from_slice(s).map_err(|_| Error::invalid_bundle("site dictionary entry is not 16 bytes")))
@@ -565,7 +595,7 @@ impl<'a> Decoded<'a> {
         let mut encoded = Vec::new();
         let row = body.item(|rd| {
             let all: &[u8] = rd;
-            let raw: RowIn = rmp_serde::from_read(&mut *rd).map_err(msgpack_err)?;
+            let raw: RowIn = rmp_serde::from_read(&mut *rd).map_err(read_err)?;
             let row = resolve_row(header, tables, sites, raw)?;
             encoded.clear();
             rmp_serde::encode::write(&mut encoded, &RowOut(&row, header.min_hlc)).expect("row encodes");

@@ -404,3 +404,25 @@ fn only_the_cells_stamped_ahead_wait_so_older_cells_of_the_row_are_not_left_behi
     assert_eq!(todos(&server), todos(&c1));
     assert_eq!(state_hash(&c0), state_hash(&server));
 }
+
+#[test]
+fn a_compressed_bundle_decodes_across_inflate_windows_and_malformed_bodies_stop_at_once() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    a.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+         INSERT INTO todos(id, title, body) SELECT i, 'row ' || i, hex(randomblob(40)) FROM n",
+        &[],
+    )
+    .unwrap();
+    let (z, _) = a.generate_bundle_with(syncline::ExportOptions { peer: None, compress: true }, &mut |_, _| {}).unwrap();
+    let b = replica(&dir, "b", Strategy::Lww);
+    assert_eq!(b.import_bundle(&z).unwrap().rows, 20000);
+    assert_eq!(todos(&b), todos(&a));
+    // A body of zeros is malformed at its first byte: refused without inflating it all.
+    let mut zeros = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut zeros, &vec![0u8; 8 << 20]).unwrap();
+    let bomb = reframe(&z, |body| *body = zeros.finish().unwrap());
+    let err = assert_refused(&b, &bomb, ErrorKind::InvalidBundle);
+    assert!(!err.message().contains("exceeds the limit"), "{err}");
+}
