@@ -7,9 +7,9 @@
 # for SECONDS (default 600), one after another, niced, one fuzzing process at a time, and
 # prints executions, coverage (cov/ft of libFuzzer's last stats line) and crashes per target.
 # Corpora are seeded from spec/vectors/*.bundle (fuzz/corpus/<target>/, not committed) plus the
-# committed seeds in fuzz/seeds/<target>/. The regression cases (core/tests/fuzz-cases/) are
-# not seeded: most are unfixed known defects, and every job would crash on them at once. Crash inputs land in fuzz/artifacts/<target>/; the
-# logs in fuzz/logs/<target>.log.
+# committed seeds in fuzz/seeds/<target>/ (the regression cases in core/tests/fuzz-cases/ are
+# replayed by cargo test instead). Crash inputs land in fuzz/artifacts/<target>/; the logs in
+# fuzz/logs/<target>.log.
 #
 # Environment: FUZZ_ARGS adds libFuzzer flags; FUZZ_FORK=0 stops at the first crash instead of
 # running on (-fork=1 -ignore_crashes=1); SYNCLINE_FUZZ_ENDLESS_CURSOR=1 lets client_response
