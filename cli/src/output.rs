@@ -3,34 +3,10 @@
 
 use serde_json::{json, Value as Json};
 use std::path::Path;
-use syncline::{BundleStats, Conflict, Error, ImportReport, SiteId, Status, Value};
+use syncline::{json as doc, BundleStats, Conflict, Error, ImportReport, SiteId, Status};
 
 pub struct Out {
     pub json: bool,
-}
-
-/// A SQLite value as JSON: integers stay exact, blobs become `{"blob": "<hex>"}`.
-pub fn value_json(v: &Value) -> Json {
-    match v {
-        Value::Null => Json::Null,
-        Value::Integer(i) => json!(i),
-        Value::Real(r) => json!(r),
-        Value::Text(t) => json!(t),
-        Value::Blob(b) => json!({ "blob": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
-    }
-}
-
-fn vv_json(vv: &[(SiteId, u64)]) -> Json {
-    Json::Object(vv.iter().map(|(s, h)| (s.to_hex(), json!(h))).collect())
-}
-
-fn conflict_json(c: &Conflict) -> Json {
-    json!({
-        "id": c.id, "table": c.table, "pk": c.pk.iter().map(value_json).collect::<Vec<_>>(), "column": c.column,
-        "local": { "value": value_json(&c.local.value), "hlc": c.local.hlc, "site": c.local.site.to_hex() },
-        "remote": { "value": value_json(&c.remote.value), "hlc": c.remote.hlc, "site": c.remote.site.to_hex() },
-        "strategy": c.strategy.as_str(),
-    })
 }
 
 impl Out {
@@ -58,49 +34,35 @@ impl Out {
     }
 
     pub fn export(&self, path: &Path, s: &BundleStats) -> Result<(), Error> {
-        self.emit(json!({ "file": path.display().to_string(), "rows": s.rows, "changes": s.changes, "bytes": s.bytes }), || {
-            format!("wrote {} ({} rows, {} changes, {} bytes)", path.display(), s.rows, s.changes, s.bytes)
-        })
+        let mut stats = doc::bundle_stats(s);
+        stats["file"] = json!(path.display().to_string());
+        self.emit(stats, || format!("wrote {} ({} rows, {} changes, {} bytes)", path.display(), s.rows, s.changes, s.bytes))
     }
 
     pub fn import(&self, r: &ImportReport) -> Result<(), Error> {
         let sender = r.sender.map(|s| s.to_hex());
-        self.emit(
-            json!({ "sender": sender, "rows": r.rows, "applied": r.applied, "already_known": r.already_known,
-                    "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "released": r.released }),
-            || {
-                let mut line = format!(
-                    "imported {} rows from {}: {} applied, {} already known, {} conflicts, {} rejected",
-                    r.rows,
-                    sender.clone().unwrap_or_default(),
-                    r.applied,
-                    r.already_known,
-                    r.conflicts,
-                    r.rejected
-                );
-                if r.quarantined > 0 {
-                    line += &format!(", {} quarantined (stamped ahead of this clock; applied once it catches up)", r.quarantined);
-                }
-                if r.released > 0 {
-                    line += &format!(", {} released from quarantine", r.released);
-                }
-                line
-            },
-        )
+        self.emit(doc::import_report(r), || {
+            let mut line = format!(
+                "imported {} rows from {}: {} applied, {} already known, {} conflicts, {} rejected",
+                r.rows,
+                sender.clone().unwrap_or_default(),
+                r.applied,
+                r.already_known,
+                r.conflicts,
+                r.rejected
+            );
+            if r.quarantined > 0 {
+                line += &format!(", {} quarantined (stamped ahead of this clock; applied once it catches up)", r.quarantined);
+            }
+            if r.released > 0 {
+                line += &format!(", {} released from quarantine", r.released);
+            }
+            line
+        })
     }
 
     pub fn status(&self, s: &Status) -> Result<(), Error> {
-        let doc = json!({
-            "site_id": s.site_id.to_hex(),
-            "hlc": s.hlc,
-            "tables": s.tables.iter().map(|t| json!({ "name": t.name, "strategy": t.strategy.as_str(), "rows": t.rows })).collect::<Vec<_>>(),
-            "peers": s.peers.iter().map(|p| json!({ "site_id": p.site_id.to_hex(), "version_vector": vv_json(&p.version_vector), "pending": p.pending })).collect::<Vec<_>>(),
-            "version_vector": vv_json(&s.version_vector),
-            "unresolved_conflicts": s.unresolved_conflicts,
-            "rejected": s.rejected,
-            "quarantined": s.quarantined,
-        });
-        self.emit(doc, || {
+        self.emit(doc::status(s), || {
             let mut t = format!("site      {}\nclock     {}\n", s.site_id, s.hlc);
             for tb in &s.tables {
                 t += &format!("table     {} ({}, {} rows)\n", tb.name, tb.strategy, tb.rows);
@@ -117,7 +79,7 @@ impl Out {
     }
 
     pub fn conflicts(&self, cs: &[Conflict]) -> Result<(), Error> {
-        self.emit(Json::Array(cs.iter().map(conflict_json).collect()), || {
+        self.emit(Json::Array(cs.iter().map(doc::conflict).collect()), || {
             if cs.is_empty() {
                 return "no unresolved conflicts".into();
             }

@@ -125,11 +125,6 @@ pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
     out.emit(json!({ "stopped": true }), || "stopped".into())
 }
 
-fn report_json(r: &SyncReport) -> serde_json::Value {
-    json!({ "pushed": r.pushed, "server_applied": r.server_applied, "pulled": r.pulled, "applied": r.applied,
-            "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "round_trips": r.round_trips })
-}
-
 fn report_text(r: &SyncReport) -> String {
     format!(
         "pushed {} changes ({} new to the server), pulled {} ({} applied, {} conflicts, {} rejected) in {} round trips",
@@ -142,7 +137,7 @@ pub fn sync(args: Sync, out: &Out) -> Result<(), Error> {
     let engine = open(&args.db, args.max_drift)?;
     if !args.daemon {
         let report = engine.sync(&args.url, token.as_deref())?;
-        return out.emit(report_json(&report), || report_text(&report));
+        return out.emit(syncline::json::sync_report(&report), || report_text(&report));
     }
     if !(args.interval.is_finite() && args.interval > 0.0) {
         return Err(Error::new(ErrorKind::InvalidArgument, "--interval must be a positive number of seconds"));
@@ -163,7 +158,7 @@ pub fn sync(args: Sync, out: &Out) -> Result<(), Error> {
         if s.syncs != syncs {
             syncs = s.syncs;
             if let Some(r) = &s.last_report {
-                out.emit(report_json(r), || report_text(r))?;
+                out.emit(syncline::json::sync_report(r), || report_text(r))?;
             }
         }
         if s.last_error != last_error {

@@ -20,7 +20,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 /// Engine options.
@@ -93,6 +93,13 @@ pub struct SyncEngine {
     owner: AtomicU64,
     resolvers: RwLock<HashMap<String, Arc<dyn Resolver>>>,
     hub: Arc<Hub>,
+    /// Background work to stop on [`close`](Self::close) (the sync loops).
+    stoppers: Mutex<Vec<Weak<dyn Stop>>>,
+}
+
+/// Background work tied to an engine, stopped when it closes.
+pub(crate) trait Stop: Send + Sync {
+    fn stop(&self);
 }
 
 /// Exclusive use of the connection; knows its thread so a re-entrant call fails cleanly.
@@ -116,6 +123,8 @@ impl Drop for Held<'_> {
 /// Open a connection configured for sharing the file with other writers; the file is
 /// created only when `options.create` says so.
 fn connect(path: &Path, options: &Options) -> Result<Connection> {
+    #[cfg(feature = "host-sqlite")]
+    crate::host::ensure_bound()?;
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     if options.create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -153,6 +162,7 @@ impl SyncEngine {
             owner: AtomicU64::new(0),
             resolvers: RwLock::new(HashMap::new()),
             hub: Arc::new(Hub::default()),
+            stoppers: Mutex::new(Vec::new()),
         })
     }
 
@@ -483,8 +493,21 @@ impl SyncEngine {
         self.conn.lock().map(|c| c.is_none()).unwrap_or(true)
     }
 
-    /// Close the connection and stop the watcher. Later calls fail with `Closed`.
+    /// Stop `work` when the engine closes.
+    #[cfg_attr(not(feature = "net"), allow(dead_code))]
+    pub(crate) fn stop_on_close(&self, work: Weak<dyn Stop>) {
+        let mut all = self.stoppers.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.push(work);
+    }
+
+    /// Close the connection, stop the watcher and every background sync started on this
+    /// engine. Later calls fail with `Closed`.
     pub fn close(&self) -> Result<()> {
+        let stoppers = std::mem::take(&mut *self.stoppers.lock().unwrap_or_else(|p| p.into_inner()));
+        for work in stoppers.iter().filter_map(Weak::upgrade) {
+            work.stop();
+        }
         self.hub.shutdown();
         let mut held = self.hold()?;
         if let Some(conn) = held.guard.take() {

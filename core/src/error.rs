@@ -5,45 +5,33 @@
 
 use std::fmt;
 
-/// Stable error kinds. Codes never change once released; new kinds may be added.
+/// Stable error kinds. Codes never change once released; new kinds may be added. What each
+/// means is [`ErrorKind::description`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The bundle is corrupt, truncated, has a wrong magic, unknown version or a bad checksum.
     InvalidBundle,
-    /// A table does not meet the rules for sync, or a bundle's schema does not match the local one.
     SchemaMismatch,
-    /// A table named by a call or a bundle is not enabled for sync here.
     UnknownTable,
-    /// A column named by a bundle does not exist in the local table.
     UnknownColumn,
-    /// A remote stamp lies further in the future than the allowed drift; the bundle was refused.
     ClockDrift,
-    /// Two databases share one site id (a copied file); call `reset_site_id` on one of them.
     SiteIdClash,
-    /// A custom conflict resolver failed or none is registered for a `custom` table.
     Resolver,
-    /// A conflict, peer or row named by a call does not exist.
     NotFound,
-    /// A call's argument is malformed (bad site id, bad strategy name, ...).
     InvalidArgument,
-    /// The engine was re-entered from a callback running inside one of its own calls.
     Reentrant,
-    /// The engine has been closed.
     Closed,
-    /// Reading or writing a file failed.
     Io,
-    /// SQLite reported an error.
     Sqlite,
-    /// A network transport failed.
     Network,
-    /// A token was refused.
     Auth,
+    SqliteLibrary,
+    Corrupt,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::InvalidBundle,
         ErrorKind::SchemaMismatch,
         ErrorKind::UnknownTable,
@@ -59,6 +47,8 @@ impl ErrorKind {
         ErrorKind::Sqlite,
         ErrorKind::Network,
         ErrorKind::Auth,
+        ErrorKind::SqliteLibrary,
+        ErrorKind::Corrupt,
     ];
 
     /// The stable code used by every binding (`err.code` in JS, exception class in Python, ...).
@@ -79,6 +69,35 @@ impl ErrorKind {
             ErrorKind::Sqlite => "Sqlite",
             ErrorKind::Network => "Network",
             ErrorKind::Auth => "Auth",
+            ErrorKind::SqliteLibrary => "SqliteLibrary",
+            ErrorKind::Corrupt => "Corrupt",
+        }
+    }
+    /// The kind with this code, if any.
+    pub fn from_code(code: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// What the kind means, one sentence for documentation (exception docstrings, `spec/errors.md`).
+    pub fn description(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidBundle => "The bundle is corrupt, truncated, has a wrong magic, unknown version or a bad checksum.",
+            ErrorKind::SchemaMismatch => "A table does not meet the rules for sync, or a bundle's schema does not match the local one.",
+            ErrorKind::UnknownTable => "A table named by a call or a bundle is not enabled for sync here.",
+            ErrorKind::UnknownColumn => "A column named by a bundle does not exist in the local table.",
+            ErrorKind::ClockDrift => "A remote stamp lies further in the future than the allowed drift; the bundle was refused.",
+            ErrorKind::SiteIdClash => "Two databases share one site id (a copied file); call `reset_site_id` on one of them.",
+            ErrorKind::Resolver => "A custom conflict resolver failed or none is registered for a `custom` table.",
+            ErrorKind::NotFound => "A conflict, peer or row named by a call does not exist.",
+            ErrorKind::InvalidArgument => "A call's argument is malformed (bad site id, bad strategy name, ...).",
+            ErrorKind::Reentrant => "The engine was re-entered from a callback running inside one of its own calls.",
+            ErrorKind::Closed => "The engine has been closed.",
+            ErrorKind::Io => "Reading or writing a file failed.",
+            ErrorKind::Sqlite => "SQLite reported an error.",
+            ErrorKind::Network => "A network transport failed.",
+            ErrorKind::Auth => "A token was refused.",
+            ErrorKind::SqliteLibrary => "The SQLite library the engine runs on is missing, too old, or not the one the application's driver uses (two SQLite copies in one process).",
+            ErrorKind::Corrupt => "The sync state contradicts itself: a captured write stayed unstamped after a stamping pass (another SQLite copy wrote the file under the engine). Nothing was exported or changed; see the message for the way out.",
         }
     }
 }

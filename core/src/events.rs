@@ -34,6 +34,55 @@ pub enum Event {
     Conflict(Conflict),
 }
 
+impl Event {
+    /// `"local"`, `"remote"` or `"conflict"`: the name every binding gives the event's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::LocalChange(_) => "local",
+            Event::RemoteChange(_) => "remote",
+            Event::Conflict(_) => "conflict",
+        }
+    }
+
+    /// The table of the changed row or conflicting cell.
+    pub fn table(&self) -> &str {
+        match self {
+            Event::LocalChange(c) | Event::RemoteChange(c) => &c.table,
+            Event::Conflict(c) => &c.table,
+        }
+    }
+
+    /// The primary key of the changed row or conflicting cell.
+    pub fn pk(&self) -> &[Value] {
+        match self {
+            Event::LocalChange(c) | Event::RemoteChange(c) => &c.pk,
+            Event::Conflict(c) => &c.pk,
+        }
+    }
+
+    /// The columns the event is about: those whose value changed (none for a delete), or the
+    /// one conflicting column.
+    pub fn columns(&self) -> &[String] {
+        match self {
+            Event::LocalChange(c) | Event::RemoteChange(c) => &c.columns,
+            Event::Conflict(c) => std::slice::from_ref(&c.column),
+        }
+    }
+
+    /// Whether the row was deleted (never for a conflict).
+    pub fn deleted(&self) -> bool {
+        matches!(self, Event::LocalChange(c) | Event::RemoteChange(c) if c.deleted)
+    }
+
+    /// The conflict, for a conflict event.
+    pub fn conflict(&self) -> Option<&Conflict> {
+        match self {
+            Event::Conflict(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 /// Receives events. Called on the engine's threads, never while the engine holds a lock.
 pub trait Observer: Send + Sync {
     fn on_event(&self, event: &Event);

@@ -6,7 +6,7 @@
 //! the watcher.
 
 use crate::capture::{OP_DELETE, OP_INSERT, OP_REKEY_INSERT};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::events::{self, Event};
 use crate::hlc;
 use crate::meta::{self, SyncedTable};
@@ -86,13 +86,15 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
     let mut ticked = false;
     let keys: String = (0..width).map(|i| format!(", pk{i}")).collect();
     let mut queue = conn.prepare(&format!(
-        "SELECT tbl, op, CAST(round((t - 2440587.5) * 86400000.0) AS INTEGER){keys} FROM _syncline_queue ORDER BY seq"
+        "SELECT tbl, op, CAST(round((t - 2440587.5) * 86400000.0) AS INTEGER){keys}, seq FROM _syncline_queue ORDER BY seq"
     ))?;
     let mut rows = queue.query([])?;
     let mut params: Vec<SqlValue> = Vec::with_capacity(2 + width);
     let mut touched = BTreeSet::new();
+    let mut last_seq = 0i64;
     while let Some(r) = rows.next()? {
         let (tbl, op): (i64, i64) = (r.get(0)?, r.get(1)?);
+        last_seq = r.get(3 + width)?;
         touched.insert(tbl);
         if op != OP_REKEY_INSERT {
             let now_ms = manual.or(r.get::<_, Option<i64>>(2)?).unwrap_or(0).clamp(0, hlc::MAX_MILLIS as i64) as u64;
@@ -126,9 +128,20 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
             conn.prepare_cached(&st.delete)?.execute(params_from_iter(params))?;
         }
     }
-    conn.prepare_cached("DELETE FROM _syncline_queue")?.execute([])?;
+    // Only what was stamped leaves the queue. Under this write transaction nobody else can
+    // queue a write; one that appeared anyway came through a second SQLite copy that does not
+    // see this connection's locks, and would be lost or stamped out of order: refuse it all.
+    conn.prepare_cached("DELETE FROM _syncline_queue WHERE seq <= ?1")?.execute([last_seq])?;
     if ticked {
         conn.prepare_cached("UPDATE _syncline_clock SET local = ?1 WHERE id = 0")?.execute([last as i64])?;
+    }
+    if pending(conn)? {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            "a write was captured while this engine held the write lock, so another SQLite library in this process writes \
+             the file without seeing the engine's locks; nothing was stamped. Open every connection to this database \
+             through one SQLite library (see the README: one SQLite per process)",
+        ));
     }
     if want_events {
         events::local_changes_since(conn, clock.local)

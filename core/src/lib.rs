@@ -30,6 +30,10 @@ mod events;
 mod export;
 mod fold;
 pub mod hlc;
+#[cfg(feature = "host-sqlite")]
+pub mod host;
+#[cfg(feature = "json")]
+pub mod json;
 mod meta;
 #[cfg(feature = "net")]
 pub mod net;
@@ -37,9 +41,11 @@ mod quarantine;
 mod recover;
 mod schema;
 mod site;
+#[cfg(feature = "host-sqlite")]
+mod sql;
 mod status;
 mod strategy;
-#[cfg(not(feature = "bundled-sqlite"))]
+#[cfg(not(any(feature = "bundled-sqlite", feature = "host-sqlite")))]
 mod system_sqlite;
 mod value;
 

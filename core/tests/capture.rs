@@ -352,3 +352,34 @@ fn a_null_primary_key_is_refused_at_write_time_and_sync_goes_on() {
     assert!(err.to_string().contains("primary key cannot be NULL"), "{err}");
     assert_eq!(a.status().unwrap().tables[0].rows, 1);
 }
+
+/// A write queued while the engine stamps can only come from a second SQLite copy that does not
+/// see the engine's write lock (two copies in one process): the pass is refused with `Corrupt`
+/// and every queued write stays queued, instead of being dropped unstamped.
+#[test]
+fn a_write_queued_during_stamping_is_refused_as_corrupt_and_kept() {
+    let dir = TempDir::new().unwrap();
+    let a = replica(&dir, "a", Strategy::Lww);
+    let app = Connection::open(dir.path().join("a.db")).unwrap();
+    // Stand-in for the foreign writer: a write queued after the pass read the queue, when the
+    // engine records its clock.
+    app.execute_batch(
+        "CREATE TRIGGER foreign_writer AFTER UPDATE ON _syncline_clock BEGIN \
+           INSERT INTO _syncline_queue(t, tbl, op, pk0) VALUES (julianday('now'), 1, 0, 1000); END;
+         INSERT INTO todos(id, title) VALUES (1, 'one');",
+    )
+    .unwrap();
+    let queued = |c: &Connection| c.query_row("SELECT count(*) FROM _syncline_queue", [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(queued(&app), 1);
+    let err = a.generate_bundle(None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.message().contains("one SQLite library"), "{err}");
+    assert_eq!(a.status().unwrap_err().kind(), ErrorKind::Corrupt);
+    assert_eq!(queued(&app), 1, "the queued write is kept");
+    assert_eq!(app.query_row("SELECT count(*) FROM _syncline_shadow_1", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+    // Once the foreign writer is gone, the kept write is stamped and exported.
+    app.execute_batch("DROP TRIGGER foreign_writer").unwrap();
+    let b = replica(&dir, "b", Strategy::Lww);
+    sync(&a, &b);
+    assert_eq!(todos(&b)[0][1], Value::Text("one".into()));
+}

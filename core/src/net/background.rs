@@ -4,6 +4,7 @@
 
 use super::client::{SyncClient, SyncOptions, SyncReport};
 use super::paging::pending_for;
+use crate::engine::Stop;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Subscription};
 use crate::site::SiteId;
@@ -82,6 +83,8 @@ impl SyncEngine {
             None
         };
         let own = self.site_id()?;
+        let stopper: Arc<dyn Stop> = shared.clone();
+        self.stop_on_close(Arc::downgrade(&stopper));
         let (engine, state) = (self.clone(), shared.clone());
         let thread = std::thread::Builder::new()
             .name("syncline-sync".into())
@@ -161,6 +164,13 @@ async fn listen(state: Arc<Shared>, own: SiteId) {
     }
 }
 
+impl Stop for Shared {
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+}
+
 impl SyncHandle {
     /// The loop's progress and the number of local changes the server still lacks.
     pub fn status(&self) -> Result<SyncStatus> {
@@ -177,8 +187,7 @@ impl SyncHandle {
 
     /// Stop the loop (a pass in progress is finished first) and wait for it.
     pub fn stop(&self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.wake.notify_one();
+        Stop::stop(&*self.shared);
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = thread {
             let _ = t.join();

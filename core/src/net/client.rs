@@ -27,6 +27,24 @@ pub struct SyncOptions {
     pub timeout: Duration,
 }
 
+impl SyncOptions {
+    /// `InvalidArgument` for a zero interval, backoff, timeout or page size (a background loop
+    /// would spin, every request would time out at once).
+    pub fn validate(&self) -> Result<()> {
+        for (name, zero) in [
+            ("interval", self.interval.is_zero()),
+            ("max_backoff", self.max_backoff.is_zero()),
+            ("timeout", self.timeout.is_zero()),
+            ("page_rows", self.page_rows == 0),
+        ] {
+            if zero {
+                return Err(Error::invalid_argument(format!("sync option {name} must be greater than zero")));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
@@ -77,7 +95,7 @@ fn refused(status: StatusCode, body: &str) -> Error {
     let field = |k: &str| parsed.as_ref().and_then(|j| j.get(k)).and_then(|v| v.as_str()).map(str::to_owned);
     let kind = match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorKind::Auth,
-        _ => field("error").and_then(|c| ErrorKind::ALL.into_iter().find(|k| k.code() == c)).unwrap_or(ErrorKind::Network),
+        _ => field("error").and_then(|c| ErrorKind::from_code(&c)).unwrap_or(ErrorKind::Network),
     };
     let message = field("message").unwrap_or_else(|| body.chars().take(200).collect());
     Error::new(kind, format!("server answered {status}: {message}"))
@@ -90,6 +108,7 @@ impl SyncClient {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::new(ErrorKind::InvalidArgument, format!("sync URL {url:?} must start with http:// or https://")));
         }
+        options.validate()?;
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(Duration::from_secs(10).min(options.timeout))

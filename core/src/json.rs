@@ -1,0 +1,64 @@
+//! JSON documents of the engine's results (feature `json`): the one shape of each, used by the
+//! CLI's `--json` output and by the SQL functions (`spec/sql-functions.md`). Integers stay
+//! exact; blobs become `{"blob": "<hex>"}`; site ids are hex.
+
+use crate::{BundleStats, Conflict, ImportReport, SiteId, Status, Value};
+use serde_json::{json, Value as Json};
+
+/// A SQLite value.
+pub fn value(v: &Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Integer(i) => json!(i),
+        Value::Real(r) => json!(r),
+        Value::Text(t) => json!(t),
+        Value::Blob(b) => json!({ "blob": hex::encode(b) }),
+    }
+}
+
+/// A version vector: `{"<site hex>": stamp}`.
+pub fn version_vector(vv: &[(SiteId, u64)]) -> Json {
+    Json::Object(vv.iter().map(|(s, h)| (s.to_hex(), json!(h))).collect())
+}
+
+/// One conflict.
+pub fn conflict(c: &Conflict) -> Json {
+    json!({
+        "id": c.id, "table": c.table, "pk": c.pk.iter().map(value).collect::<Vec<_>>(), "column": c.column,
+        "local": { "value": value(&c.local.value), "hlc": c.local.hlc, "site": c.local.site.to_hex() },
+        "remote": { "value": value(&c.remote.value), "hlc": c.remote.hlc, "site": c.remote.site.to_hex() },
+        "strategy": c.strategy.as_str(),
+    })
+}
+
+/// What a generated bundle holds.
+pub fn bundle_stats(s: &BundleStats) -> Json {
+    json!({ "rows": s.rows, "changes": s.changes, "bytes": s.bytes })
+}
+
+/// What an import did.
+pub fn import_report(r: &ImportReport) -> Json {
+    json!({ "sender": r.sender.map(|s| s.to_hex()), "rows": r.rows, "applied": r.applied, "already_known": r.already_known,
+            "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "released": r.released })
+}
+
+/// The replica's sync state.
+pub fn status(s: &Status) -> Json {
+    json!({
+        "site_id": s.site_id.to_hex(),
+        "hlc": s.hlc,
+        "tables": s.tables.iter().map(|t| json!({ "name": t.name, "strategy": t.strategy.as_str(), "rows": t.rows })).collect::<Vec<_>>(),
+        "peers": s.peers.iter().map(|p| json!({ "site_id": p.site_id.to_hex(), "version_vector": version_vector(&p.version_vector), "pending": p.pending })).collect::<Vec<_>>(),
+        "version_vector": version_vector(&s.version_vector),
+        "unresolved_conflicts": s.unresolved_conflicts,
+        "rejected": s.rejected,
+        "quarantined": s.quarantined,
+    })
+}
+
+/// What one network sync did.
+#[cfg(feature = "net")]
+pub fn sync_report(r: &crate::net::SyncReport) -> Json {
+    json!({ "pushed": r.pushed, "server_applied": r.server_applied, "pulled": r.pulled, "applied": r.applied,
+            "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "round_trips": r.round_trips })
+}
