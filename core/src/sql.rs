@@ -36,7 +36,7 @@ impl Slot {
             return Ok(e);
         }
         let file = unsafe { ffi::sqlite3_db_filename(db, c"main".as_ptr()) };
-        let path = (!file.is_null()).then(|| unsafe { CStr::from_ptr(file) }.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = if file.is_null() { String::new() } else { unsafe { CStr::from_ptr(file) }.to_string_lossy().into_owned() };
         if path.is_empty() {
             return Err(Error::invalid_argument("syncline_* functions need a database file (not :memory: or a temporary database)"));
         }

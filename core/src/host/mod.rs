@@ -175,7 +175,7 @@ unsafe fn bind_handle(handle: *mut c_void, origin: String) -> Result<Bound> {
     let table: &'static mut ffi::sqlite3_api_routines = Box::leak(Box::new(unsafe { std::mem::zeroed() }));
     macro_rules! fill {
         ($field:ident, $symbol:literal) => {
-            table.$field = unsafe { std::mem::transmute::<*mut c_void, _>(libc::dlsym(handle, $symbol.as_ptr())) };
+            table.$field = unsafe { lookup(handle, $symbol) };
         };
     }
     symbols::for_each_api_symbol!(fill);
@@ -196,6 +196,14 @@ unsafe fn bind_handle(handle: *mut c_void, origin: String) -> Result<Bound> {
         table.set_clientdata = Some(set_clientdata);
     }
     unsafe { init(table, origin) }
+}
+
+/// The function `name` that `handle` exports, as the table's optional function pointer type
+/// (`None` when it exports none).
+unsafe fn lookup<F: Copy>(handle: *mut c_void, name: &CStr) -> F {
+    let address = unsafe { libc::dlsym(handle, name.as_ptr()) };
+    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
+    unsafe { std::mem::transmute_copy(&address) }
 }
 
 /// Hand the table to rusqlite (every later SQLite call goes through it).
