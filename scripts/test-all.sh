@@ -23,9 +23,13 @@ need_apt sqlite3
 step "Rust: formatting and lints"
 cargo fmt --all --check 2>&1 || failed+=("rustfmt")
 cargo clippy --all-targets --features syncline/net -- -D warnings 2>&1 || failed+=("clippy")
+# the build the bindings and the extension use: no SQLite of its own (core/src/host)
+cargo clippy -p syncline -p syncline-sqlite --no-default-features --features syncline/host-sqlite,syncline/net --all-targets -- -D warnings 2>&1 \
+  || failed+=("clippy-host")
 
 step "Rust: core and CLI"
 cargo test -p syncline -p syncline-cli 2>&1 || failed+=("rust")
+cargo test -p syncline --no-default-features --features host-sqlite --test host 2>&1 || failed+=("rust-host")
 
 step "CLI binary (used by the cross-language tests)"
 if cargo build --release -p syncline-cli 2>&1; then
@@ -34,7 +38,7 @@ else
   failed+=("cli-build")
 fi
 
-for suite in python node bindings; do
+for suite in ext python node bindings; do
   if [ -x "$suite/test.sh" ]; then
     step "$suite"
     bash "$suite/test.sh" || failed+=("$suite")

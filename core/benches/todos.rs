@@ -5,6 +5,9 @@
 //! (c) a bundle for a new peer: milliseconds and bytes per row;
 //! (d) import into a fresh replica: rows per second;
 //! (e) import of 100,000 rows in a fresh process: peak RSS.
+//! With `--no-default-features --features host-sqlite` the engine and the app's connections run
+//! on a SQLite shared library bound at start (`SYNCLINE_BENCH_SQLITE`, default the system's
+//! `libsqlite3.so.0`), as in the language bindings.
 //! Each timing is the median of several runs. Targets: (a),(b) <= 3x; (c) <= 140 B/row;
 //! (d) >= 200,000 rows/s; (e) < 50 MB.
 
@@ -109,6 +112,8 @@ fn peak_rss_kb() -> u64 {
 }
 
 fn main() {
+    #[cfg(feature = "host-sqlite")]
+    syncline::host::bind_library(&std::env::var("SYNCLINE_BENCH_SQLITE").unwrap_or_else(|_| "libsqlite3.so.0".into())).unwrap();
     if let Ok(bundle) = std::env::var("SYNCLINE_BENCH_RSS_CHILD") {
         return rss_child(&bundle);
     }
