@@ -36,6 +36,7 @@ pub mod net;
 mod quarantine;
 mod recover;
 mod schema;
+mod shadow;
 mod site;
 mod status;
 mod strategy;
