@@ -11,6 +11,7 @@ use crate::hlc;
 use crate::meta::{self, SyncedTable, VersionVector};
 use crate::quarantine;
 use crate::schema::quote_ident;
+use crate::shadow::{self, Stamp, State as Shadow};
 use crate::site::SiteId;
 use crate::strategy::{CellVersion, ConflictInput, Resolution, Resolver, Strategy};
 use crate::value::Value;
@@ -72,18 +73,15 @@ struct Target<'c> {
 impl<'c> Target<'c> {
     fn new(conn: &'c Connection, meta: SyncedTable, cols: Vec<usize>) -> Result<Target<'c>> {
         let n = meta.cols.len();
-        let stamps: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
-        let pk_names: String = (0..meta.pk.len()).map(|i| format!("pk{i}, ")).collect();
-        let marks = vec!["?"; meta.pk.len() + 4 + 2 * n].join(", ");
         let values = if n == 0 { "1".to_owned() } else { meta.cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
-        let shadow = meta.shadow();
-        let was_empty: bool = conn.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {shadow})"), [], |r| r.get(0))?;
+        let was_empty = shadow::is_empty(conn, &meta)?;
+        let st = shadow::Statements::new(&meta);
         let prep = |sql: String| conn.prepare(&sql).map(RefCell::new);
         Ok(Target {
-            read_shadow: prep(format!("SELECT cl, rh, rs, mh{stamps} FROM {shadow} WHERE {}", pk_where(meta.pk.len(), "pk")))?,
+            read_shadow: prep(st.read_sql().to_owned())?,
             read_values: prep(format!("SELECT {values} FROM {} WHERE {}", quote_ident(&meta.name), user_pk_where(&meta)))?,
-            write_shadow: prep(format!("INSERT OR REPLACE INTO {shadow}({pk_names}cl, rh, rs, mh{stamps}) VALUES ({marks})"))?,
-            insert_shadow: prep(format!("INSERT INTO {shadow}({pk_names}cl, rh, rs, mh{stamps}) VALUES ({marks})"))?,
+            write_shadow: prep(st.put_sql(false).to_owned())?,
+            insert_shadow: prep(st.put_sql(true).to_owned())?,
             delete_row: prep(format!("DELETE FROM {} WHERE {}", quote_ident(&meta.name), user_pk_where(&meta)))?,
             upserts: RefCell::new(HashMap::new()),
             was_empty,
@@ -129,21 +127,6 @@ impl<'c> Target<'c> {
         stmt.execute(rusqlite::params_from_iter(pk.iter().chain(cells.iter().map(|(_, v)| v))))?;
         Ok(())
     }
-}
-
-/// A cell stamp with the site as a local ordinal.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Stamp {
-    hlc: u64,
-    site: i64,
-}
-
-/// The local shadow row.
-struct Shadow {
-    cl: u64,
-    rh: Stamp,
-    mh: u64,
-    cells: Vec<Option<Stamp>>,
 }
 
 /// One row of a bundle, merged but not yet written.
@@ -491,24 +474,8 @@ impl<'c> Merge<'c, '_, '_> {
     }
 
     fn read_shadow(&self, target: &Target, pk: &[Value]) -> Result<Option<Shadow>> {
-        let n = target.meta.cols.len();
         let mut stmt = target.read_shadow.borrow_mut();
-        Ok(stmt
-            .query_row(rusqlite::params_from_iter(pk), |r| {
-                let mut cells = Vec::with_capacity(n);
-                for i in 0..n {
-                    let h: Option<i64> = r.get(4 + 2 * i)?;
-                    let s: Option<i64> = r.get(5 + 2 * i)?;
-                    cells.push(h.zip(s).map(|(h, s)| Stamp { hlc: h as u64, site: s }));
-                }
-                Ok(Shadow {
-                    cl: r.get::<_, i64>(0)? as u64,
-                    rh: Stamp { hlc: r.get::<_, i64>(1)? as u64, site: r.get(2)? },
-                    mh: r.get::<_, i64>(3)? as u64,
-                    cells,
-                })
-            })
-            .optional()?)
+        Ok(stmt.query_row(rusqlite::params_from_iter(pk), |r| shadow::read_state(r, 0, &target.meta)).optional()?)
     }
 
     fn read_values(&self, target: &Target, pk: &[Value]) -> Result<Option<Vec<Value>>> {
@@ -826,24 +793,7 @@ impl<'c> Merge<'c, '_, '_> {
 
     /// Store the row's sync state; `fresh` when the table had none before this import.
     fn write_shadow(&self, target: &Target, pk: &[Value], s: &Shadow, fresh: bool) -> Result<()> {
-        let mut params: Vec<Value> = Vec::with_capacity(pk.len() + 4 + 2 * s.cells.len());
-        params.extend_from_slice(pk);
-        params.push(Value::Integer(s.cl as i64));
-        params.push(Value::Integer(s.rh.hlc as i64));
-        params.push(Value::Integer(s.rh.site));
-        params.push(Value::Integer(s.mh as i64));
-        for c in &s.cells {
-            match c {
-                Some(st) => {
-                    params.push(Value::Integer(st.hlc as i64));
-                    params.push(Value::Integer(st.site));
-                }
-                None => {
-                    params.push(Value::Null);
-                    params.push(Value::Null);
-                }
-            }
-        }
+        let params = shadow::put_params(pk, s);
         if fresh {
             let inserted = target.insert_shadow.borrow_mut().execute(rusqlite::params_from_iter(params));
             if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted {
@@ -891,11 +841,6 @@ enum CellOutcome {
     Keep,
     /// Write this value with a new local stamp (a strategy chose a non-LWW outcome).
     Write(Value),
-}
-
-/// `pk0 = ? AND pk1 = ?` over shadow key columns.
-fn pk_where(n: usize, prefix: &str) -> String {
-    (0..n).map(|i| format!("{prefix}{i} = ?")).collect::<Vec<_>>().join(" AND ")
 }
 
 /// `"a" = ? AND "b" = ?` over the user table's key columns.

@@ -7,10 +7,7 @@
 //! rule, before anything reads the sync state (see `fold`). Queue operations (`op`):
 //! [`OP_INSERT`], [`OP_DELETE`], [`OP_REKEY_INSERT`] and, for an update, the column's index.
 //!
-//! Each synced table `T` also gets a shadow table `_syncline_shadow_<id>` keyed by T's primary
-//! key: `cl` (causal length: odd = alive, even = deleted), `rh`/`rs` (stamp of the last `cl`
-//! change), `mh` (newest stamp in the row, for delta export) and, per non-key column i, the
-//! stamp `h<i>`/`s<i>` (hlc, site ordinal) of the value the row holds.
+//! Each synced table also gets a shadow table, whose layout and stamping `shadow` owns.
 //! Only syntax SQLite 3.24+ understands is used, because the app's own SQLite parses these
 //! triggers.
 
@@ -62,28 +59,6 @@ fn enqueue(t: &SyncedTable, op: i64, row: &str, refuse_null: bool) -> String {
     format!("INSERT INTO _syncline_queue(t, tbl, op, {}) VALUES (julianday('now'), {}, {op}, {keys});", pk_names(t), t.id)
 }
 
-/// Whether the table's key is its rowid (a single `INTEGER PRIMARY KEY` of a rowid table):
-/// then every key is an integer and the shadow can be a rowid table too, which is faster.
-fn key_is_rowid(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Result<bool> {
-    if t.pk.len() != 1 || pk_affinity[0] != "INTEGER" {
-        return Ok(false);
-    }
-    let decl: String = conn.query_row("SELECT upper(type) FROM pragma_table_xinfo(?1) WHERE pk = 1", [&t.name], |r| r.get(0))?;
-    let pk_index: bool =
-        conn.query_row("SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE origin = 'pk')", [&t.name], |r| r.get(0))?;
-    Ok(decl == "INTEGER" && !pk_index)
-}
-
-/// Whether the shadow table was made a rowid table, i.e. the key is the table's rowid and can
-/// never be NULL.
-fn shadow_is_rowid(conn: &Connection, t: &SyncedTable) -> Result<bool> {
-    let name = format!("_syncline_shadow_{}", t.id);
-    Ok(conn.query_row("SELECT count(*) FROM pragma_table_info(?1) WHERE pk = 1 AND upper(type) = 'INTEGER'", [&name], |r| {
-        r.get::<_, i64>(0)
-    })? == 1
-        && conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE origin = 'pk')", [&name], |r| r.get(0))?)
-}
-
 /// Give the queue as many key columns as `t` needs.
 fn widen_queue(conn: &Connection, t: &SyncedTable) -> Result<()> {
     let have: usize = conn
@@ -97,22 +72,7 @@ fn widen_queue(conn: &Connection, t: &SyncedTable) -> Result<()> {
 
 /// Create the shadow table and the capture triggers.
 pub fn install(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Result<()> {
-    let sh = t.shadow();
-    let rowid = key_is_rowid(conn, t, pk_affinity)?;
-    let pk_cols: String = if rowid {
-        "pk0 INTEGER PRIMARY KEY, ".to_owned()
-    } else {
-        pk_affinity.iter().enumerate().map(|(i, a)| format!("pk{i} {a} NOT NULL, ")).collect()
-    };
-    let key_clause = if rowid { String::new() } else { format!(", PRIMARY KEY({})", pk_names(t)) };
-    let without_rowid = if rowid { "" } else { " WITHOUT ROWID" };
-    let cell_cols: String = (0..t.cols.len()).map(|i| format!(", h{i} INTEGER, s{i} INTEGER")).collect();
-    // No index on `mh`: keeping one costs every stamped write an index update, while a delta
-    // export scans the shadow once.
-    conn.execute_batch(&format!(
-        "CREATE TABLE {sh}({pk_cols}cl INTEGER NOT NULL, rh INTEGER NOT NULL, rs INTEGER NOT NULL, \
-           mh INTEGER NOT NULL{cell_cols}{key_clause}){without_rowid};"
-    ))?;
+    crate::shadow::create(conn, t, pk_affinity)?;
     install_triggers(conn, t)
 }
 
@@ -121,7 +81,7 @@ pub fn install(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Resu
 /// when the value really changed).
 pub fn install_triggers(conn: &Connection, t: &SyncedTable) -> Result<()> {
     widen_queue(conn, t)?;
-    let nullable_key = !shadow_is_rowid(conn, t)?;
+    let nullable_key = !crate::shadow::is_rowid(conn, t)?;
     let id = t.id;
     let table = quote_ident(&t.name);
     let pk_same = t.pk.iter().map(|c| format!("NEW.{0} IS OLD.{0}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
@@ -150,21 +110,6 @@ pub fn install_triggers(conn: &Connection, t: &SyncedTable) -> Result<()> {
     Ok(())
 }
 
-/// Record every row already in the table as inserted now, with one stamp.
-pub fn backfill(conn: &Connection, t: &SyncedTable, stamp: u64, site_ord: i64) -> Result<usize> {
-    let sh = t.shadow();
-    let pk_names: String = (0..t.pk.len()).map(|i| format!("pk{i}, ")).collect();
-    let pk_vals: String = t.pk.iter().map(|c| format!("{}, ", quote_ident(c))).collect();
-    let cell_names: String = (0..t.cols.len()).map(|i| format!(", h{i}, s{i}")).collect();
-    let cell_vals: String = (0..t.cols.len()).map(|_| ", ?1, ?2").collect();
-    let sql = format!(
-        "INSERT OR IGNORE INTO {sh}({pk_names}cl, rh, rs, mh{cell_names}) \
-         SELECT {pk_vals}1, ?1, ?2, ?1{cell_vals} FROM {}",
-        quote_ident(&t.name)
-    );
-    Ok(conn.execute(&sql, rusqlite::params![stamp as i64, site_ord])?)
-}
-
 /// Whether the capture triggers of the synced table `table_id` exist (SQLite drops them with
 /// their table).
 pub fn has_triggers(conn: &Connection, table_id: i64) -> Result<bool> {
@@ -172,30 +117,6 @@ pub fn has_triggers(conn: &Connection, table_id: i64) -> Result<bool> {
     Ok(conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND name = ?1)")?
         .query_row([name], |r| r.get(0))?)
-}
-
-/// Bring the shadow of a table that was dropped and created again in line with its rows,
-/// with one stamp: rows the table lost are deleted (causal length made even, cell stamps
-/// cleared), rows it holds are alive with every cell stamped now (their values may differ
-/// from what was synced), rows new to the shadow are back-filled.
-pub fn reconcile(conn: &Connection, t: &SyncedTable, stamp: u64, site_ord: i64) -> Result<()> {
-    let sh = t.shadow();
-    let table = quote_ident(&t.name);
-    let matches: Vec<String> = t.pk.iter().enumerate().map(|(i, c)| format!("u.{} = {sh}.pk{i}", quote_ident(c))).collect();
-    let row_there = format!("EXISTS (SELECT 1 FROM {table} u WHERE {})", matches.join(" AND "));
-    let cleared: String = (0..t.cols.len()).map(|i| format!(", h{i} = NULL, s{i} = NULL")).collect();
-    let stamped: String = (0..t.cols.len()).map(|i| format!(", h{i} = ?1, s{i} = ?2")).collect();
-    let params = rusqlite::params![stamp as i64, site_ord];
-    conn.execute(&format!("UPDATE {sh} SET cl = cl + 1, rh = ?1, rs = ?2, mh = ?1{cleared} WHERE cl % 2 = 1 AND NOT {row_there}"), params)?;
-    conn.execute(
-        &format!(
-            "UPDATE {sh} SET cl = cl + 1 - cl % 2, rh = CASE WHEN cl % 2 = 0 THEN ?1 ELSE rh END, \
-             rs = CASE WHEN cl % 2 = 0 THEN ?2 ELSE rs END, mh = ?1{stamped} WHERE {row_there}"
-        ),
-        params,
-    )?;
-    backfill(conn, t, stamp, site_ord)?;
-    Ok(())
 }
 
 /// Drop the capture triggers (the shadow table stays).
@@ -214,6 +135,5 @@ pub fn uninstall_triggers(conn: &Connection, t: &SyncedTable) -> Result<()> {
 /// Drop the triggers and the shadow table (the user's data stays).
 pub fn uninstall(conn: &Connection, t: &SyncedTable) -> Result<()> {
     uninstall_triggers(conn, t)?;
-    conn.execute_batch(&format!("DROP TABLE IF EXISTS {};", t.shadow()))?;
-    Ok(())
+    crate::shadow::drop_table(conn, t)
 }

@@ -6,7 +6,7 @@
 use crate::engine::SyncEngine;
 use crate::error::Result;
 use crate::meta;
-use crate::schema::quote_ident;
+use crate::shadow;
 use crate::value::Value;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
@@ -14,11 +14,8 @@ use sha2::{Digest, Sha256};
 /// A stamp as hashed: (hlc, site id bytes), or nil for none.
 type Stamp = Option<(u64, Vec<u8>)>;
 
-fn stamp(h: Option<i64>, s: Option<i64>, sites: &std::collections::BTreeMap<i64, crate::SiteId>) -> Stamp {
-    match (h, s) {
-        (Some(h), Some(s)) => Some((h as u64, sites.get(&s).map(|x| x.0.to_vec()).unwrap_or_default())),
-        _ => None,
-    }
+fn stamp(s: Option<shadow::Stamp>, sites: &std::collections::BTreeMap<i64, crate::SiteId>) -> Stamp {
+    s.map(|s| (s.hlc, sites.get(&s.site).map(|x| x.0.to_vec()).unwrap_or_default()))
 }
 
 pub(crate) fn compute(c: &Connection) -> Result<String> {
@@ -30,24 +27,20 @@ pub(crate) fn compute(c: &Connection) -> Result<String> {
         // Columns in name order, as bundles list them.
         let mut order: Vec<usize> = (0..nc).collect();
         order.sort_by(|a, b| t.cols[*a].cmp(&t.cols[*b]));
-        let pk_sel: String = (0..np).map(|i| format!("s.pk{i}, ")).collect();
-        let stamps: String = (0..nc).map(|i| format!(", s.h{i}, s.s{i}")).collect();
-        let vals: String = t.cols.iter().map(|col| format!(", t.{}", quote_ident(col))).collect();
-        let join = t.pk.iter().enumerate().map(|(i, col)| format!("t.{} = s.pk{i}", quote_ident(col))).collect::<Vec<_>>().join(" AND ");
-        let sql =
-            format!("SELECT {pk_sel}s.cl, s.rh, s.rs{stamps}{vals} FROM {} s LEFT JOIN {} t ON {join}", t.shadow(), quote_ident(&t.name));
+        let sql = shadow::joined_select(t);
         let mut stmt = c.prepare(&sql)?;
         let mut rows = stmt.query([])?;
         let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let values_at = np + shadow::state_width(t);
         while let Some(r) = rows.next()? {
-            let pk: Vec<Value> = (0..np).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
-            let cl: i64 = r.get(np)?;
-            let row_stamp = stamp(r.get(np + 1)?, r.get(np + 2)?, &sites);
+            let pk: Vec<Value> = shadow::read_key(r, 0, t)?;
+            let state = shadow::read_state(r, np, t)?;
+            let cl = state.cl as i64;
+            let row_stamp = stamp(Some(state.rh), &sites);
             let mut cells = Vec::with_capacity(nc);
             for &i in &order {
-                let cell = stamp(r.get(np + 3 + 2 * i)?, r.get(np + 4 + 2 * i)?, &sites);
-                let value: Value = if cl % 2 == 1 { r.get(np + 3 + 2 * nc + i)? } else { Value::Null };
-                cells.push((t.cols[i].as_str(), value, cell));
+                let value: Value = if state.alive() { r.get(values_at + i)? } else { Value::Null };
+                cells.push((t.cols[i].as_str(), value, stamp(state.cells[i], &sites)));
             }
             let key = rmp_serde::to_vec(&pk).expect("values encode");
             let body = rmp_serde::to_vec(&(cl, row_stamp, cells)).expect("row encodes");

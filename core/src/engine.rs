@@ -11,6 +11,7 @@ use crate::export::{self, BundleStats};
 use crate::fold;
 use crate::meta::{self, SyncedTable};
 use crate::schema::{self, quote_ident};
+use crate::shadow;
 use crate::site::SiteId;
 use crate::status::{self, Status};
 use crate::strategy::{Resolution, Resolver, Strategy};
@@ -304,8 +305,7 @@ impl SyncEngine {
                     // Dropped and created again: capture anew, and record what the table lost.
                     schema::check_columns(c, t.id, table)?;
                     capture::install_triggers(c, t)?;
-                    let stamp = meta::tick(c)?;
-                    capture::reconcile(c, t, stamp, meta::clock(c)?.site_ord)?;
+                    shadow::reconcile(c, t, local_stamp(c)?)?;
                 }
                 return Ok(());
             }
@@ -328,8 +328,7 @@ impl SyncEngine {
             };
             let affinities: Vec<&str> = info.pk.iter().map(|c| c.affinity).collect();
             capture::install(c, &t, &affinities)?;
-            let stamp = meta::tick(c)?;
-            capture::backfill(c, &t, stamp, meta::clock(c)?.site_ord)?;
+            shadow::backfill(c, &t, local_stamp(c)?)?;
             Ok(())
         })
     }
@@ -542,17 +541,15 @@ fn write_local_cell(c: &Connection, t: &SyncedTable, pk: &[Value], column: &str,
     if n == 0 {
         return Err(Error::new(ErrorKind::NotFound, format!("the row {pk:?} of table {:?} no longer exists", t.name)));
     }
-    let stamp = meta::tick(c)?;
-    let site = meta::clock(c)?.site_ord;
-    let sql = format!(
-        "UPDATE {} SET h{col} = ?1, s{col} = ?2, mh = max(mh, ?1) WHERE {}",
-        t.shadow(),
-        (0..t.pk.len()).map(|i| format!("pk{i} = ?{}", i + 3)).collect::<Vec<_>>().join(" AND ")
-    );
-    let params: Vec<Value> = [Value::Integer(stamp as i64), Value::Integer(site)].into_iter().chain(pk.iter().cloned()).collect();
-    c.execute(&sql, rusqlite::params_from_iter(params))?;
+    shadow::Statements::new(t).stamp(c, t, shadow::LocalOp::Update(col), pk, local_stamp(c)?, None)?;
     fold::discard(c)?;
     Ok(())
+}
+
+/// A new local stamp (the send rule), with this site.
+fn local_stamp(c: &Connection) -> Result<shadow::Stamp> {
+    let hlc = meta::tick(c)?;
+    Ok(shadow::Stamp { hlc, site: meta::clock(c)?.site_ord })
 }
 
 /// Write a file through a temporary sibling and a rename, so readers never see half a bundle.

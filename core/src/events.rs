@@ -4,7 +4,6 @@
 
 use crate::conflict::Conflict;
 use crate::fold;
-use crate::meta;
 use crate::value::Value;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -244,40 +243,5 @@ fn stamp_pending(conn: &mut Connection) -> crate::Result<Vec<Event>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let events = fold::fold(&tx, true)?;
     tx.commit()?;
-    Ok(events)
-}
-
-/// Rows with local stamps newer than `since`, as events (one per row, its changed columns
-/// together).
-pub(crate) fn local_changes_since(conn: &Connection, since: u64) -> crate::Result<Vec<Event>> {
-    let me = meta::clock(conn)?.site_ord;
-    let mut events = Vec::new();
-    for t in meta::synced_tables(conn)?.values() {
-        let np = t.pk.len();
-        let nc = t.cols.len();
-        let pk: String = (0..np).map(|i| format!("pk{i}, ")).collect();
-        let stamps: String = (0..nc).map(|i| format!(", h{i}, s{i}")).collect();
-        let sql = format!("SELECT {pk}cl, rh, rs{stamps} FROM {} WHERE mh > ?1 ORDER BY mh", t.shadow());
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query([since as i64])?;
-        while let Some(r) = rows.next()? {
-            let key: Vec<Value> = (0..np).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
-            let cl: i64 = r.get(np)?;
-            let rh = r.get::<_, i64>(np + 1)? as u64;
-            let rs: i64 = r.get(np + 2)?;
-            let mut columns = Vec::new();
-            for i in 0..nc {
-                let h: Option<i64> = r.get(np + 3 + 2 * i)?;
-                let s: Option<i64> = r.get(np + 4 + 2 * i)?;
-                if matches!((h, s), (Some(h), Some(s)) if h as u64 > since && s == me) {
-                    columns.push(t.cols[i].clone());
-                }
-            }
-            let deleted = cl % 2 == 0;
-            if !columns.is_empty() || (rh > since && rs == me) {
-                events.push(Event::LocalChange(Change { table: t.name.clone(), pk: key, columns, deleted }));
-            }
-        }
-    }
     Ok(events)
 }

@@ -4,7 +4,7 @@
 use crate::bundle::{self, Contents, Header, TableDict, VvEntry, WireCell, WireRow};
 use crate::error::Result;
 use crate::meta::{self, SyncedTable, VersionVector};
-use crate::schema::quote_ident;
+use crate::shadow;
 use crate::site::SiteId;
 use crate::value::Value;
 use rusqlite::{Connection, OptionalExtension};
@@ -78,11 +78,6 @@ fn scan_delta_ordered(
     let floor = sites.keys().map(|o| known.get(o).copied().unwrap_or(0)).min().unwrap_or(0);
     let lacks = |h: u64, s: i64| h > known.get(&s).copied().unwrap_or(0);
     let np = t.pk.len();
-    let nc = t.cols.len();
-    let pk_sel: String = (0..np).map(|i| format!("s.pk{i}, ")).collect();
-    let stamps: String = (0..nc).map(|i| format!(", s.h{i}, s.s{i}")).collect();
-    let vals: String = t.cols.iter().map(|c| format!(", t.{}", quote_ident(c))).collect();
-    let join = t.pk.iter().enumerate().map(|(i, c)| format!("t.{} = s.pk{i}", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
     let keys: Vec<String> = std::iter::once("s.mh".to_owned()).chain((0..np).map(|i| format!("s.pk{i}"))).collect();
     let (order, mut params) = match resume {
         None => (String::new(), vec![]),
@@ -94,39 +89,29 @@ fn scan_delta_ordered(
         }
     };
     params.insert(0, Value::Integer(floor as i64));
-    let sql = format!(
-        "SELECT {pk_sel}s.cl, s.rh, s.rs{stamps}{vals}, t.{first} IS NOT NULL, s.mh FROM {sh} s \
-         LEFT JOIN {tbl} t ON {join} WHERE s.mh > ?{order}",
-        first = quote_ident(&t.pk[0]),
-        sh = t.shadow(),
-        tbl = quote_ident(&t.name),
-    );
+    let sql = format!("{} WHERE s.mh > ?{order}", shadow::joined_select(t));
+    let values_at = np + shadow::state_width(t);
+    let exists_at = values_at + t.cols.len();
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     while let Some(r) = rows.next()? {
-        let pk: Vec<Value> = (0..np).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
-        let cl: i64 = r.get(np)?;
-        let rh = r.get::<_, i64>(np + 1)? as u64;
-        let rs: i64 = r.get(np + 2)?;
-        let exists: bool = r.get(np + 3 + 3 * nc)?;
+        let pk = shadow::read_key(r, 0, t)?;
+        let state = shadow::read_state(r, np, t)?;
+        let exists: bool = r.get(exists_at)?;
         let mut cells = Vec::new();
-        if cl % 2 == 1 && exists {
-            for i in 0..nc {
-                let h: Option<i64> = r.get(np + 3 + 2 * i)?;
-                let s: Option<i64> = r.get(np + 4 + 2 * i)?;
-                if let (Some(h), Some(s)) = (h, s) {
-                    if lacks(h as u64, s) {
-                        let value: Value = r.get(np + 3 + 2 * nc + i)?;
-                        cells.push(WireCell { col: i as u32, value, hlc: h as u64, site: s as u32 });
-                    }
+        if state.alive() && exists {
+            for (i, cell) in state.cells.iter().enumerate() {
+                if let Some(s) = cell.filter(|s| lacks(s.hlc, s.site)) {
+                    let value: Value = r.get(values_at + i)?;
+                    cells.push(WireCell { col: i as u32, value, hlc: s.hlc, site: s.site as u32 });
                 }
             }
         }
-        if cells.is_empty() && !lacks(rh, rs) {
+        if cells.is_empty() && !lacks(state.rh.hlc, state.rh.site) {
             continue;
         }
-        let mh = r.get::<_, i64>(np + 4 + 3 * nc)? as u64;
-        if !visit(WireRow { table: t.id as u32, pk, cl: cl as u64, hlc: rh, site: rs as u32, cells }, mh)? {
+        let row = WireRow { table: t.id as u32, pk, cl: state.cl, hlc: state.rh.hlc, site: state.rh.site as u32, cells };
+        if !visit(row, state.mh)? {
             break;
         }
     }
@@ -198,9 +183,7 @@ fn build_page(
     let mut total = 0u64;
     if page.is_none() {
         for t in tables.values() {
-            total += conn
-                .query_row(&format!("SELECT count(*) FROM {} WHERE mh > ?1", t.shadow()), [floor as i64], |r| r.get::<_, i64>(0))?
-                as u64;
+            total += shadow::rows_beyond(conn, t, floor)?;
         }
     }
     let limit = page.map_or(u64::MAX, |p| p.limit);

@@ -7,56 +7,20 @@
 
 use crate::capture::{OP_DELETE, OP_INSERT, OP_REKEY_INSERT};
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{self, Event};
+use crate::events::Event;
 use crate::hlc;
 use crate::meta::{self, SyncedTable};
-use crate::schema::quote_ident;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params_from_iter, Connection};
+use crate::shadow::{self, LocalOp, Stamp, Stamped, Statements};
+use crate::value::Value;
+use rusqlite::Connection;
 use std::collections::{BTreeSet, HashMap};
 
-/// The shadow statements of one table, with the stamp as `?1`, the site as `?2` and the key
-/// from `?3` on.
-struct Statements {
-    insert: String,
-    delete: String,
-    update: Vec<String>,
-}
-
-impl Statements {
-    fn new(t: &SyncedTable) -> Statements {
-        let sh = t.shadow();
-        let n = t.cols.len();
-        let pks: Vec<String> = (0..t.pk.len()).map(|i| format!("pk{i}")).collect();
-        let key_params: Vec<String> = (0..t.pk.len()).map(|i| format!("?{}", i + 3)).collect();
-        let key_match = pks.iter().zip(&key_params).map(|(c, p)| format!("{c} = {p}")).collect::<Vec<_>>().join(" AND ");
-        let cell_names: String = (0..n).map(|i| format!(", h{i}, s{i}")).collect();
-        let cell_now: String = (0..n).map(|_| ", ?1, ?2").collect();
-        let cell_set: String = (0..n).map(|i| format!(", h{i} = excluded.h{i}, s{i} = excluded.s{i}")).collect();
-        let cleared: String = (0..n).map(|i| format!(", h{i} = NULL, s{i} = NULL")).collect();
-        Statements {
-            // New row, re-insert after a delete (causal length +1), or a replaced live row
-            // (INSERT OR REPLACE: every column restamped, the row stamp kept).
-            insert: format!(
-                "INSERT INTO {sh}({pk_list}, cl, rh, rs, mh{cell_names}) VALUES ({keys}, 1, ?1, ?2, ?1{cell_now}) \
-                 ON CONFLICT({pk_list}) DO UPDATE SET cl = cl + 1 - cl % 2, \
-                   rh = CASE WHEN cl % 2 = 0 THEN excluded.rh ELSE rh END, \
-                   rs = CASE WHEN cl % 2 = 0 THEN excluded.rs ELSE rs END, mh = excluded.mh{cell_set}",
-                pk_list = pks.join(", "),
-                keys = key_params.join(", "),
-            ),
-            // Causal length +1 (even: deleted), cell stamps cleared.
-            delete: format!("UPDATE {sh} SET cl = cl + 1, rh = ?1, rs = ?2, mh = ?1{cleared} WHERE {key_match} AND cl % 2 = 1"),
-            update: (0..n).map(|i| format!("UPDATE {sh} SET h{i} = ?1, s{i} = ?2, mh = ?1 WHERE {key_match}")).collect(),
-        }
-    }
-
-    fn for_op(&self, op: i64) -> Option<&str> {
-        match op {
-            OP_INSERT | OP_REKEY_INSERT => Some(&self.insert),
-            OP_DELETE => Some(&self.delete),
-            i => self.update.get(usize::try_from(i).ok()?).map(String::as_str),
-        }
+/// The shadow write a queue operation stands for (`None`: an op this build does not know).
+fn local_op(op: i64) -> Option<LocalOp> {
+    match op {
+        OP_INSERT | OP_REKEY_INSERT => Some(LocalOp::Insert),
+        OP_DELETE => Some(LocalOp::Delete),
+        i => usize::try_from(i).ok().map(LocalOp::Update),
     }
 }
 
@@ -71,25 +35,21 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
     if !pending(conn)? {
         return Ok(Vec::new());
     }
-    let tables: HashMap<i64, (SyncedTable, Statements)> = meta::synced_tables(conn)?
-        .into_values()
-        .map(|t| {
-            let st = Statements::new(&t);
-            (t.id, (t, st))
-        })
-        .collect();
-    let width = tables.values().map(|(t, _)| t.pk.len()).max().unwrap_or(1);
+    let tables: HashMap<i64, SyncedTable> = meta::synced_tables(conn)?.into_values().map(|t| (t.id, t)).collect();
+    let statements: HashMap<i64, Statements> = tables.values().map(|t| (t.id, Statements::new(t))).collect();
+    let width = tables.values().map(|t| t.pk.len()).max().unwrap_or(1);
     let clock = meta::clock(conn)?;
     let manual: Option<i64> = conn.query_row("SELECT manual_ms FROM _syncline_clock WHERE id = 0", [], |r| r.get(0))?;
-    let me = SqlValue::Integer(clock.site_ord);
+    let me = clock.site_ord;
     let mut last = clock.hlc;
     let mut ticked = false;
+    let mut stamped = Stamped::default();
     let keys: String = (0..width).map(|i| format!(", pk{i}")).collect();
     let mut queue = conn.prepare(&format!(
         "SELECT tbl, op, CAST(round((t - 2440587.5) * 86400000.0) AS INTEGER){keys}, seq FROM _syncline_queue ORDER BY seq"
     ))?;
     let mut rows = queue.query([])?;
-    let mut params: Vec<SqlValue> = Vec::with_capacity(2 + width);
+    let mut key: Vec<Value> = Vec::with_capacity(width);
     let mut touched = BTreeSet::new();
     let mut last_seq = 0i64;
     while let Some(r) = rows.next()? {
@@ -103,29 +63,27 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
         }
         // A table disabled since (its writes were stamped before) or an op this build does
         // not know: nothing to record.
-        let Some((t, st)) = tables.get(&tbl) else { continue };
-        let Some(sql) = st.for_op(op) else { continue };
-        params.clear();
-        params.push(SqlValue::Integer(last as i64));
-        params.push(me.clone());
+        let (Some(t), Some(st)) = (tables.get(&tbl), statements.get(&tbl)) else { continue };
+        let Some(op) = local_op(op).filter(|op| !matches!(op, LocalOp::Update(i) if *i >= t.cols.len())) else { continue };
+        key.clear();
         for i in 0..t.pk.len() {
-            params.push(r.get(3 + i)?);
+            key.push(r.get(3 + i)?);
         }
         // A NULL key names no row on another replica (the triggers refuse one in new keys; a
         // row keyed NULL from before the table was enabled is not synced).
-        if params[2..].contains(&SqlValue::Null) {
+        if key.contains(&Value::Null) {
             continue;
         }
-        conn.prepare_cached(sql)?.execute(params_from_iter(params.iter()))?;
+        st.stamp(conn, t, op, &key, Stamp { hlc: last, site: me }, want_events.then_some(&mut stamped))?;
     }
     drop(rows);
     drop(queue);
-    for (t, st) in touched.iter().filter_map(|id| tables.get(id)) {
+    for id in &touched {
+        let (Some(t), Some(st)) = (tables.get(id), statements.get(id)) else { continue };
         for key in removed_by_replace(conn, t)? {
             last = hlc::next(last, 0);
             ticked = true;
-            let params = [SqlValue::Integer(last as i64), me.clone()].into_iter().chain(key);
-            conn.prepare_cached(&st.delete)?.execute(params_from_iter(params))?;
+            st.stamp(conn, t, LocalOp::Delete, &key, Stamp { hlc: last, site: me }, want_events.then_some(&mut stamped))?;
         }
     }
     // Only what was stamped leaves the queue. Under this write transaction nobody else can
@@ -143,11 +101,7 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
              through one SQLite library (see the README: one SQLite per process)",
         ));
     }
-    if want_events {
-        events::local_changes_since(conn, clock.local)
-    } else {
-        Ok(Vec::new())
-    }
+    Ok(if want_events { stamped.into_events(&tables) } else { Vec::new() })
 }
 
 /// Keys of rows that an `INSERT OR REPLACE` or `UPDATE OR REPLACE` removed to satisfy a UNIQUE
@@ -155,37 +109,14 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
 /// turned `recursive_triggers` on), so they are found here, alive in the shadow but gone from
 /// the table, and recorded as deleted right after the writes just stamped. Only tables with
 /// such a constraint can lose a row this way, and only they pay for the look.
-fn removed_by_replace(conn: &Connection, t: &SyncedTable) -> Result<Vec<Vec<SqlValue>>> {
+fn removed_by_replace(conn: &Connection, t: &SyncedTable) -> Result<Vec<Vec<Value>>> {
     let unique: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE \"unique\" AND origin <> 'pk')")?
         .query_row([&t.name], |r| r.get(0))?;
     if !unique {
         return Ok(Vec::new());
     }
-    // Every row of the table whose key has no NULL has a live shadow row, and nothing else
-    // does but the rows looked for: when the counts agree, none is missing.
-    let null_key = t.pk.iter().map(|c| format!("{} IS NULL", quote_ident(c))).collect::<Vec<_>>().join(" OR ");
-    let sql = format!(
-        "SELECT (SELECT count(*) FROM {s} WHERE cl % 2 = 1) - (SELECT count(*) FROM {n}) + (SELECT count(*) FROM {n} WHERE {null_key})",
-        s = t.shadow(),
-        n = quote_ident(&t.name),
-    );
-    let missing: i64 = conn.prepare_cached(&sql)?.query_row([], |r| r.get(0))?;
-    if missing == 0 {
-        return Ok(Vec::new());
-    }
-    let keys: Vec<String> = (0..t.pk.len()).map(|i| format!("s.pk{i}")).collect();
-    let matches: Vec<String> = t.pk.iter().enumerate().map(|(i, c)| format!("t.{} = s.pk{i}", quote_ident(c))).collect();
-    let sql = format!(
-        "SELECT {} FROM {} s WHERE s.cl % 2 = 1 AND NOT EXISTS (SELECT 1 FROM {} t WHERE {})",
-        keys.join(", "),
-        t.shadow(),
-        quote_ident(&t.name),
-        matches.join(" AND ")
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], |r| (0..t.pk.len()).map(|i| r.get(i)).collect::<rusqlite::Result<Vec<SqlValue>>>())?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    shadow::alive_but_gone(conn, t)
 }
 
 /// Forget queued writes without stamping them: they were made by the engine itself while it

@@ -40,6 +40,7 @@ pub mod net;
 mod quarantine;
 mod recover;
 mod schema;
+mod shadow;
 mod site;
 #[cfg(feature = "host-sqlite")]
 mod sql;

@@ -23,13 +23,7 @@ pub fn rewind_if_ahead(conn: &Connection, max_drift_ms: u64) -> Result<u64> {
     let site = meta::clock(conn)?.site_ord;
     let mut restamped = 0;
     for t in meta::synced_tables(conn)?.values() {
-        let pairs = (0..t.cols.len()).map(|i| (format!("h{i}"), format!("s{i}"))).chain([("rh".to_owned(), "rs".to_owned())]);
-        let sets: Vec<String> = pairs
-            .map(|(h, s)| format!("{s} = CASE WHEN {h} > ?1 THEN ?3 ELSE {s} END, {h} = CASE WHEN {h} > ?1 THEN ?2 ELSE {h} END"))
-            .collect();
-        // `mh` never decreases (paged exports rely on it), so it keeps its value.
-        let sql = format!("UPDATE {} SET {} WHERE mh > ?1", t.shadow(), sets.join(", "));
-        restamped += conn.execute(&sql, rusqlite::params![limit as i64, stamp as i64, site])? as u64;
+        restamped += crate::shadow::restamp_beyond(conn, t, limit, crate::shadow::Stamp { hlc: stamp, site })?;
     }
     Ok(restamped)
 }

@@ -53,8 +53,7 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
     let tables = meta::synced_tables(c)?;
     let mut table_status = Vec::new();
     for t in tables.values() {
-        let rows: i64 = c.query_row(&format!("SELECT count(*) FROM {} WHERE cl % 2 = 1", t.shadow()), [], |r| r.get(0))?;
-        table_status.push(TableStatus { name: t.name.clone(), strategy: t.strategy, rows: rows as u64 });
+        table_status.push(TableStatus { name: t.name.clone(), strategy: t.strategy, rows: crate::shadow::live_rows(c, t)? });
     }
     let mut peers = Vec::new();
     for ord in meta::peers(c)? {
