@@ -52,44 +52,50 @@ pub(crate) fn scan_delta(
     sites: &BTreeMap<i64, SiteId>,
     mut visit: impl FnMut(WireRow) -> Result<()>,
 ) -> Result<()> {
-    scan_delta_ordered(conn, t, known, sites, None, |row, _| visit(row).map(|()| true))
+    scan_delta_ordered(conn, t, known, sites, None, |row| visit(row).map(|()| true))
 }
 
-/// Where a paged export resumes: after the row `(mh, pk)` of `table`. Tables are visited by
-/// name and rows by `(mh, pk)`; `mh` never decreases, so a row not yet visited when a pass
-/// starts is still ahead of the cursor when the pass reaches it.
+/// Where a paged export resumes: after the row `pk` of `table`. Tables are visited by name and
+/// rows by primary key, the shadow table's own order, so resuming walks its key index from the
+/// cursor: a page costs the rows it visits, never the rows before it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PageCursor {
     pub table: String,
-    pub mh: u64,
     pub pk: Vec<Value>,
 }
 
-/// [`scan_delta`] for paging: with `resume = Some(..)` rows come in `(mh, pk)` order, after
-/// `(mh, pk)` when given; `visit` gets each row with its `mh` and returns false to stop.
+/// The delta query of `t`: rows with a stamp beyond `?1`; with `ordered = Some(resumed)`, in
+/// primary-key order, after the key `?2..` when resumed.
+fn delta_sql(t: &SyncedTable, ordered: Option<bool>) -> String {
+    let keys = (0..t.pk.len()).map(|i| format!("s.pk{i}")).collect::<Vec<_>>().join(", ");
+    let marks = (0..t.pk.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
+    let order = match ordered {
+        None => String::new(),
+        Some(false) => format!(" ORDER BY {keys}"),
+        Some(true) => format!(" AND ({keys}) > ({marks}) ORDER BY {keys}"),
+    };
+    format!("{} WHERE s.mh > ?1{order}", shadow::joined_select(t))
+}
+
+/// [`scan_delta`] for paging: with `resume = Some(..)` rows come in primary-key order, after
+/// `pk` when given; `visit` returns false to stop.
 fn scan_delta_ordered(
     conn: &Connection,
     t: &SyncedTable,
     known: &VersionVector,
     sites: &BTreeMap<i64, SiteId>,
-    resume: Option<Option<(u64, &[Value])>>,
-    mut visit: impl FnMut(WireRow, u64) -> Result<bool>,
+    resume: Option<Option<&[Value]>>,
+    mut visit: impl FnMut(WireRow) -> Result<bool>,
 ) -> Result<()> {
     let floor = sites.keys().map(|o| known.get(o).copied().unwrap_or(0)).min().unwrap_or(0);
     let lacks = |h: u64, s: i64| h > known.get(&s).copied().unwrap_or(0);
     let np = t.pk.len();
-    let keys: Vec<String> = std::iter::once("s.mh".to_owned()).chain((0..np).map(|i| format!("s.pk{i}"))).collect();
-    let (order, mut params) = match resume {
-        None => (String::new(), vec![]),
-        Some(None) => (format!(" ORDER BY {}", keys.join(", ")), vec![]),
-        Some(Some((mh, pk))) => {
-            let marks = vec!["?"; np + 1].join(", ");
-            let params = std::iter::once(Value::Integer(mh as i64)).chain(pk.iter().cloned()).collect();
-            (format!(" AND ({k}) > ({marks}) ORDER BY {k}", k = keys.join(", ")), params)
-        }
+    let (sql, mut params) = match resume {
+        Some(Some(pk)) => (delta_sql(t, Some(true)), pk.to_vec()),
+        Some(None) => (delta_sql(t, Some(false)), vec![]),
+        None => (delta_sql(t, None), vec![]),
     };
     params.insert(0, Value::Integer(floor as i64));
-    let sql = format!("{} WHERE s.mh > ?{order}", shadow::joined_select(t));
     let values_at = np + shadow::state_width(t);
     let exists_at = values_at + t.cols.len();
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -111,7 +117,7 @@ fn scan_delta_ordered(
             continue;
         }
         let row = WireRow { table: t.id as u32, pk, cl: state.cl, hlc: state.rh.hlc, site: state.rh.site as u32, cells };
-        if !visit(row, state.mh)? {
+        if !visit(row)? {
             break;
         }
     }
@@ -151,26 +157,7 @@ pub(crate) fn generate_page(
     progress: &mut dyn FnMut(u64, u64),
     page: Option<Page<'_>>,
 ) -> Result<PageOut> {
-    // The first page of a pass is first tried without ordering the rows (no sort of the
-    // shadow tables): when the whole delta fits, that page is the whole pass.
-    if page.as_ref().is_some_and(|p| p.after.is_none() && p.limit > 0) {
-        if let Some(whole) = build_page(conn, peer, compress, progress, page.as_ref(), false)? {
-            return Ok(whole);
-        }
-    }
-    Ok(build_page(conn, peer, compress, progress, page.as_ref(), true)?.expect("an ordered page always ends"))
-}
-
-/// [`generate_page`] in one mode: `ordered` visits rows in cursor order and cuts the page at
-/// `limit`; unordered gives up (`None`) when more than `limit` rows are due.
-fn build_page(
-    conn: &Connection,
-    peer: Option<&SiteId>,
-    compress: bool,
-    progress: &mut dyn FnMut(u64, u64),
-    page: Option<&Page<'_>>,
-    ordered: bool,
-) -> Result<Option<PageOut>> {
+    let page = page.as_ref();
     let sites = meta::sites(conn)?;
     let known = known_of(conn, peer)?;
     let mut vv = meta::local_vv(conn)?;
@@ -189,14 +176,13 @@ fn build_page(
     let limit = page.map_or(u64::MAX, |p| p.limit);
     let after = page.and_then(|p| p.after);
     let (mut emitted, mut next, mut last): (u64, Option<PageCursor>, Option<PageCursor>) = (0, None, None);
-    let mut overflow = false;
 
     let mut dict: Vec<TableDict> = Vec::new();
     let mut used: BTreeSet<u32> = BTreeSet::new();
     let mut encoded: Vec<((u32, Vec<u8>), WireRow)> = Vec::new();
     let (mut min_hlc, mut max_hlc, mut changes, mut scanned) = (u64::MAX, 0u64, 0u64, 0u64);
     for t in tables.values() {
-        if limit == 0 || next.is_some() || overflow {
+        if limit == 0 || next.is_some() {
             break;
         }
         if after.is_some_and(|a| t.name < a.table) {
@@ -211,19 +197,15 @@ fn build_page(
         }
         let table_idx = dict.len() as u32;
         let mut any = false;
-        let resume = page.filter(|_| ordered).map(|_| after.filter(|a| a.table == t.name).map(|a| (a.mh, a.pk.as_slice())));
-        scan_delta_ordered(conn, t, &known, &sites, resume, |mut row, mh| {
+        let resume = page.map(|_| after.filter(|a| a.table == t.name).map(|a| a.pk.as_slice()));
+        scan_delta_ordered(conn, t, &known, &sites, resume, |mut row| {
             if emitted == limit {
-                if ordered {
-                    next = last.take();
-                } else {
-                    overflow = true;
-                }
+                next = last.take();
                 return Ok(false);
             }
             emitted += 1;
-            if page.is_some() && ordered {
-                last = Some(PageCursor { table: t.name.clone(), mh, pk: row.pk.clone() });
+            if page.is_some() {
+                last = Some(PageCursor { table: t.name.clone(), pk: row.pk.clone() });
             }
             scanned += 1;
             if scanned % 4096 == 0 {
@@ -248,9 +230,6 @@ fn build_page(
         if any {
             dict.push(TableDict(t.name.clone(), t.pk.clone(), names.iter().map(|(n, _)| (*n).clone()).collect()));
         }
-    }
-    if overflow {
-        return Ok(None);
     }
     progress(total, total);
     encoded.sort_by(|a, b| a.0.cmp(&b.0));
@@ -287,5 +266,44 @@ fn build_page(
     let contents = Contents { header, tables: dict, sites: dict_sites.into_iter().map(|(s, _)| s).collect(), rows };
     let bytes = bundle::encode(&contents, compress);
     let stats = BundleStats { rows: contents.rows.len() as u64, changes, bytes: bytes.len() as u64 };
-    Ok(Some((bytes, stats, next)))
+    Ok((bytes, stats, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EnableOptions, Options, SyncEngine};
+
+    /// A resumed page walks the shadow table's key from the cursor: no sort, no scan of the
+    /// rows before it (what keeps an initial sync linear; `scripts/bench-initial-sync.py`
+    /// measures it). Checked for a rowid key and a composite key.
+    #[test]
+    fn a_resumed_page_searches_the_key_index_and_sorts_nothing() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("plan.db");
+        let e = SyncEngine::open(&path, Options::default()).unwrap();
+        e.execute_batch("CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE b(x TEXT, y INTEGER, v TEXT, PRIMARY KEY(x, y));")
+            .unwrap();
+        for t in ["a", "b"] {
+            e.enable_sync(t, EnableOptions::default()).unwrap();
+        }
+        let conn = Connection::open(&path).unwrap();
+        for t in meta::synced_tables(&conn).unwrap().values() {
+            for resumed in [false, true] {
+                let sql = delta_sql(t, Some(resumed));
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                let nulls = vec![Value::Null; stmt.parameter_count()];
+                let plan: Vec<String> = stmt
+                    .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                let plan = plan.join(" | ");
+                assert!(!plan.contains("TEMP B-TREE"), "{}: {plan}", t.name);
+                if resumed {
+                    assert!(plan.starts_with("SEARCH s USING"), "{}: {plan}", t.name);
+                }
+            }
+        }
+    }
 }
