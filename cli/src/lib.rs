@@ -189,9 +189,8 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
         }
         Command::Import { db, file, max_drift } => {
             let engine = SyncEngine::open(&db.db, existing(max_drift))?;
-            let bytes = std::fs::read(&file).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", file.display())))?;
             let bar = progress_bar("import");
-            let report = engine.import_bundle_with(&bytes, &mut |done, total| {
+            let report = engine.import_bundle_file_with(&file, &mut |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
             })?;

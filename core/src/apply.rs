@@ -166,10 +166,10 @@ struct Merge<'c, 'x, 'a> {
     refused: Vec<(Decided<'c>, String)>,
 }
 
-/// Import a bundle; returns the report and the events to deliver after commit. Rows that an
-/// earlier import quarantined and that the local clock has caught up with are applied first.
-pub(crate) fn import(conn: &mut Connection, bytes: &[u8], mut ctx: ImportContext<'_>) -> Result<(ImportReport, Vec<Event>)> {
-    let mut decoded = bundle::decode(bytes)?;
+/// Import a decoded bundle (verified frame, rows still to be read); returns the report and the
+/// events to deliver after commit. Rows that an earlier import quarantined and that the local
+/// clock has caught up with are applied first.
+pub(crate) fn import(conn: &mut Connection, mut decoded: Decoded<'_>, mut ctx: ImportContext<'_>) -> Result<(ImportReport, Vec<Event>)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Local writes made before this import are stamped before it (they happened before), and
     // the conflict check below sees them.

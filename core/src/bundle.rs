@@ -281,29 +281,69 @@ impl Default for Limits {
     }
 }
 
-/// The body's bytes: borrowed as they are, or inflated a bounded window at a time.
+/// The body's bytes: borrowed as they are, or read (and inflated) a bounded window at a time.
 enum Body<'a> {
     Plain(&'a [u8]),
-    Inflating(Box<Inflater<'a>>),
+    Window(Box<Window<'a>>),
 }
 
-/// A zlib stream read incrementally into a window that holds the item being decoded.
-struct Inflater<'a> {
-    z: flate2::read::ZlibDecoder<&'a [u8]>,
-    compressed: u64,
+/// Where a windowed body's stored bytes come from: a compressed body in memory, or a body in a
+/// bundle file, read through the hash of its second pass.
+enum Stored<'a> {
+    Slice(&'a [u8]),
+    File(std::io::Take<Hashed<std::io::BufReader<std::fs::File>>>),
+}
+
+impl Read for Stored<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stored::Slice(s) => s.read(buf),
+            Stored::File(f) => f.read(buf),
+        }
+    }
+}
+
+/// A reader that hashes what it reads.
+struct Hashed<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The stored body, inflated when compressed.
+enum Source<'a> {
+    Zlib(flate2::read::ZlibDecoder<Stored<'a>>),
+    Plain(Stored<'a>),
+}
+
+/// A body read incrementally into a window that holds the item being decoded.
+struct Window<'a> {
+    source: Source<'a>,
+    /// The stored (possibly compressed) length of the body.
+    stored: u64,
     window: Vec<u8>,
     start: usize,
     eof: bool,
-    inflated: u64,
+    /// Bytes the source produced so far (inflated bytes for a compressed body).
+    produced: u64,
     limit: u64,
-    /// The size the header declares, which the body must inflate to exactly.
+    /// The size the header declares, which a compressed body must inflate to exactly.
     declared: Option<u64>,
     max_item: usize,
+    /// For a file: the checksum its first pass verified, which the bytes read now must match.
+    checksum: Option<[u8; CHECKSUM]>,
 }
 
-impl Inflater<'_> {
-    /// Inflate more: at least as much again as the window holds (so an item of n bytes is
-    /// parsed O(log n) times), never past the limits.
+impl Window<'_> {
+    /// Read more: at least as much again as the window holds (so an item of n bytes is parsed
+    /// O(log n) times), never past the limits.
     fn fill(&mut self) -> Result<()> {
         if self.start > 0 {
             self.window.drain(..self.start);
@@ -317,25 +357,58 @@ impl Inflater<'_> {
         self.window.resize(old + want, 0);
         let mut got = 0;
         while got < want {
-            match self.z.read(&mut self.window[old + got..]) {
+            let read = match &mut self.source {
+                Source::Zlib(z) => z.read(&mut self.window[old + got..]),
+                Source::Plain(r) => r.read(&mut self.window[old + got..]),
+            };
+            match read {
                 Ok(0) => {
                     self.eof = true;
                     break;
                 }
                 Ok(n) => got += n,
-                Err(e) => return Err(Error::invalid_bundle(format!("compressed body is corrupt: {e}"))),
+                Err(e) if matches!(self.source, Source::Zlib(_)) => {
+                    return Err(Error::invalid_bundle(format!("compressed body is corrupt: {e}")))
+                }
+                Err(e) => return Err(Error::new(crate::error::ErrorKind::Io, format!("cannot read the bundle: {e}"))),
             }
         }
         self.window.truncate(old + got);
-        self.inflated += got as u64;
-        if self.inflated > self.limit {
+        self.produced += got as u64;
+        if self.produced > self.limit {
             return Err(Error::invalid_bundle(format!("the compressed body inflates beyond {} bytes", self.limit)));
         }
-        if self.eof && self.z.total_in() != self.compressed {
-            return Err(Error::invalid_bundle("bytes follow the end of the compressed body (not canonical)"));
+        if self.eof {
+            self.at_end()?;
         }
-        if let Some(d) = self.declared.filter(|d| self.eof && *d != self.inflated) {
-            return Err(Error::invalid_bundle(format!("the body inflates to {} bytes, the header declares {d}", self.inflated)));
+        Ok(())
+    }
+
+    /// Once the source is exhausted: it held exactly the body, and a file still holds the
+    /// bytes its checksum covers.
+    fn at_end(&mut self) -> Result<()> {
+        let stored = match &mut self.source {
+            Source::Zlib(z) => {
+                if z.total_in() != self.stored {
+                    return Err(Error::invalid_bundle("bytes follow the end of the compressed body (not canonical)"));
+                }
+                if let Some(d) = self.declared.filter(|d| *d != self.produced) {
+                    return Err(Error::invalid_bundle(format!("the body inflates to {} bytes, the header declares {d}", self.produced)));
+                }
+                z.get_mut()
+            }
+            Source::Plain(r) => {
+                if self.produced != self.stored {
+                    return Err(Error::invalid_bundle("truncated: the bundle file ends inside its body"));
+                }
+                r
+            }
+        };
+        if let (Stored::File(f), Some(sum)) = (stored, self.checksum) {
+            let hashed = f.get_mut();
+            if hashed.hash.clone().finalize().as_slice() != sum {
+                return Err(Error::invalid_bundle("the bundle file changed while it was imported (checksum mismatch)"));
+            }
         }
         Ok(())
     }
@@ -348,7 +421,7 @@ impl<'a> Body<'a> {
     fn item<T>(&mut self, mut parse: impl FnMut(&mut &[u8]) -> Result<T>) -> Result<T> {
         match self {
             Body::Plain(rest) => parse(rest),
-            Body::Inflating(z) => loop {
+            Body::Window(z) => loop {
                 let mut rd: &[u8] = &z.window[z.start..];
                 let before = rd.len();
                 match parse(&mut rd) {
@@ -367,7 +440,7 @@ impl<'a> Body<'a> {
     fn finished(&mut self) -> Result<bool> {
         match self {
             Body::Plain(rest) => Ok(rest.is_empty()),
-            Body::Inflating(z) => {
+            Body::Window(z) => {
                 if z.start == z.window.len() && !z.eof {
                     z.fill()?;
                 }
@@ -428,25 +501,9 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded<'_>> {
 /// [`decode`] with explicit limits.
 pub fn decode_with(bytes: &[u8], limits: Limits) -> Result<Decoded<'_>> {
     let mut at = 0;
-    if take(bytes, &mut at, 8, "magic")? != MAGIC {
-        return Err(Error::invalid_bundle("not a Syncline bundle (wrong magic bytes)"));
-    }
-    let version = u16::from_be_bytes(take(bytes, &mut at, 2, "version")?.try_into().unwrap());
-    if version != FORMAT_VERSION {
-        return Err(Error::invalid_bundle(format!(
-            "bundle format version {version} is not supported (this build reads version {FORMAT_VERSION})"
-        )));
-    }
-    let flags = u16::from_be_bytes(take(bytes, &mut at, 2, "flags")?.try_into().unwrap());
-    if flags & FLAGS_RESERVED != 0 {
-        return Err(Error::invalid_bundle(format!("bundle uses flags {flags:#06x} this build does not know")));
-    }
-    let hlen = u32::from_be_bytes(take(bytes, &mut at, 4, "header length")?.try_into().unwrap()) as usize;
+    let (flags, hlen) = frame_prefix(take(bytes, &mut at, PREFIX, "the frame")?)?;
     let header_bytes = take(bytes, &mut at, hlen, "header")?;
-    let blen = u64::from_be_bytes(take(bytes, &mut at, 8, "body length")?.try_into().unwrap());
-    if blen > MAX_BODY {
-        return Err(Error::invalid_bundle(format!("body of {blen} bytes exceeds the limit of {MAX_BODY}")));
-    }
+    let blen = body_length(take(bytes, &mut at, 8, "body length")?)?;
     let body = take(bytes, &mut at, blen as usize, "body")?;
     let signed_end = at;
     let sum = take(bytes, &mut at, CHECKSUM, "checksum")?;
@@ -456,38 +513,138 @@ pub fn decode_with(bytes: &[u8], limits: Limits) -> Result<Decoded<'_>> {
     if Sha256::digest(&bytes[..signed_end]).as_slice() != sum {
         return Err(Error::invalid_bundle("checksum mismatch: the bundle is corrupt"));
     }
+    let header = parse_header(header_bytes, flags)?;
+    let body = if flags & FLAG_DEFLATE != 0 {
+        Body::Window(Box::new(window(Source::Zlib(flate2::read::ZlibDecoder::new(Stored::Slice(body))), blen, &header, &limits, None)?))
+    } else {
+        Body::Plain(body)
+    };
+    dictionaries(header, body)
+}
+
+/// Decode a bundle file without holding it in memory: a first pass checks the frame and the
+/// checksum, a second reads the body a bounded window at a time (inflating it when
+/// compressed), hashing it again so that a file changed in between fails before the last row.
+pub fn decode_file(path: &std::path::Path, limits: Limits) -> Result<Decoded<'static>> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let io = |e: std::io::Error| Error::new(crate::error::ErrorKind::Io, format!("cannot read {}: {e}", path.display()));
+    let open = || std::fs::File::open(path).map_err(io);
+    let mut file = BufReader::with_capacity(64 << 10, open()?);
+    let size = file.get_ref().metadata().map_err(io)?.len();
+    let exact = |file: &mut BufReader<std::fs::File>, n: usize, what: &str| -> Result<Vec<u8>> {
+        let mut buf = vec![0; n];
+        file.read_exact(&mut buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                Error::invalid_bundle(format!("truncated: {what} needs {n} bytes, the bundle file has {size} in all"))
+            }
+            _ => io(e),
+        })?;
+        Ok(buf)
+    };
+    let prefix = exact(&mut file, PREFIX, "the frame")?;
+    let (flags, hlen) = frame_prefix(&prefix)?;
+    let header_bytes = exact(&mut file, hlen, "header")?;
+    let blen = body_length(&exact(&mut file, 8, "body length")?)?;
+    let body_at = (PREFIX + hlen + 8) as u64;
+    let signed_end = body_at + blen;
+    if size < signed_end + CHECKSUM as u64 {
+        return Err(Error::invalid_bundle(format!("truncated: the body and checksum need {} bytes, the file has {size}", signed_end + 32)));
+    }
+    if size > signed_end + CHECKSUM as u64 {
+        return Err(Error::invalid_bundle(format!("{} unexpected bytes after the checksum", size - signed_end - CHECKSUM as u64)));
+    }
+    // First pass: the checksum, before anything is decoded.
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut hash = Sha256::new();
+    std::io::copy(&mut (&mut file).take(signed_end), &mut hash).map_err(io)?;
+    let sum: [u8; CHECKSUM] = exact(&mut file, CHECKSUM, "checksum")?.try_into().expect("32 bytes");
+    if hash.finalize().as_slice() != sum {
+        return Err(Error::invalid_bundle("checksum mismatch: the bundle is corrupt"));
+    }
+    let header = parse_header(&header_bytes, flags)?;
+    // Second pass: the frame's bytes hashed again, then the body streamed through the hash.
+    let mut again = Sha256::new();
+    again.update(&prefix);
+    again.update(&header_bytes);
+    again.update(blen.to_be_bytes());
+    let mut file = BufReader::with_capacity(64 << 10, open()?);
+    file.seek(SeekFrom::Start(body_at)).map_err(io)?;
+    let stored = Stored::File(Hashed { inner: file, hash: again }.take(blen));
+    let source = if flags & FLAG_DEFLATE != 0 { Source::Zlib(flate2::read::ZlibDecoder::new(stored)) } else { Source::Plain(stored) };
+    let body = Body::Window(Box::new(window(source, blen, &header, &limits, Some(sum))?));
+    dictionaries(header, body)
+}
+
+/// Magic, version and flags of the 16-byte frame prefix; returns the flags and header length.
+fn frame_prefix(prefix: &[u8]) -> Result<(u16, usize)> {
+    if &prefix[..8] != MAGIC {
+        return Err(Error::invalid_bundle("not a Syncline bundle (wrong magic bytes)"));
+    }
+    let version = u16::from_be_bytes([prefix[8], prefix[9]]);
+    if version != FORMAT_VERSION {
+        return Err(Error::invalid_bundle(format!(
+            "bundle format version {version} is not supported (this build reads version {FORMAT_VERSION})"
+        )));
+    }
+    let flags = u16::from_be_bytes([prefix[10], prefix[11]]);
+    if flags & FLAGS_RESERVED != 0 {
+        return Err(Error::invalid_bundle(format!("bundle uses flags {flags:#06x} this build does not know")));
+    }
+    Ok((flags, u32::from_be_bytes(prefix[12..16].try_into().expect("4 bytes")) as usize))
+}
+
+fn body_length(bytes: &[u8]) -> Result<u64> {
+    let blen = u64::from_be_bytes(bytes.try_into().expect("8 bytes"));
+    if blen > MAX_BODY {
+        return Err(Error::invalid_bundle(format!("body of {blen} bytes exceeds the limit of {MAX_BODY}")));
+    }
+    Ok(blen)
+}
+
+/// The header, in its canonical encoding and within its ranges.
+fn parse_header(header_bytes: &[u8], flags: u16) -> Result<Header> {
     let header: Header = rmp_serde::from_slice(header_bytes).map_err(msgpack_err)?;
     if rmp_serde::to_vec_named(&header).expect("header encodes") != header_bytes {
         return Err(Error::invalid_bundle("the header is not in its canonical encoding (unknown keys, order or widths)"));
     }
     header.check()?;
-    let compressed = flags & FLAG_DEFLATE != 0;
-    if !compressed && header.inflated.is_some() {
+    if flags & FLAG_DEFLATE == 0 && header.inflated.is_some() {
         return Err(Error::invalid_bundle("the header declares an inflated size for a body that is not compressed"));
     }
-    let mut body = if compressed {
-        let limit = header.inflated.map_or(limits.max_inflated, |d| d.min(limits.max_inflated));
-        if header.inflated.is_some_and(|d| d > limits.max_inflated) {
-            return Err(Error::invalid_bundle(format!(
-                "the body declares {} bytes inflated, the limit is {}",
-                header.inflated.unwrap_or(0),
-                limits.max_inflated
-            )));
+    Ok(header)
+}
+
+/// A window over `source` with the limits that apply to it.
+fn window<'a>(source: Source<'a>, stored: u64, header: &Header, limits: &Limits, checksum: Option<[u8; CHECKSUM]>) -> Result<Window<'a>> {
+    let limit = match source {
+        Source::Zlib(_) => {
+            if header.inflated.is_some_and(|d| d > limits.max_inflated) {
+                return Err(Error::invalid_bundle(format!(
+                    "the body declares {} bytes inflated, the limit is {}",
+                    header.inflated.unwrap_or(0),
+                    limits.max_inflated
+                )));
+            }
+            header.inflated.map_or(limits.max_inflated, |d| d.min(limits.max_inflated))
         }
-        Body::Inflating(Box::new(Inflater {
-            z: flate2::read::ZlibDecoder::new(body),
-            compressed: blen,
-            window: Vec::new(),
-            start: 0,
-            eof: false,
-            inflated: 0,
-            limit,
-            declared: header.inflated,
-            max_item: limits.max_item,
-        }))
-    } else {
-        Body::Plain(body)
+        Source::Plain(_) => stored,
     };
+    Ok(Window {
+        source,
+        stored,
+        window: Vec::new(),
+        start: 0,
+        eof: false,
+        produced: 0,
+        limit,
+        declared: header.inflated,
+        max_item: limits.max_item,
+        checksum,
+    })
+}
+
+/// The body's dictionaries and row count, checked against the header.
+fn dictionaries(header: Header, mut body: Body<'_>) -> Result<Decoded<'_>> {
     let parts = body.item(array_len)?;
     if parts != 3 {
         return Err(Error::invalid_bundle(format!("body has {parts} parts, expected 3")));

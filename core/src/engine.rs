@@ -394,20 +394,29 @@ impl SyncEngine {
 
     /// Import a bundle file.
     pub fn import_bundle_file(&self, path: impl AsRef<Path>) -> Result<ImportReport> {
-        let bytes =
-            std::fs::read(path.as_ref()).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", path.as_ref().display())))?;
-        self.import_bundle(&bytes)
+        self.import_bundle_file_with(path, &mut |_, _| {})
+    }
+
+    /// [`import_bundle_file`](Self::import_bundle_file) with progress (rows done, rows total).
+    /// The file is never held in memory: it is checked in a first pass and streamed in a
+    /// second, one row at a time, in one transaction.
+    pub fn import_bundle_file_with(&self, path: impl AsRef<Path>, progress: Progress<'_>) -> Result<ImportReport> {
+        self.import_decoded(crate::bundle::decode_file(path.as_ref(), Default::default())?, progress)
     }
 
     /// [`import_bundle`](Self::import_bundle) with progress (rows done, rows total).
     pub fn import_bundle_with(&self, bytes: &[u8], progress: Progress<'_>) -> Result<ImportReport> {
+        self.import_decoded(crate::bundle::decode(bytes)?, progress)
+    }
+
+    fn import_decoded(&self, decoded: crate::bundle::Decoded<'_>, progress: Progress<'_>) -> Result<ImportReport> {
         let resolvers = self.resolvers.read().unwrap().clone();
         let want_events = self.hub.has_observers();
         let (report, events) = {
             let mut held = self.hold()?;
             let ctx = ImportContext { max_drift_ms: self.options.max_drift_ms, resolvers: &resolvers, progress, want_events };
             schema::check_synced(held.conn()?)?;
-            apply::import(held.conn()?, bytes, ctx)?
+            apply::import(held.conn()?, decoded, ctx)?
         };
         self.hub.emit(&events);
         Ok(report)
