@@ -179,12 +179,11 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
             let peer: Option<SiteId> = peer.as_deref().map(str::parse).transpose()?;
             let engine = open(&db)?;
             let bar = progress_bar("export");
-            let (bytes, stats) = engine.generate_bundle_with(ExportOptions { peer: peer.as_ref(), compress }, &mut |done, total| {
+            let stats = engine.write_bundle_with(ExportOptions { peer: peer.as_ref(), compress }, &output, &mut |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
             })?;
             bar.finish_and_clear();
-            std::fs::write(&output, &bytes).map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", output.display())))?;
             out.export(&output, &stats)
         }
         Command::Import { db, file, max_drift } => {

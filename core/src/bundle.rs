@@ -12,7 +12,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 
 /// The eight magic bytes every bundle starts with.
 pub const MAGIC: &[u8; 8] = b"SYNCLINE";
@@ -232,36 +232,115 @@ pub fn canonical_key(row: &WireRow) -> (u32, Vec<u8>) {
 
 /// Encode a bundle (the header's `inflated` is set here: the body's size when compressed).
 pub fn encode(c: &Contents, compress: bool) -> Vec<u8> {
-    let mut body = Vec::with_capacity(64 + c.rows.len() * 128);
-    rmp::encode::write_array_len(&mut body, 3).expect("vec write");
-    body.extend(rmp_serde::to_vec(&c.tables).expect("dictionary encodes"));
-    let sites: Vec<serde_bytes::ByteBuf> = c.sites.iter().map(|s| serde_bytes::ByteBuf::from(s.0.to_vec())).collect();
-    body.extend(rmp_serde::to_vec(&sites).expect("sites encode"));
-    rmp::encode::write_array_len(&mut body, c.rows.len() as u32).expect("vec write");
+    let mut body =
+        BodyWriter::new(Vec::with_capacity(64 + c.rows.len() * 128), compress, &c.tables, &c.sites, c.rows.len() as u64, c.header.min_hlc)
+            .expect("vec write");
     for row in &c.rows {
-        rmp_serde::encode::write(&mut body, &RowOut(row, c.header.min_hlc)).expect("row encodes");
+        body.row(row).expect("vec write");
     }
-    let header = Header { inflated: compress.then_some(body.len() as u64), ..c.header.clone() };
-    let header = rmp_serde::to_vec_named(&header).expect("header encodes");
-    let body = if compress {
-        use std::io::Write;
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        z.write_all(&body).expect("vec write");
-        z.finish().expect("vec write")
-    } else {
-        body
-    };
-    let mut out = Vec::with_capacity(PREFIX + header.len() + 8 + body.len() + CHECKSUM);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-    out.extend_from_slice(&(if compress { FLAG_DEFLATE } else { 0 }).to_be_bytes());
-    out.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    out.extend_from_slice(&body);
-    let sum = Sha256::digest(&out);
-    out.extend_from_slice(&sum);
+    let (body, inflated) = body.finish().expect("vec write");
+    let header = Header { inflated: compress.then_some(inflated), ..c.header.clone() };
+    let mut out = Vec::with_capacity(PREFIX + 256 + 8 + body.len() + CHECKSUM);
+    write_frame(&header, body.len() as u64, &mut &body[..], &mut out).expect("vec write");
     out
+}
+
+/// Writes a body item by item into a sink, compressed when asked, counting its inflated size:
+/// a bundle of any size is encoded without holding its rows.
+pub(crate) struct BodyWriter<W: Write> {
+    out: BodyOut<W>,
+    inflated: u64,
+    min_hlc: u64,
+    item: Vec<u8>,
+}
+
+enum BodyOut<W: Write> {
+    Plain(W),
+    Zlib(flate2::write::ZlibEncoder<W>),
+}
+
+impl<W: Write> BodyWriter<W> {
+    /// Start a body: its dictionaries, then the row array of `rows` entries (rows are encoded
+    /// relative to the header's `min_hlc`).
+    pub fn new(sink: W, compress: bool, tables: &[TableDict], sites: &[SiteId], rows: u64, min_hlc: u64) -> std::io::Result<Self> {
+        let out = if compress {
+            BodyOut::Zlib(flate2::write::ZlibEncoder::new(sink, flate2::Compression::default()))
+        } else {
+            BodyOut::Plain(sink)
+        };
+        let mut w = BodyWriter { out, inflated: 0, min_hlc, item: Vec::with_capacity(256) };
+        let rows = u32::try_from(rows).map_err(|_| std::io::Error::other("a bundle holds at most 2^32 - 1 rows"))?;
+        let mut head = Vec::new();
+        rmp::encode::write_array_len(&mut head, 3).expect("vec write");
+        head.extend(rmp_serde::to_vec(tables).expect("dictionary encodes"));
+        let sites: Vec<serde_bytes::ByteBuf> = sites.iter().map(|s| serde_bytes::ByteBuf::from(s.0.to_vec())).collect();
+        head.extend(rmp_serde::to_vec(&sites).expect("sites encode"));
+        rmp::encode::write_array_len(&mut head, rows).expect("vec write");
+        w.put(&head)?;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.inflated += bytes.len() as u64;
+        match &mut self.out {
+            BodyOut::Plain(w) => w.write_all(bytes),
+            BodyOut::Zlib(z) => z.write_all(bytes),
+        }
+    }
+
+    /// The next row, in canonical order.
+    pub fn row(&mut self, row: &WireRow) -> std::io::Result<()> {
+        let mut item = std::mem::take(&mut self.item);
+        item.clear();
+        rmp_serde::encode::write(&mut item, &RowOut(row, self.min_hlc)).expect("row encodes");
+        let done = self.put(&item);
+        self.item = item;
+        done
+    }
+
+    /// The sink and the body's inflated size.
+    pub fn finish(self) -> std::io::Result<(W, u64)> {
+        let sink = match self.out {
+            BodyOut::Plain(w) => w,
+            BodyOut::Zlib(z) => z.finish()?,
+        };
+        Ok((sink, self.inflated))
+    }
+}
+
+/// Write the frame around a finished body of `body_len` bytes read from `body`: prefix, header
+/// (its `inflated` says whether the body is compressed), body length, body, checksum.
+pub(crate) fn write_frame(header: &Header, body_len: u64, body: &mut dyn Read, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut hashed = HashingWriter { inner: out, hash: Sha256::new() };
+    let encoded = rmp_serde::to_vec_named(header).expect("header encodes");
+    hashed.write_all(MAGIC)?;
+    hashed.write_all(&FORMAT_VERSION.to_be_bytes())?;
+    hashed.write_all(&(if header.inflated.is_some() { FLAG_DEFLATE } else { 0 }).to_be_bytes())?;
+    hashed.write_all(&(encoded.len() as u32).to_be_bytes())?;
+    hashed.write_all(&encoded)?;
+    hashed.write_all(&body_len.to_be_bytes())?;
+    if std::io::copy(&mut body.take(body_len), &mut hashed)? != body_len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the body is shorter than announced"));
+    }
+    let sum = hashed.hash.finalize();
+    hashed.inner.write_all(&sum)
+}
+
+/// A writer that hashes what it writes.
+struct HashingWriter<'w> {
+    inner: &'w mut dyn Write,
+    hash: Sha256,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// What a reader accepts beyond the format's own rules (spec/bundle-format.md §1).

@@ -142,6 +142,11 @@ fn connect(path: &Path, options: &Options) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(256);
     conn.pragma_update(None, "cache_size", -8192)?; // 8 MiB page cache
+                                                    // A big export's rows wait in a temporary table (spill): on disk, not in memory.
+    conn.pragma_update(None, "temp_store", "FILE")?;
+    // The same on every SQLite library the engine may run on (better-sqlite3 compiles foreign
+    // keys on by default): merges apply rows in bundle order, not parents first.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
     Ok(conn)
 }
 
@@ -381,10 +386,10 @@ impl SyncEngine {
 
     /// Write a bundle to a file (through a temporary sibling and a rename, so no reader ever
     /// sees half a bundle), with options and progress.
+    /// The bundle is never held in memory: its rows spill to a temporary table past a few
+    /// megabytes and its body is encoded into a temporary file.
     pub fn write_bundle_with(&self, opts: ExportOptions<'_>, path: impl AsRef<Path>, progress: Progress<'_>) -> Result<BundleStats> {
-        let (bytes, stats) = self.generate_bundle_with(opts, progress)?;
-        write_atomically(path.as_ref(), &bytes)?;
-        Ok(stats)
+        self.read_synced(|c| export::write_file(c, opts.peer, opts.compress, progress, path.as_ref()))
     }
 
     /// Import a bundle: one transaction, idempotent; on error nothing changes.
@@ -559,12 +564,4 @@ fn write_local_cell(c: &Connection, t: &SyncedTable, pk: &[Value], column: &str,
 fn local_stamp(c: &Connection) -> Result<shadow::Stamp> {
     let hlc = meta::tick(c)?;
     Ok(shadow::Stamp { hlc, site: meta::clock(c)?.site_ord })
-}
-
-/// Write a file through a temporary sibling and a rename, so readers never see half a bundle.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", path.display())))?;
-    Ok(())
 }

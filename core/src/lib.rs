@@ -42,6 +42,7 @@ mod recover;
 mod schema;
 mod shadow;
 mod site;
+mod spill;
 #[cfg(feature = "host-sqlite")]
 mod sql;
 mod status;
