@@ -203,15 +203,15 @@ fn non_negative(name: &str, v: i64) -> syncline::Result<u64> {
 // Plain objects
 // ---------------------------------------------------------------------------------------------
 
-/// Engine options (all optional; defaults: maxDriftMs 300000, busyTimeoutMs 10000,
-/// watchIntervalMs 100).
+/// Engine options (all optional; `defaultOptions()` gives the core's defaults).
 #[napi(object)]
 pub struct EngineOptions {
-    /// How far (ms) a remote stamp may lie ahead of the local clock before its bundle is refused.
+    /// How far (ms) a remote stamp may lie ahead of the local clock before its rows are
+    /// quarantined (default 300000).
     pub max_drift_ms: Option<i64>,
-    /// How long (ms) to wait for another connection's write lock.
+    /// How long (ms) to wait for another connection's write lock (default 10000).
     pub busy_timeout_ms: Option<i64>,
-    /// How often (ms) the watcher looks for local writes while someone is subscribed.
+    /// How often (ms) the watcher looks for local writes while someone is subscribed (default 100).
     pub watch_interval_ms: Option<i64>,
 }
 
@@ -1329,7 +1329,7 @@ pub struct SyncOptions {
     pub token: Option<String>,
 }
 
-/// Options of `startSync()` (all optional).
+/// Options of `startSync()` (all optional; `defaultSyncOptions()` gives the core's defaults).
 #[napi(object)]
 pub struct StartSyncOptions {
     /// Bearer token presented to the server.
