@@ -67,8 +67,9 @@ EOF
 ver() { node -p "require('$NODE_DIR/node_modules/$1/package.json').version"; }
 # The app's better-sqlite3 is the copy built above (linked, not built a second time): npm sees
 # that it satisfies syncline's dependency and installs no other copy, as in an app whose own
-# better-sqlite3 matches (one copy of the addon = one SQLite library in the process).
-npm install --no-audit --no-fund "$TARBALL" "$NODE_DIR/node_modules/better-sqlite3" \
+# better-sqlite3 matches (one copy of the addon = one SQLite library in the process). No install
+# scripts: syncline has none, and the linked better-sqlite3 is built already.
+npm install --no-audit --no-fund --ignore-scripts "$TARBALL" "$NODE_DIR/node_modules/better-sqlite3" \
   "typescript@$(ver typescript)" "@types/node@$(ver @types/node)" "@types/better-sqlite3@$(ver @types/better-sqlite3)"
 copies="$(find -L node_modules -name better_sqlite3.node -path '*Release*' | wc -l)"
 [ "$copies" = 1 ] || { echo "node/test.sh: expected one better-sqlite3 addon in the scratch project, found $copies" >&2; exit 1; }
