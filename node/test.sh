@@ -71,7 +71,7 @@ ver() { node -p "require('$NODE_DIR/node_modules/$1/package.json').version"; }
 # scripts: syncline has none, and the linked better-sqlite3 is built already.
 npm install --no-audit --no-fund --ignore-scripts "$TARBALL" "$NODE_DIR/node_modules/better-sqlite3" \
   "typescript@$(ver typescript)" "@types/node@$(ver @types/node)" "@types/better-sqlite3@$(ver @types/better-sqlite3)"
-copies="$(find -L node_modules -name better_sqlite3.node -path '*Release*' | wc -l)"
+copies="$(find -L node_modules -path '*/build/Release/better_sqlite3.node' | wc -l)"
 [ "$copies" = 1 ] || { echo "node/test.sh: expected one better-sqlite3 addon in the scratch project, found $copies" >&2; exit 1; }
 cp "$NODE_DIR"/test/*.js "$NODE_DIR"/test/typed.test.ts "$NODE_DIR"/test/tsconfig.json "$SCRATCH/test/"
 
