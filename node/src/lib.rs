@@ -837,6 +837,7 @@ pub fn sqlite_library() -> Option<SqliteLibrary> {
 #[napi(ts_args_type = "db: SqliteDatabase")]
 pub fn check_shared(db: JsRef) -> napi::Result<(), Code> {
     let driver = Driver(&db);
+    sync(driver.method(c"exec"))?;
     sync(syncline::host::check_shared(&mut |n| driver.set_soft_heap_limit(n)))
 }
 

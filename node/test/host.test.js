@@ -94,7 +94,7 @@ test('attach refuses what is not a file database handle with InvalidArgument', (
   h.throwsCode(() => SyncEngine.attach(mem), 'InvalidArgument', /database file/)
   h.throwsCode(() => SyncEngine.attach({}), 'InvalidArgument', /loadExtension/)
   h.throwsCode(() => SyncEngine.attach(null), 'InvalidArgument', /loadExtension/)
-  h.throwsCode(() => syncline.checkShared({}), 'SqliteLibrary', /soft heap limit|pragma|exec/)
+  h.throwsCode(() => syncline.checkShared({}), 'InvalidArgument', /exec\(\)/)
 })
 
 test('a second SQLite library in the process is refused with SqliteLibrary, and nothing breaks', async (t) => {
@@ -120,4 +120,29 @@ test('a second SQLite library in the process is refused with SqliteLibrary, and 
   syncline.checkShared(mine)
   mine.prepare('INSERT INTO todos(id, title) VALUES (1, ?)').run('still fine')
   assert.deepEqual(h.rows(e, 'SELECT title FROM todos'), [['still fine']])
+})
+
+test('without a loadable better-sqlite3, opening before any attach is a typed SqliteLibrary error that creates nothing', (t) => {
+  const { execFileSync } = require('node:child_process')
+  const dir = h.tmpdir(t)
+  const file = path.join(dir, 'never.db')
+  // a fresh process (nothing bound) in which better-sqlite3 cannot be loaded
+  const script = `
+const Module = require('node:module')
+const load = Module._load
+Module._load = function (request, ...rest) {
+  if (request === 'better-sqlite3') throw new Error('Cannot find module better-sqlite3 (hidden by the test)')
+  return load.call(this, request, ...rest)
+}
+const { SyncEngine } = require(${JSON.stringify(require.resolve('syncline'))})
+const out = {}
+try { new SyncEngine(${JSON.stringify(file)}) } catch (e) { out.code = e.code; out.message = e.message }
+SyncEngine.open(${JSON.stringify(file)}).then(() => {}, (e) => { out.asyncCode = e.code }).finally(() => console.log(JSON.stringify(out)))
+`
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }))
+  assert.equal(out.code, 'SqliteLibrary', out.message)
+  assert.match(out.message, /better-sqlite3 .*cannot be loaded.*hidden by the test/)
+  assert.match(out.message, /SyncEngine\.attach/)
+  assert.equal(out.asyncCode, 'SqliteLibrary')
+  assert.ok(!fs.existsSync(file), 'nothing was created')
 })
