@@ -20,7 +20,10 @@ export type Resolution =
   | { remote: true }
   | { value: SqlValue }
 
-/** Every `err.code` the engine throws. */
+/**
+ * Every `err.code` the engine throws: the core's error kinds (`errorCodes()` and `errorKinds()`
+ * list them at run time; the tests check this union against them).
+ */
 export type ErrorCode =
   | 'InvalidBundle'
   | 'SchemaMismatch'
@@ -37,4 +40,20 @@ export type ErrorCode =
   | 'Sqlite'
   | 'Network'
   | 'Auth'
+  | 'SqliteLibrary'
+  | 'Corrupt'
 
+/**
+ * What `SyncEngine.attach` and `checkShared` need of a database handle of the app's SQLite
+ * driver. better-sqlite3's `Database` and node:sqlite's `DatabaseSync` (opened with
+ * `{ allowExtension: true }`) both fit.
+ */
+export interface SqliteDatabase {
+  loadExtension(path: string, entryPoint?: string): unknown
+  prepare(sql: string): { get(...params: any[]): unknown }
+  exec(sql: string): unknown
+  /** better-sqlite3: used for `PRAGMA soft_heap_limit` when present (else `exec`). */
+  pragma?(source: string): unknown
+  /** node:sqlite: turned on around `loadExtension` when present. */
+  enableLoadExtension?(allow: boolean): unknown
+}

@@ -26,9 +26,9 @@ for tool in node npm cargo; do
   command -v "$tool" >/dev/null || { echo "node/test.sh: $tool is not installed" >&2; exit 1; }
 done
 
-# better-sqlite3 (a dev dependency, used to prove that other writers are captured) has no
-# reachable prebuilt binary here: skip its download attempt and build it with node-gyp
-# against the headers of the Node.js that runs us, so nothing is downloaded.
+# better-sqlite3 (a dependency: the engine runs inside its SQLite) has no reachable prebuilt
+# binary here: skip its download attempt and build it with node-gyp against the headers of the
+# Node.js that runs us, so nothing is downloaded.
 NODE_PREFIX="$(dirname "$(dirname "$(node -p process.execPath)")")"
 if [ -f "$NODE_PREFIX/include/node/node_api.h" ]; then
   export npm_config_nodedir="$NODE_PREFIX"
@@ -52,7 +52,7 @@ npm pack --pack-destination "$WORK" >/dev/null
 TARBALL="$(ls "$WORK"/syncline-*.tgz)"
 LISTING="$(tar tzf "$TARBALL")"
 echo "$LISTING" | sed 's/^/  /'
-for f in package/index.js package/index.d.ts package/package.json package/README.md; do
+for f in package/index.js package/index.d.ts package/native.js package/native.d.ts package/package.json package/README.md; do
   grep -qx "$f" <<<"$LISTING" || { echo "node/test.sh: $f missing from $TARBALL" >&2; exit 1; }
 done
 grep -q '^package/syncline\..*\.node$' <<<"$LISTING" || { echo "node/test.sh: no .node binary in $TARBALL" >&2; exit 1; }
@@ -65,7 +65,14 @@ cat > package.json <<'EOF'
 { "name": "syncline-consumer", "version": "1.0.0", "private": true }
 EOF
 ver() { node -p "require('$NODE_DIR/node_modules/$1/package.json').version"; }
-npm install --no-audit --no-fund "$TARBALL" "typescript@$(ver typescript)" "@types/node@$(ver @types/node)"
+# The app's better-sqlite3 is the copy built above (linked, not built a second time): npm sees
+# that it satisfies syncline's dependency and installs no other copy, as in an app whose own
+# better-sqlite3 matches (one copy of the addon = one SQLite library in the process). No install
+# scripts: syncline has none, and the linked better-sqlite3 is built already.
+npm install --no-audit --no-fund --ignore-scripts "$TARBALL" "$NODE_DIR/node_modules/better-sqlite3" \
+  "typescript@$(ver typescript)" "@types/node@$(ver @types/node)" "@types/better-sqlite3@$(ver @types/better-sqlite3)"
+copies="$(find -L node_modules -path '*/build/Release/better_sqlite3.node' | wc -l)"
+[ "$copies" = 1 ] || { echo "node/test.sh: expected one better-sqlite3 addon in the scratch project, found $copies" >&2; exit 1; }
 cp "$NODE_DIR"/test/*.js "$NODE_DIR"/test/typed.test.ts "$NODE_DIR"/test/tsconfig.json "$SCRATCH/test/"
 
 say "tsc --strict on the typed test (against the installed index.d.ts)"
@@ -75,7 +82,6 @@ if [ -z "${SYNCLINE_CLI:-}" ] && [ -x "$CARGO_TARGET_DIR/release/syncline" ]; th
   export SYNCLINE_CLI="$CARGO_TARGET_DIR/release/syncline"
 fi
 say "node --test against the installed package (SYNCLINE_CLI=${SYNCLINE_CLI:-unset})"
-export SYNCLINE_BETTER_SQLITE3="$NODE_DIR/node_modules/better-sqlite3"
 # The golden vectors (spec/vectors) and the interop agent live in the repository, not in the package.
 export SYNCLINE_REPO="$REPO"
 export SYNCLINE_EXPECT_INSTALLED="$SCRATCH/node_modules/syncline"

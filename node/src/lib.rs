@@ -203,15 +203,15 @@ fn non_negative(name: &str, v: i64) -> syncline::Result<u64> {
 // Plain objects
 // ---------------------------------------------------------------------------------------------
 
-/// Engine options (all optional; defaults: maxDriftMs 300000, busyTimeoutMs 10000,
-/// watchIntervalMs 100).
+/// Engine options (all optional; `defaultOptions()` gives the core's defaults).
 #[napi(object)]
 pub struct EngineOptions {
-    /// How far (ms) a remote stamp may lie ahead of the local clock before its bundle is refused.
+    /// How far (ms) a remote stamp may lie ahead of the local clock before its rows are
+    /// quarantined (default 300000).
     pub max_drift_ms: Option<i64>,
-    /// How long (ms) to wait for another connection's write lock.
+    /// How long (ms) to wait for another connection's write lock (default 10000).
     pub busy_timeout_ms: Option<i64>,
-    /// How often (ms) the watcher looks for local writes while someone is subscribed.
+    /// How often (ms) the watcher looks for local writes while someone is subscribed (default 100).
     pub watch_interval_ms: Option<i64>,
 }
 
@@ -375,25 +375,15 @@ pub struct ChangeEvent {
     pub conflict: Option<Conflict>,
 }
 
+/// The event's fields are the core's (`Event::kind/table/pk/columns/deleted/conflict`).
 fn event(e: &syncline::Event) -> ChangeEvent {
-    use syncline::Event as E;
-    match e {
-        E::LocalChange(c) | E::RemoteChange(c) => ChangeEvent {
-            kind: if matches!(e, E::LocalChange(_)) { "local" } else { "remote" }.to_owned(),
-            table: c.table.clone(),
-            pk: values_out(c.pk.clone()),
-            columns: c.columns.clone(),
-            deleted: c.deleted,
-            conflict: None,
-        },
-        E::Conflict(c) => ChangeEvent {
-            kind: "conflict".to_owned(),
-            table: c.table.clone(),
-            pk: values_out(c.pk.clone()),
-            columns: vec![c.column.clone()],
-            deleted: false,
-            conflict: Some(conflict(c.clone())),
-        },
+    ChangeEvent {
+        kind: e.kind().to_owned(),
+        table: e.table().to_owned(),
+        pk: values_out(e.pk().to_vec()),
+        columns: e.columns().to_vec(),
+        deleted: e.deleted(),
+        conflict: e.conflict().cloned().map(conflict),
     }
 }
 
@@ -583,6 +573,280 @@ impl syncline::Observer for JsObserver {
 }
 
 // ---------------------------------------------------------------------------------------------
+// One SQLite per process (spec/sql-functions.md §1). The addon holds no SQLite: it is itself
+// the SQLite extension that the app's driver (better-sqlite3, node:sqlite) loads, and the
+// engine then runs on that driver's own library. All the rules are the core's (`syncline::host`);
+// this part only calls the driver's JavaScript methods.
+// ---------------------------------------------------------------------------------------------
+
+pub use syncline::host::sqlite3_syncline_init;
+
+/// The extension's entry point (what SQLite would derive from the file name `syncline.*`).
+const ENTRY_POINT: &str = "sqlite3_syncline_init";
+
+fn library_error(message: impl Into<String>) -> syncline::Error {
+    syncline::Error::new(ErrorKind::SqliteLibrary, message)
+}
+
+/// The file this addon was loaded from: the path to give a driver's `loadExtension`.
+fn addon_file() -> syncline::Result<String> {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let here = addon_file as *const std::ffi::c_void;
+    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
+        return Err(library_error("cannot find the file the syncline addon was loaded from"));
+    }
+    let file = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
+    Ok(std::fs::canonicalize(&file).map(|p| p.to_string_lossy().into_owned()).unwrap_or(file))
+}
+
+/// A JavaScript value handed to the binding as is (a database handle, a callback).
+pub struct JsRef {
+    env: sys::napi_env,
+    value: sys::napi_value,
+}
+
+js_type!(JsRef, "unknown");
+
+impl FromNapiValue for JsRef {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        Ok(JsRef { env, value })
+    }
+}
+
+unsafe fn js_string(env: sys::napi_env, s: &str) -> sys::napi_value {
+    let mut out = ptr::null_mut();
+    unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut out) };
+    out
+}
+
+unsafe fn js_bool(env: sys::napi_env, b: bool) -> sys::napi_value {
+    let mut out = ptr::null_mut();
+    unsafe { sys::napi_get_boolean(env, b, &mut out) };
+    out
+}
+
+/// The text of a string value, or `String(v)` for anything else.
+unsafe fn text_of(env: sys::napi_env, v: sys::napi_value) -> String {
+    let mut s = v;
+    if js_type(env, v) != sys::ValueType::napi_string {
+        s = ptr::null_mut();
+        if unsafe { sys::napi_coerce_to_string(env, v, &mut s) } != sys::Status::napi_ok {
+            return "a value that is not text".into();
+        }
+    }
+    unsafe { String::from_napi_value(env, s) }.unwrap_or_default()
+}
+
+/// The pending JavaScript exception (cleared) as text: its `message`, or `String(e)`.
+unsafe fn take_exception(env: sys::napi_env) -> String {
+    let mut pending = false;
+    unsafe { sys::napi_is_exception_pending(env, &mut pending) };
+    if !pending {
+        return "the JavaScript call failed".into();
+    }
+    let mut e = ptr::null_mut();
+    unsafe { sys::napi_get_and_clear_last_exception(env, &mut e) };
+    if js_type(env, e) == sys::ValueType::napi_object {
+        if let Some(m) = unsafe { get_prop(env, e, c"message") } {
+            return unsafe { text_of(env, m) };
+        }
+    }
+    unsafe { text_of(env, e) }
+}
+
+/// `this.name`, when it is a function.
+unsafe fn method_of(env: sys::napi_env, this: sys::napi_value, name: &std::ffi::CStr) -> Option<sys::napi_value> {
+    if js_type(env, this) != sys::ValueType::napi_object && js_type(env, this) != sys::ValueType::napi_function {
+        return None;
+    }
+    unsafe { get_prop(env, this, name) }.filter(|f| js_type(env, *f) == sys::ValueType::napi_function)
+}
+
+/// `f.apply(this, args)`; a thrown exception comes back as its message.
+unsafe fn call(env: sys::napi_env, this: sys::napi_value, f: sys::napi_value, args: &[sys::napi_value]) -> Result<sys::napi_value, String> {
+    let mut out = ptr::null_mut();
+    match unsafe { sys::napi_call_function(env, this, f, args.len(), args.as_ptr(), &mut out) } {
+        sys::Status::napi_ok => Ok(out),
+        _ => Err(unsafe { take_exception(env) }),
+    }
+}
+
+/// A SQLite database handle of the app's driver: better-sqlite3's `Database` or node:sqlite's
+/// `DatabaseSync` (anything with `loadExtension`, `prepare(sql).get()` and `exec` or `pragma`).
+struct Driver<'a>(&'a JsRef);
+
+impl Driver<'_> {
+    fn method(&self, name: &std::ffi::CStr) -> syncline::Result<sys::napi_value> {
+        unsafe { method_of(self.0.env, self.0.value, name) }.ok_or_else(|| {
+            invalid(format!(
+                "expected a SQLite database handle of better-sqlite3 (Database) or node:sqlite (DatabaseSync): it has no \
+                 {}() method",
+                name.to_string_lossy()
+            ))
+        })
+    }
+
+    fn call(&self, name: &std::ffi::CStr, args: &[sys::napi_value]) -> Result<sys::napi_value, String> {
+        let f = self.method(name).map_err(|e| e.message().to_owned())?;
+        unsafe { call(self.0.env, self.0.value, f, args) }
+    }
+
+    /// Load this addon into the connection as a SQLite extension: that binds the engine to the
+    /// driver's SQLite (or refuses a second library, with the core's `SqliteLibrary` error).
+    fn load_syncline(&self) -> syncline::Result<()> {
+        let env = self.0.env;
+        self.method(c"loadExtension")?;
+        let file = addon_file()?;
+        // node:sqlite allows extensions per connection, and only if opened with allowExtension.
+        let toggle = unsafe { method_of(env, self.0.value, c"enableLoadExtension") };
+        if let Some(t) = toggle {
+            unsafe { call(env, self.0.value, t, &[js_bool(env, true)]) }.map_err(|m| {
+                invalid(format!(
+                    "this database does not allow loading extensions ({m}); open it with new DatabaseSync(path, {{ \
+                     allowExtension: true }})"
+                ))
+            })?;
+        }
+        let loaded = self.call(c"loadExtension", &unsafe { [js_string(env, &file), js_string(env, ENTRY_POINT)] });
+        if let Some(t) = toggle {
+            let _ = unsafe { call(env, self.0.value, t, &[js_bool(env, false)]) };
+        }
+        loaded.map(drop).map_err(|m| {
+            // The entry point reports the core's error as "<Code>: <message>".
+            let typed = ErrorKind::ALL.into_iter().find_map(|k| {
+                let rest = m.split_once(&format!("{}: ", k.code()))?.1;
+                Some(syncline::Error::new(k, rest))
+            });
+            typed.unwrap_or_else(|| {
+                library_error(format!(
+                    "the database's driver could not load Syncline ({file}) as a SQLite extension: {m}. Its SQLite must allow \
+                     extensions (better-sqlite3 and node:sqlite with allowExtension do)"
+                ))
+            })
+        })
+    }
+
+    /// `PRAGMA soft_heap_limit = n` through the driver (for `host::check_shared`).
+    fn set_soft_heap_limit(&self, n: i64) -> syncline::Result<()> {
+        let env = self.0.env;
+        let run = if unsafe { method_of(env, self.0.value, c"pragma") }.is_some() {
+            self.call(c"pragma", &unsafe { [js_string(env, &format!("soft_heap_limit = {n}"))] })
+        } else {
+            self.call(c"exec", &unsafe { [js_string(env, &format!("PRAGMA soft_heap_limit = {n}"))] })
+        };
+        run.map(drop).map_err(|m| library_error(format!("the database's driver could not set the soft heap limit: {m}")))
+    }
+
+    /// The connection's main database file ("" for an in-memory database).
+    fn main_file(&self) -> syncline::Result<String> {
+        let env = self.0.env;
+        let asked = (|| unsafe {
+            let stmt = self.call(c"prepare", &[js_string(env, "SELECT file FROM pragma_database_list WHERE name = 'main'")])?;
+            let get = method_of(env, stmt, c"get").ok_or("the prepared statement has no get()")?;
+            let row = call(env, stmt, get, &[])?;
+            let file = (js_type(env, row) == sys::ValueType::napi_object).then(|| get_prop(env, row, c"file")).flatten();
+            Ok::<_, String>(file.map(|f| text_of(env, f)).unwrap_or_default())
+        })();
+        asked.map_err(|m| invalid(format!("cannot read the database's file name through its driver: {m}")))
+    }
+
+    fn close(&self) {
+        let _ = self.call(c"close", &[]);
+    }
+}
+
+/// Bind the engine to the driver's SQLite and prove that they share it.
+fn bind_to(driver: &Driver) -> syncline::Result<()> {
+    driver.load_syncline()?;
+    syncline::host::check_shared(&mut |n| driver.set_soft_heap_limit(n))
+}
+
+thread_local! {
+    /// `() => require('better-sqlite3')`, registered by index.js: the driver that hosts the
+    /// SQLite library when an engine is opened before any database was attached.
+    static DEFAULT_DRIVER: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Register the default driver (index.js does, once per JavaScript environment).
+#[napi(js_name = "__setDefaultDriver", skip_typescript)]
+pub fn set_default_driver(load: JsRef) -> napi::Result<(), Code> {
+    let mut r = ptr::null_mut();
+    if unsafe { sys::napi_create_reference(load.env, load.value, 1, &mut r) } != sys::Status::napi_ok {
+        return sync(Err(invalid("__setDefaultDriver expects a function")));
+    }
+    DEFAULT_DRIVER.with(|d| d.set(Some((load.env as usize, r as usize))));
+    Ok(())
+}
+
+/// Before an engine opens: if no SQLite library is bound yet, host one in a short-lived
+/// in-memory better-sqlite3 connection (the SQLite every later better-sqlite3 connection of
+/// the process uses).
+fn ensure_host(env: sys::napi_env) -> syncline::Result<()> {
+    if syncline::host::bound_library().is_some() {
+        return Ok(());
+    }
+    let Some((denv, r)) = DEFAULT_DRIVER.with(|d| d.get()).filter(|(e, _)| *e == env as usize) else {
+        return syncline::host::ensure_bound();
+    };
+    let _ = denv;
+    let made = unsafe {
+        let mut load = ptr::null_mut();
+        sys::napi_get_reference_value(env, r as sys::napi_ref, &mut load);
+        let mut undefined = ptr::null_mut();
+        sys::napi_get_undefined(env, &mut undefined);
+        call(env, undefined, load, &[]).and_then(|ctor| {
+            let arg = js_string(env, ":memory:");
+            let mut db = ptr::null_mut();
+            match sys::napi_new_instance(env, ctor, 1, &arg, &mut db) {
+                sys::Status::napi_ok => Ok(db),
+                _ => Err(take_exception(env)),
+            }
+        })
+    };
+    let db = made.map_err(|m| {
+        library_error(format!(
+            "no SQLite library is bound yet and better-sqlite3 (which would host it) cannot be loaded: {m}. Install \
+             better-sqlite3 (a dependency of syncline), or attach your own database first with SyncEngine.attach(db)"
+        ))
+    })?;
+    let handle = JsRef { env, value: db };
+    let driver = Driver(&handle);
+    let bound = bind_to(&driver);
+    driver.close();
+    bound
+}
+
+/// Where the SQLite library the engine runs on was found, and its version.
+#[napi(object, object_from_js = false)]
+pub struct SqliteLibrary {
+    /// The file that holds it (better-sqlite3's addon, node's own binary for node:sqlite, ...).
+    pub origin: String,
+    /// Its SQLite version (`sqlite_version()`).
+    pub version: String,
+}
+
+/// The SQLite library the engines of this process run on; absent before the first attach or open.
+#[napi]
+pub fn sqlite_library() -> Option<SqliteLibrary> {
+    syncline::host::bound_library().map(|(origin, version)| SqliteLibrary { origin, version })
+}
+
+/// Prove that a database handle of the app's driver runs on the same SQLite library as the
+/// engines (through `PRAGMA soft_heap_limit`, restored afterwards). Throws `SqliteLibrary` when
+/// it does not (two SQLite copies in one process), or when no library is bound yet.
+#[napi(ts_args_type = "db: SqliteDatabase")]
+pub fn check_shared(db: JsRef) -> napi::Result<(), Code> {
+    let driver = Driver(&db);
+    sync(driver.method(c"exec"))?;
+    sync(syncline::host::check_shared(&mut |n| driver.set_soft_heap_limit(n)))
+}
+
+#[napi(js_name = "__extensionPath", skip_typescript)]
+pub fn extension_path() -> napi::Result<String, Code> {
+    sync(addon_file())
+}
+
+// ---------------------------------------------------------------------------------------------
 // The engine
 // ---------------------------------------------------------------------------------------------
 
@@ -621,7 +885,8 @@ impl Shared {
     /// then deadlock with it: the two are not combined (one-shot `sync()` is counted like an
     /// import instead).
     fn check_no_background_sync(&self) -> syncline::Result<()> {
-        if !self.sync_handles.lock().unwrap().is_empty() {
+        let running = self.sync_handles.lock().unwrap().iter().any(|h| h.status().is_ok_and(|s| s.running));
+        if running {
             return Err(invalid(
                 "a background sync (startSync) is running on this engine: stop it before registering a JavaScript resolver \
                  (a background pass could call the resolver while the JavaScript thread waits for the engine)",
@@ -776,16 +1041,41 @@ impl Task for ImportTask {
 
 #[napi]
 impl SyncEngine {
-    /// Open (or create) a database file and install the sync metadata if missing.
+    /// Open (or create) a database file and install the sync metadata if missing. The engine
+    /// runs on the SQLite library of the first database attached (`SyncEngine.attach`); before
+    /// any, on better-sqlite3's, the one every better-sqlite3 `Database` of the process uses.
     #[napi(constructor)]
-    pub fn new(path: String, options: Option<EngineOptions>) -> napi::Result<Self, Code> {
-        sync(self::options(options).and_then(|o| open_engine(&path, o)))
+    pub fn new(env: Env, path: String, options: Option<EngineOptions>) -> napi::Result<Self, Code> {
+        sync(ensure_host(env.raw()).and_then(|_| self::options(options)).and_then(|o| open_engine(&path, o)))
     }
 
     /// Like the constructor, but opens the file off the JS thread.
     #[napi(ts_return_type = "Promise<SyncEngine>")]
-    pub fn open(path: String, options: Option<EngineOptions>) -> AsyncTask<OpenTask> {
-        AsyncTask::new(OpenTask { path, options: Some(self::options(options)) })
+    pub fn open(env: Env, path: String, options: Option<EngineOptions>) -> AsyncTask<OpenTask> {
+        let options = ensure_host(env.raw()).and_then(|_| self::options(options));
+        AsyncTask::new(OpenTask { path, options: Some(options) })
+    }
+
+    /// Open the engine on the database file of the app's own connection, in the same SQLite
+    /// library: loads this addon into `db` as a SQLite extension (`db.loadExtension`, which
+    /// also gives that connection the `syncline_*` SQL functions), proves with
+    /// `PRAGMA soft_heap_limit` that the driver and the engine share one SQLite, and opens the
+    /// engine on `db`'s main file. `db` is a better-sqlite3 `Database` or a node:sqlite
+    /// `DatabaseSync` opened with `{ allowExtension: true }`; it stays the app's (keep using
+    /// it, close it whenever). Throws `SqliteLibrary` if `db` runs on another SQLite library
+    /// than the engines already open in this process, `InvalidArgument` for an in-memory
+    /// database or something that is not a database handle.
+    #[napi(ts_args_type = "db: SqliteDatabase, options?: EngineOptions")]
+    pub fn attach(db: JsRef, options: Option<EngineOptions>) -> napi::Result<Self, Code> {
+        sync((|| {
+            let driver = Driver(&db);
+            bind_to(&driver)?;
+            let file = driver.main_file()?;
+            if file.is_empty() {
+                return Err(invalid("SyncEngine.attach needs a database file, not an in-memory or temporary database"));
+            }
+            open_engine(&file, self::options(options)?)
+        })())
     }
 
     /// This replica's site id (32 hex digits).
@@ -956,16 +1246,14 @@ impl SyncEngine {
         })())
     }
 
-    /// Close the connection and stop the watcher. Later calls fail with code `Closed`.
+    /// Close the connection, stop the watcher and every background sync started on this
+    /// engine. Later calls fail with code `Closed`.
     #[napi]
     pub fn close(&self) -> napi::Result<(), Code> {
-        sync(self.shared.check_js_thread_free())?;
-        // Stop the background syncs first (each finishes a pass in progress).
-        let handles = std::mem::take(&mut *self.shared.sync_handles.lock().unwrap());
-        for h in handles {
-            h.stop();
-        }
+        // The core's close() stops the watcher and every background sync of the engine (each
+        // finishes a pass in progress).
         sync(self.shared.core().and_then(|c| c.close()))?;
+        self.shared.sync_handles.lock().unwrap().clear();
         self.shared.subscriptions.lock().unwrap().clear();
         Ok(())
     }
@@ -1042,7 +1330,7 @@ pub struct SyncOptions {
     pub token: Option<String>,
 }
 
-/// Options of `startSync()` (all optional).
+/// Options of `startSync()` (all optional; `defaultSyncOptions()` gives the core's defaults).
 #[napi(object)]
 pub struct StartSyncOptions {
     /// Bearer token presented to the server.
@@ -1060,11 +1348,10 @@ pub struct StartSyncOptions {
     pub timeout_ms: Option<i64>,
 }
 
+/// A duration in ms (negative is not a duration; whether zero is allowed is the core's
+/// `SyncOptions::validate`).
 fn millis(name: &str, v: i64) -> syncline::Result<std::time::Duration> {
-    match non_negative(name, v)? {
-        0 => Err(invalid(format!("{name} must be a positive number of milliseconds, got 0"))),
-        ms => Ok(std::time::Duration::from_millis(ms)),
-    }
+    non_negative(name, v).map(std::time::Duration::from_millis)
 }
 
 fn start_options(o: Option<StartSyncOptions>) -> syncline::Result<(Option<String>, syncline::net::SyncOptions)> {
@@ -1247,4 +1534,47 @@ pub fn uuid7() -> String {
 #[napi(ts_return_type = "ErrorCode[]")]
 pub fn error_codes() -> Vec<&'static str> {
     ErrorKind::ALL.iter().map(|k| k.code()).collect()
+}
+
+/// An error code and what it means.
+#[napi(object, object_from_js = false)]
+pub struct ErrorKindInfo {
+    #[napi(ts_type = "ErrorCode")]
+    pub code: String,
+    pub description: String,
+}
+
+/// Every error code with its meaning: the core's list of kinds (`ErrorKind::ALL`), in order.
+#[napi]
+pub fn error_kinds() -> Vec<ErrorKindInfo> {
+    ErrorKind::ALL.iter().map(|k| ErrorKindInfo { code: k.code().to_owned(), description: k.description().to_owned() }).collect()
+}
+
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The options an engine opens with when none are given (the core's `Options::default()`).
+#[napi]
+pub fn default_options() -> EngineOptions {
+    let o = syncline::Options::default();
+    EngineOptions {
+        max_drift_ms: Some(o.max_drift_ms as i64),
+        busy_timeout_ms: Some(o.busy_timeout_ms as i64),
+        watch_interval_ms: Some(o.watch_interval_ms as i64),
+    }
+}
+
+/// The options `startSync` runs with when none are given (the core's `SyncOptions::default()`).
+#[napi]
+pub fn default_sync_options() -> StartSyncOptions {
+    let o = syncline::net::SyncOptions::default();
+    StartSyncOptions {
+        token: None,
+        interval_ms: Some(ms(o.interval)),
+        max_backoff_ms: Some(ms(o.max_backoff)),
+        live: Some(o.live),
+        page_rows: Some(o.page_rows as i64),
+        timeout_ms: Some(ms(o.timeout)),
+    }
 }

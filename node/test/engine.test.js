@@ -4,7 +4,9 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
 const h = require('./helpers')
-const { SyncEngine, uuid7, errorCodes } = h.syncline
+const { SyncEngine, uuid7, errorCodes, errorKinds, defaultOptions, defaultSyncOptions } = h.syncline
+
+const PACKAGE = path.dirname(require.resolve('syncline'))
 
 test('the package under test is the one expected', () => {
   const where = fs.realpathSync(require.resolve('syncline'))
@@ -22,6 +24,48 @@ test('uuid7 and errorCodes', () => {
   for (const c of ['InvalidBundle', 'SchemaMismatch', 'UnknownTable', 'Resolver', 'InvalidArgument', 'Closed', 'Sqlite', 'Reentrant']) {
     assert.ok(codes.includes(c), c)
   }
+})
+
+test("the error codes of index.d.ts and of the README are the core's list (ErrorKind::ALL)", () => {
+  const kinds = errorKinds()
+  const codes = errorCodes()
+  assert.deepEqual(kinds.map((k) => k.code), codes)
+  assert.ok(codes.includes('SqliteLibrary') && codes.includes('Corrupt'))
+  for (const k of kinds) assert.ok(k.description.length > 10, k.code)
+  // the TypeScript union ErrorCode, in the installed declarations
+  const dts = fs.readFileSync(path.join(PACKAGE, 'native.d.ts'), 'utf8')
+  const union = dts.match(/export type ErrorCode =([^]*?)\n\n/)
+  assert.ok(union, 'native.d.ts declares ErrorCode')
+  assert.deepEqual([...union[1].matchAll(/'(\w+)'/g)].map((m) => m[1]), codes)
+  // the README's table of codes: every kind with the core's description, in the core's order
+  const readme = fs.readFileSync(path.join(PACKAGE, 'README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('### Errors'), readme.indexOf('###', readme.indexOf('### Errors') + 3))
+  const rows = [...section.matchAll(/^\| `(\w+)` \| (.+) \|$/gm)].map((m) => ({ code: m[1], description: m[2] }))
+  assert.deepEqual(rows, kinds)
+})
+
+test("the documented defaults are the core's (Options::default, SyncOptions::default)", () => {
+  const engine = defaultOptions()
+  const loop = defaultSyncOptions()
+  assert.deepEqual(Object.keys(engine).sort(), ['busyTimeoutMs', 'maxDriftMs', 'watchIntervalMs'])
+  assert.deepEqual(Object.keys(loop).sort(), ['intervalMs', 'live', 'maxBackoffMs', 'pageRows', 'timeoutMs'])
+  const dts = fs.readFileSync(path.join(PACKAGE, 'native.d.ts'), 'utf8')
+  for (const [iface, defaults] of [['EngineOptions', engine], ['StartSyncOptions', loop]]) {
+    const body = dts.match(new RegExp(`export interface ${iface} \\{([^]*?)\\n\\}`))[1]
+    const documented = Object.fromEntries(
+      [...body.matchAll(/\(default (\w+)\)[^]*?\*\/\s*(\w+)\?:/g)].map((m) => [m[2], m[1]]),
+    )
+    assert.deepEqual(documented, Object.fromEntries(Object.entries(defaults).map(([k, v]) => [k, String(v)])), iface)
+  }
+  const readme = fs.readFileSync(path.join(PACKAGE, 'README.md'), 'utf8')
+  const said = (name) => {
+    const m = readme.match(new RegExp(`\`${name}\`,? \\(?default ([\\d ]+)`))
+    assert.ok(m, `the README gives the default of ${name}`)
+    return Number(m[1].replace(/ /g, ''))
+  }
+  assert.equal(said('intervalMs'), loop.intervalMs)
+  assert.equal(said('maxBackoffMs'), loop.maxBackoffMs)
+  assert.equal(said('watchIntervalMs'), engine.watchIntervalMs)
 })
 
 test('constructor, async open, options and path', async (t) => {
@@ -494,22 +538,24 @@ test('no deadlock: the engine refuses synchronous calls while a JS resolver may 
   assert.deepEqual(h.rows(a, 'SELECT title FROM todos WHERE id = 1'), [['from b']])
 })
 
-test('subscribe: local writes by better-sqlite3, remote changes, conflicts; close() stops', async (t) => {
+test('subscribe: local writes by better-sqlite3 in this process, remote changes, conflicts; close() stops', async (t) => {
   const dir = h.tmpdir(t)
   const a = h.replica(t, dir, 'a', { strategy: 'manual' })
   const b = h.replica(t, dir, 'b', { strategy: 'manual' })
   const ev = h.collector(a)
   t.after(() => ev.sub.close())
-  // a write by another library (in another process) on the same file
+  // a write by the app's own better-sqlite3 connection, in this process
   const file = path.join(dir, 'a.db')
-  h.withBetterSqlite3InChild(file, `db.prepare('INSERT INTO todos(id, title) VALUES (?, ?)').run(1, 'from better-sqlite3')`)
+  h.withDb(file, (db) => db.prepare('INSERT INTO todos(id, title) VALUES (?, ?)').run(1, 'from better-sqlite3'))
   const local = await ev.waitFor((e) => e.kind === 'local' && e.pk[0] === 1, 'local event')
   assert.equal(local.table, 'todos')
   assert.ok(local.columns.includes('title'))
   assert.equal(local.deleted, false)
-  h.withBetterSqlite3InChild(file, `db.prepare('DELETE FROM todos WHERE id = ?').run(1)`)
+  h.withDb(file, (db) => db.prepare('DELETE FROM todos WHERE id = ?').run(1))
   const del = await ev.waitFor((e) => e.kind === 'local' && e.deleted, 'delete event')
   assert.deepEqual(del.pk, [1])
+  assert.deepEqual(del.columns, [], 'a delete names no columns (Event::columns)')
+  assert.equal(del.conflict, undefined)
   // a remote change
   b.execute('INSERT INTO todos(id, title) VALUES (5, ?)', ['from b'])
   await h.sync(b, a)
@@ -524,12 +570,18 @@ test('subscribe: local writes by better-sqlite3, remote changes, conflicts; clos
   assert.equal(conflict.conflict.column, 'title')
   assert.equal(conflict.conflict.local.value, 'a5')
   assert.equal(conflict.conflict.remote.value, 'b5')
+  // the fields of a conflict event are the core's: its one column, never deleted
+  assert.equal(conflict.table, 'todos')
+  assert.deepEqual(conflict.pk, [5])
+  assert.deepEqual(conflict.columns, ['title'])
+  assert.equal(conflict.deleted, false)
+  assert.equal(remote.conflict, undefined)
   // close() stops delivery
   ev.sub.close()
   assert.equal(ev.sub.closed, true)
   ev.sub.close()
   const count = ev.events.length
-  h.withBetterSqlite3InChild(file, `db.prepare('INSERT INTO todos(id, title) VALUES (?, ?)').run(7, 'after close')`)
+  h.withDb(file, (db) => db.prepare('INSERT INTO todos(id, title) VALUES (?, ?)').run(7, 'after close'))
   await h.sleep(200)
   assert.equal(ev.events.length, count)
 })

@@ -9,24 +9,52 @@ const path = require('node:path')
 
 const syncline = require('syncline')
 
-/** better-sqlite3, from the path test.sh gives (the scratch project does not install it). */
+/**
+ * better-sqlite3 as the app gets it: the copy `syncline` itself depends on (one copy of the
+ * addon, so one SQLite library in the process: the engine runs inside it).
+ */
 function betterSqlite3() {
-  return require(process.env.SYNCLINE_BETTER_SQLITE3 || 'better-sqlite3')
+  const from = path.dirname(require.resolve('syncline'))
+  return require(require.resolve('better-sqlite3', { paths: [from] }))
+}
+
+/** Open `file` with better-sqlite3, run `fn(db)`, close it: a short-lived app connection. */
+function withDb(file, fn) {
+  const Database = betterSqlite3()
+  const db = new Database(file)
+  try {
+    return fn(db)
+  } finally {
+    db.close()
+  }
 }
 
 /**
- * Run `code` (with `db`, a better-sqlite3 Database on `file`, in scope) in a child process.
- * better-sqlite3 compiles in its own SQLite, as this addon does; two SQLite copies in one
- * process do not see each other's locks, so an app writes with better-sqlite3 from another
- * process than the engine's (see README), and so do these tests.
+ * Run `code` (with `db`, a better-sqlite3 Database on `file`, in scope) in a child process:
+ * another process writing the same file.
  */
 function withBetterSqlite3InChild(file, code) {
   const { execFileSync } = require('node:child_process')
-  const modulePath = require.resolve(process.env.SYNCLINE_BETTER_SQLITE3 || 'better-sqlite3')
+  const from = path.dirname(require.resolve('syncline'))
+  const modulePath = require.resolve('better-sqlite3', { paths: [from] })
   const script = `const Database = require(${JSON.stringify(modulePath)});
 const db = new Database(${JSON.stringify(file)});
 try { ${code} } finally { db.close() }`
   execFileSync(process.execPath, ['-e', script], { stdio: 'inherit' })
+}
+
+/** Both directions, twice: then every replica holds what the other has. */
+async function syncBoth(a, b) {
+  for (let i = 0; i < 2; i++) {
+    await sync(a, b)
+    await sync(b, a)
+  }
+}
+
+/** Every replica converged: equal state hashes, nothing pending for each other. */
+function assertConverged(...engines) {
+  const hashes = engines.map((e) => e.stateHash())
+  for (const hsh of hashes) assert.equal(hsh, hashes[0], 'equal state hashes on all replicas')
 }
 
 const TODOS =
@@ -113,4 +141,4 @@ function collector(engine) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 module.exports = {
-  syncline, betterSqlite3, withBetterSqlite3InChild, TODOS, tmpdir, replica, sync, rows, throwsCode, rejectsCode, collector, sleep }
+  syncline, betterSqlite3, withDb, withBetterSqlite3InChild, syncBoth, assertConverged, TODOS, tmpdir, replica, sync, rows, throwsCode, rejectsCode, collector, sleep }

@@ -3,98 +3,10 @@
 // started and killed by each test.
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const net = require('node:net')
-const path = require('node:path')
-const { spawn } = require('node:child_process')
 const h = require('./helpers')
 const { SyncEngine } = h.syncline
 
-const CLI = process.env.SYNCLINE_CLI
-const TOKEN = 's3cret-token'
-
-function requireCli() {
-  assert.ok(
-    CLI,
-    'SYNCLINE_CLI is not set: point it at the `syncline` CLI with `serve` (cargo build --release -p syncline-cli; target/release/syncline)',
-  )
-  assert.ok(fs.existsSync(CLI), `SYNCLINE_CLI=${CLI} does not exist`)
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-/** A database with `todos` enabled, for a server. */
-function serverDb(dir, name = 'server') {
-  const file = path.join(dir, `${name}.db`)
-  const e = new SyncEngine(file)
-  e.executeBatch(h.TODOS)
-  e.enableSync('todos')
-  e.close()
-  return file
-}
-
-/** Start `syncline serve DB --port P --token T` and wait until GET /v1/info answers. */
-async function startServer(t, db, port) {
-  requireCli()
-  port = port ?? (await freePort())
-  const url = `http://127.0.0.1:${port}`
-  const child = spawn(CLI, ['serve', db, '--port', String(port), '--token', TOKEN], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  child.stderr.on('data', (d) => (stderr += d))
-  let exited = null
-  child.on('exit', (code, signal) => (exited = { code, signal }))
-  const server = {
-    url,
-    port,
-    db,
-    kill() {
-      if (exited === null) child.kill('SIGKILL')
-      return new Promise((resolve) => (exited !== null ? resolve() : child.once('exit', () => resolve())))
-    },
-  }
-  t.after(() => server.kill())
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    if (exited !== null) throw new Error(`syncline serve exited (${JSON.stringify(exited)}): ${stderr}`)
-    try {
-      const answer = await fetch(`${url}/v1/info`, { headers: { authorization: `Bearer ${TOKEN}` } })
-      if (answer.ok) {
-        const info = await answer.json()
-        assert.equal(info.protocol, 1)
-        server.siteId = info.site_id
-        return server
-      }
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`syncline serve did not answer GET ${url}/v1/info within 20 s: ${stderr}`)
-    await h.sleep(50)
-  }
-}
-
-async function waitUntil(pred, what, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await h.sleep(50)
-  }
-}
-
-function serverRows(server) {
-  const e = new SyncEngine(server.db)
-  try {
-    return h.rows(e, 'SELECT id, title FROM todos ORDER BY id')
-  } finally {
-    e.close()
-  }
-}
+const { CLI, TOKEN, requireCli, freePort, serverDb, startServer, waitUntil, serverRows } = require('./server')
 
 const titles = (e) => h.rows(e, 'SELECT id, title FROM todos ORDER BY id')
 
@@ -158,7 +70,6 @@ test('an unreachable server is code Network; a bad URL InvalidArgument', async (
   await h.rejectsCode(a.sync(`http://127.0.0.1:${await freePort()}`, { token: TOKEN }), 'Network')
   assert.equal(a.stateHash(), before)
   await h.rejectsCode(a.sync('ftp://example.invalid'), 'InvalidArgument')
-  h.throwsCode(() => a.startSync('http://127.0.0.1:1', { intervalMs: 0 }), 'InvalidArgument', /intervalMs/)
   h.throwsCode(() => a.startSync('http://127.0.0.1:1', { timeoutMs: -1 }), 'InvalidArgument', /timeoutMs/)
 })
 
@@ -291,4 +202,24 @@ test('close() stops the background syncs of the engine', async (t) => {
   await handle.stop()
   await h.rejectsCode(a.sync(server.url, { token: TOKEN }), 'Closed')
   assert.deepEqual(serverRows(server), [[1, 'x']])
+})
+
+test('zero intervals, backoffs, timeouts and page sizes are refused by the core (SyncOptions::validate)', async (t) => {
+  const dir = h.tmpdir(t)
+  const a = h.replica(t, dir, 'a')
+  // the core's own words, one per option: the binding passes zero through and does not decide
+  for (const [option, name] of [
+    ['intervalMs', 'interval'],
+    ['maxBackoffMs', 'max_backoff'],
+    ['timeoutMs', 'timeout'],
+    ['pageRows', 'page_rows'],
+  ]) {
+    h.throwsCode(
+      () => a.startSync('http://127.0.0.1:1', { [option]: 0 }),
+      'InvalidArgument',
+      new RegExp(`^sync option ${name} must be greater than zero$`),
+    )
+  }
+  const handle = a.startSync('http://127.0.0.1:1', { intervalMs: 1, maxBackoffMs: 1, timeoutMs: 1, pageRows: 1 })
+  await handle.stop()
 })

@@ -5,12 +5,23 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import Database from 'better-sqlite3'
 import {
   SyncEngine,
   Subscription,
   SyncHandle,
   uuid7,
   errorCodes,
+  errorKinds,
+  defaultOptions,
+  defaultSyncOptions,
+  checkShared,
+  sqliteLibrary,
+  extensionPath,
+  entryPoint,
+  type ErrorKindInfo,
+  type SqliteDatabase,
+  type SqliteLibrary,
   type BundleStats,
   type ChangeEvent,
   type Conflict,
@@ -144,6 +155,30 @@ test('typed API', async () => {
     void badLoop
     a.close()
     b.close()
+    // the app's own better-sqlite3 Database, attached: one SQLite in the process
+    const db: Database.Database = new Database(path.join(dir, 'c.db'))
+    db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)')
+    const handle2: SqliteDatabase = db
+    const c: SyncEngine = SyncEngine.attach(handle2, { watchIntervalMs: 50 })
+    c.enableSync('t')
+    db.prepare('INSERT INTO t VALUES (1, ?)').run('x')
+    assert.deepEqual(c.query('SELECT v FROM t').rows, [['x']])
+    checkShared(db)
+    const lib: SqliteLibrary | null = sqliteLibrary()
+    assert.ok(lib && lib.version.length > 0)
+    const ext: string = extensionPath
+    const entry: 'sqlite3_syncline_init' = entryPoint
+    assert.ok(ext.endsWith('.node') && entry.length > 0)
+    const kinds: ErrorKindInfo[] = errorKinds()
+    const firstCode: ErrorCode = kinds[0].code
+    assert.equal(firstCode, 'InvalidBundle')
+    const eo: EngineOptions = defaultOptions()
+    const so: StartSyncOptions = defaultSyncOptions()
+    assert.ok((eo.maxDriftMs ?? 0) > 0 && (so.intervalMs ?? 0) > 0)
+    // @ts-expect-error: not a database handle
+    assert.throws(() => SyncEngine.attach({ nope: true }))
+    c.close()
+    db.close()
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
