@@ -30,8 +30,8 @@ from . import _native
 _lock = threading.Lock()
 
 WAY_OUT = (
-    "Use a Python whose sqlite3 module links SQLite as a shared library (python.org, Debian/Ubuntu, "
-    "Fedora, Homebrew and pyenv builds do), or one built with loadable extensions "
+    "Use a Python whose sqlite3 module links SQLite as a shared library (Debian/Ubuntu, Fedora, Homebrew, "
+    "conda and pyenv builds do), or one built with loadable extensions "
     "(./configure --enable-loadable-sqlite-extensions), and open every connection to a synced "
     "database through that sqlite3 module or through this engine."
 )
