@@ -309,3 +309,29 @@ def test_refused_when_another_copy_was_bound_first(python: str, tmp_path: pathli
     assert out.returncode == 3, out.stdout + out.stderr
     assert "another SQLite library" in out.stdout
 
+
+
+NO_SQLITE3 = r"""
+import pathlib, sys
+sys.modules["sqlite3"] = None  # a Python built without a usable sqlite3 module
+sys.modules["_sqlite3"] = None
+import syncline  # importing never touches sqlite3
+folder = pathlib.Path(sys.argv[1])
+try:
+    syncline.SyncEngine(folder / "a.db")
+except syncline.SqliteLibraryError as e:
+    assert not (folder / "a.db").exists()
+    print("refused:", e)
+    raise SystemExit(3)
+raise SystemExit("opened without sqlite3")
+"""
+
+
+def test_import_works_without_sqlite3_and_open_says_why(tmp_path: pathlib.Path) -> None:
+    site = str(pathlib.Path(syncline.__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", NO_SQLITE3, str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": site},
+    )
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "sqlite3 module cannot be imported" in out.stdout
