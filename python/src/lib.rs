@@ -1019,9 +1019,8 @@ impl Drop for SyncHandle {
 /// number is no duration); which durations are allowed (not zero) is the core's
 /// `SyncOptions::validate`.
 fn seconds(name: &str, v: f64) -> PyResult<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(v).map_err(|_| {
-        to_py_err(sl::Error::new(sl::ErrorKind::InvalidArgument, format!("{name} must be a number of seconds, got {v}")))
-    })
+    std::time::Duration::try_from_secs_f64(v)
+        .map_err(|_| to_py_err(sl::Error::new(sl::ErrorKind::InvalidArgument, format!("{name} must be a number of seconds, got {v}"))))
 }
 
 // ---------------------------------------------------------------------------------------------
