@@ -335,3 +335,19 @@ def test_import_works_without_sqlite3_and_open_says_why(tmp_path: pathlib.Path) 
     )
     assert out.returncode == 3, out.stdout + out.stderr
     assert "sqlite3 module cannot be imported" in out.stdout
+
+
+def test_the_command_line_refuses_the_same_way(tmp_path: pathlib.Path) -> None:
+    site = str(pathlib.Path(syncline.__file__).resolve().parent.parent)
+    script = (
+        "import sys, runpy; sys.modules['sqlite3'] = None; sys.modules['_sqlite3'] = None; "
+        "sys.argv = ['syncline', 'status', sys.argv[1]]; runpy.run_module('syncline', run_name='__main__')"
+    )
+    db = tmp_path / "a.db"
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(db)],
+        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": site},
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "syncline: error:" in out.stderr and "sqlite3 module cannot be imported" in out.stderr
+    assert not db.exists()
