@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build, install and test the Python package from a fresh machine:
 #   1. a tool venv (python/.venv) with maturin, pytest and mypy;
-#   2. `maturin build --release` -> python/dist/*.whl (abi3, CPython >= 3.9);
+#   2. `maturin build --release` -> python/dist/*.whl (abi3, CPython >= 3.9, manylinux_2_34),
+#      checked with `auditwheel show`, no libsqlite3 in DT_NEEDED, sqlite3_syncline_init exported;
 #   3. a FRESH venv (python/.venv-test, recreated every run) with only the wheel + pytest + mypy,
 #      so the packaging itself is tested (not `maturin develop`);
 #   4. mypy --strict on the package, the tests and bench.py; stubtest of syncline._native
@@ -22,10 +23,6 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 TOOLS="$HERE/.venv"
 
-# The extension links the system SQLite (libsqlite3.so.0, as Python's sqlite3 module does).
-if ! dpkg -s libsqlite3-dev >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsqlite3-dev >/dev/null
-fi
 FRESH="$HERE/.venv-test"
 DIST="$HERE/dist"
 
@@ -35,13 +32,29 @@ step "tool venv ($TOOLS)"
 if [ ! -x "$TOOLS/bin/python" ]; then
     "$PYTHON" -m venv "$TOOLS"
 fi
-"$TOOLS/bin/python" -m pip install --quiet 'maturin>=1.9.4,<2' pytest mypy
+"$TOOLS/bin/python" -m pip install --quiet 'maturin>=1.9.4,<2' pytest mypy auditwheel
 
 step "build the wheel (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 rm -rf "$DIST"
 "$TOOLS/bin/maturin" build --release --manifest-path "$HERE/Cargo.toml" --out "$DIST"
 WHEEL="$(ls "$DIST"/syncline-*.whl)"
 echo "built $WHEEL"
+
+step "publishable: a manylinux wheel that links no SQLite"
+"$TOOLS/bin/auditwheel" show "$WHEEL" | tee "$DIST/auditwheel.txt"
+tr -s ' \n' ' ' < "$DIST/auditwheel.txt" | grep -q 'is consistent with the following platform tag: "manylinux_' \
+  || { echo "auditwheel: the wheel is not a manylinux wheel" >&2; exit 1; }
+case "$(basename "$WHEEL")" in *manylinux*) ;; *) echo "the wheel is not tagged manylinux: $WHEEL" >&2; exit 1 ;; esac
+NATIVE="$(mktemp -d)"
+(cd "$NATIVE" && "$TOOLS/bin/python" -m zipfile -e "$WHEEL" .)
+SO="$(ls "$NATIVE"/syncline/_native*.so)"
+if readelf -d "$SO" | grep NEEDED | grep -qi sqlite; then
+  echo "the extension links a SQLite library (it must run on the sqlite3 module's):" >&2; readelf -d "$SO" | grep NEEDED >&2; exit 1
+fi
+nm -D --defined-only "$SO" | grep -qw sqlite3_syncline_init \
+  || { echo "the extension does not export sqlite3_syncline_init (the load_extension route needs it)" >&2; exit 1; }
+rm -rf "$NATIVE"
+echo "no libsqlite3 in DT_NEEDED; sqlite3_syncline_init exported"
 
 step "install it into a fresh venv ($FRESH)"
 rm -rf "$FRESH"

@@ -11,7 +11,9 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple, PyType};
+use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use syncline as sl;
@@ -21,67 +23,43 @@ use syncline as sl;
 // ---------------------------------------------------------------------------------------------
 
 create_exception!(syncline, SynclineError, PyException, "Base class of every Syncline error; `code` is the stable core error code.");
-create_exception!(
-    syncline,
-    InvalidBundleError,
-    SynclineError,
-    "The bundle is corrupt, truncated, of an unknown version or fails its checksum."
-);
-create_exception!(
-    syncline,
-    SchemaMismatchError,
-    SynclineError,
-    "A table does not meet the rules for sync, or a bundle's schema differs from the local one."
-);
-create_exception!(syncline, UnknownTableError, SynclineError, "A table named by a call or a bundle is not enabled for sync here.");
-create_exception!(syncline, UnknownColumnError, SynclineError, "A column named by a bundle or a call does not exist in the local table.");
-create_exception!(
-    syncline,
-    ClockDriftError,
-    SynclineError,
-    "A remote stamp lies further in the future than the allowed drift; the bundle was refused."
-);
-create_exception!(
-    syncline,
-    SiteIdClashError,
-    SynclineError,
-    "Two databases share one site id (a copied file); call reset_site_id() on one of them."
-);
-create_exception!(
-    syncline,
-    ResolverError,
-    SynclineError,
-    "A custom conflict resolver failed (or none is registered); nothing was applied."
-);
-create_exception!(syncline, NotFoundError, SynclineError, "A conflict, peer or row named by a call does not exist.");
-create_exception!(syncline, InvalidArgumentError, SynclineError, "A call's argument is malformed (bad site id, bad strategy name, ...).");
-create_exception!(syncline, ReentrantError, SynclineError, "The engine was called from a callback running inside one of its own calls.");
-create_exception!(syncline, ClosedError, SynclineError, "The engine has been closed.");
-create_exception!(syncline, SynclineIOError, SynclineError, "Reading or writing a file failed.");
-create_exception!(syncline, SqliteError, SynclineError, "SQLite reported an error.");
-create_exception!(syncline, NetworkError, SynclineError, "A network transport failed.");
-create_exception!(syncline, AuthError, SynclineError, "A token was refused.");
+
+/// One exception class per core error kind, in the order of `ErrorKind::ALL`, made at import
+/// from the core's list (name, `code`, docstring): no kind is listed again here.
+static ERROR_TYPES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
+
+/// The Python name of a kind's class: `<code>Error`, except `Io`: `SynclineIOError` (the
+/// builtin `IOError` is `OSError`).
+fn class_name(kind: sl::ErrorKind) -> String {
+    match kind {
+        sl::ErrorKind::Io => "SynclineIOError".to_owned(),
+        k => format!("{}Error", k.code()),
+    }
+}
+
+fn error_types(py: Python<'_>) -> PyResult<&Vec<Py<PyType>>> {
+    ERROR_TYPES.get_or_try_init(py, || {
+        let base = py.get_type::<SynclineError>();
+        sl::ErrorKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let name = CString::new(format!("syncline.{}", class_name(kind)))?;
+                let doc = CString::new(kind.description())?;
+                // No class dict through new_type: pyo3 0.30 drops it before Python reads it.
+                let ty = PyErr::new_type(py, &name, Some(&doc), Some(&base), None)?;
+                ty.bind(py).setattr("code", kind.code())?;
+                Ok(ty)
+            })
+            .collect()
+    })
+}
 
 /// The exception class of a core error kind (the one mapping of kinds to classes).
 fn exception_type(py: Python<'_>, kind: sl::ErrorKind) -> Bound<'_, PyType> {
-    use sl::ErrorKind as K;
-    match kind {
-        K::InvalidBundle => py.get_type::<InvalidBundleError>(),
-        K::SchemaMismatch => py.get_type::<SchemaMismatchError>(),
-        K::UnknownTable => py.get_type::<UnknownTableError>(),
-        K::UnknownColumn => py.get_type::<UnknownColumnError>(),
-        K::ClockDrift => py.get_type::<ClockDriftError>(),
-        K::SiteIdClash => py.get_type::<SiteIdClashError>(),
-        K::Resolver => py.get_type::<ResolverError>(),
-        K::NotFound => py.get_type::<NotFoundError>(),
-        K::InvalidArgument => py.get_type::<InvalidArgumentError>(),
-        K::Reentrant => py.get_type::<ReentrantError>(),
-        K::Closed => py.get_type::<ClosedError>(),
-        K::Io => py.get_type::<SynclineIOError>(),
-        K::Sqlite => py.get_type::<SqliteError>(),
-        K::Network => py.get_type::<NetworkError>(),
-        K::Auth => py.get_type::<AuthError>(),
-        // A kind added to the core later still reaches Python, as the base class.
+    let index = sl::ErrorKind::ALL.iter().position(|k| *k == kind);
+    match (error_types(py), index) {
+        (Ok(types), Some(i)) => types[i].bind(py).clone(),
+        // A kind the core adds later still reaches Python, as the base class.
         _ => py.get_type::<SynclineError>(),
     }
 }
@@ -349,6 +327,11 @@ impl ImportReport {
     fn conflict_count(&self) -> u64 {
         self.conflicts
     }
+    /// sqlite-sync-core name of `already_known`.
+    #[getter]
+    fn duplicate_count(&self) -> u64 {
+        self.already_known
+    }
     fn __repr__(&self) -> String {
         format!(
             "ImportReport(sender={}, rows={}, applied={}, already_known={}, conflicts={}, quarantined={}, released={}, rejected={})",
@@ -524,27 +507,14 @@ impl Event {
 }
 
 fn event_to_py(py: Python<'_>, e: &sl::Event) -> PyResult<Py<Event>> {
-    let change = |kind: &'static str, c: &sl::Change| -> PyResult<Event> {
-        Ok(Event {
-            kind,
-            table: c.table.clone(),
-            pk: values_to_tuple(py, &c.pk)?,
-            columns: PyTuple::new(py, &c.columns)?.unbind(),
-            deleted: c.deleted,
-            conflict: None,
-        })
-    };
-    let ev = match e {
-        sl::Event::LocalChange(c) => change("local", c)?,
-        sl::Event::RemoteChange(c) => change("remote", c)?,
-        sl::Event::Conflict(c) => Event {
-            kind: "conflict",
-            table: c.table.clone(),
-            pk: values_to_tuple(py, &c.pk)?,
-            columns: PyTuple::new(py, [&c.column])?.unbind(),
-            deleted: false,
-            conflict: Some(conflict_to_py(py, c)?),
-        },
+    // What each field is for each kind of event is the core's decision (sl::Event's accessors).
+    let ev = Event {
+        kind: e.kind(),
+        table: e.table().to_owned(),
+        pk: values_to_tuple(py, e.pk())?,
+        columns: PyTuple::new(py, e.columns())?.unbind(),
+        deleted: e.deleted(),
+        conflict: e.conflict().map(|c| conflict_to_py(py, c)).transpose()?,
     };
     Py::new(py, ev)
 }
@@ -1045,11 +1015,72 @@ impl Drop for SyncHandle {
     }
 }
 
-/// Seconds (a Python float) as a `Duration`; the error is the core's `InvalidArgument`.
+/// Seconds (a Python float) as a `Duration`: only the conversion (a negative, NaN or huge
+/// number is no duration); which durations are allowed (not zero) is the core's
+/// `SyncOptions::validate`.
 fn seconds(name: &str, v: f64) -> PyResult<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(v).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-        to_py_err(sl::Error::new(sl::ErrorKind::InvalidArgument, format!("{name} must be a positive number of seconds, got {v}")))
+    std::time::Duration::try_from_secs_f64(v)
+        .map_err(|_| to_py_err(sl::Error::new(sl::ErrorKind::InvalidArgument, format!("{name} must be a number of seconds, got {v}"))))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SQLite library the engine runs on (one per process; syncline/_sqlite.py picks the way)
+// ---------------------------------------------------------------------------------------------
+
+/// Bind the engine to the SQLite shared library at `path` (the core's `host::bind_library`):
+/// a no-op for the library already bound, `SqliteLibraryError` for another one. Returns the
+/// bound library's (origin, version).
+#[pyfunction]
+fn bind_sqlite_library(py: Python<'_>, path: &str) -> PyResult<(String, String)> {
+    py.detach(|| sl::host::bind_library(path)).py_err()?;
+    Ok(sl::host::bound_library().unwrap_or_default())
+}
+
+/// The (origin, version) of the SQLite library bound in this process, or None.
+#[pyfunction]
+fn bound_sqlite_library() -> Option<(String, String)> {
+    sl::host::bound_library()
+}
+
+/// The core's `host::check_shared`: `set_soft_heap_limit(n)` must run
+/// `PRAGMA soft_heap_limit = n` through the application's driver; `SqliteLibraryError` unless
+/// the driver and the engine run on one SQLite library. An exception the callable raises
+/// becomes a `SqliteLibraryError` with that exception as `__cause__`.
+#[pyfunction]
+fn check_shared_sqlite(py: Python<'_>, set_soft_heap_limit: Bound<'_, PyAny>) -> PyResult<()> {
+    let mut raised: Option<PyErr> = None;
+    let outcome = sl::host::check_shared(&mut |n| match set_soft_heap_limit.call1((n,)) {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let message = format!("the sqlite3 module could not run PRAGMA soft_heap_limit: {}", err.value(py));
+            raised = Some(err);
+            Err(sl::Error::new(sl::ErrorKind::SqliteLibrary, message))
+        }
+    });
+    outcome.map_err(|e| {
+        let err = to_py_err(e);
+        if raised.is_some() {
+            err.set_cause(py, raised);
+        }
+        err
     })
+}
+
+/// The core's default options (`Options::default()`, `SyncOptions::default()`), durations in
+/// seconds: what an option left at None means.
+#[pyfunction]
+fn default_options(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let (o, s) = (sl::Options::default(), sl::net::SyncOptions::default());
+    let d = PyDict::new(py);
+    d.set_item("max_drift_ms", o.max_drift_ms)?;
+    d.set_item("busy_timeout_ms", o.busy_timeout_ms)?;
+    d.set_item("watch_interval_ms", o.watch_interval_ms)?;
+    d.set_item("interval", s.interval.as_secs_f64())?;
+    d.set_item("max_backoff", s.max_backoff.as_secs_f64())?;
+    d.set_item("live", s.live)?;
+    d.set_item("page_rows", s.page_rows)?;
+    d.set_item("timeout", s.timeout.as_secs_f64())?;
+    Ok(d)
 }
 
 /// Run the `syncline` command line (argv[0] is the program name); returns the exit code.
@@ -1068,11 +1099,13 @@ fn uuid7() -> String {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("SynclineError", py.get_type::<SynclineError>())?;
-    for kind in sl::ErrorKind::ALL {
-        let ty = exception_type(py, kind);
-        ty.setattr("code", kind.code())?;
-        m.add(ty.name()?, ty)?;
+    let classes = PyDict::new(py);
+    for (kind, ty) in sl::ErrorKind::ALL.into_iter().zip(error_types(py)?) {
+        m.add(class_name(kind), ty.bind(py))?;
+        classes.set_item(kind.code(), ty.bind(py))?;
     }
+    // code -> class, in the core's order: the list the package's exports are tested against.
+    m.add("ERROR_CLASSES", classes)?;
     m.add_class::<Engine>()?;
     m.add_class::<Subscription>()?;
     m.add_class::<Conflict>()?;
@@ -1089,5 +1122,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SyncHandle>()?;
     m.add_function(wrap_pyfunction!(uuid7, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(bind_sqlite_library, m)?)?;
+    m.add_function(wrap_pyfunction!(bound_sqlite_library, m)?)?;
+    m.add_function(wrap_pyfunction!(check_shared_sqlite, m)?)?;
+    m.add_function(wrap_pyfunction!(default_options, m)?)?;
     Ok(())
 }

@@ -16,6 +16,9 @@ last-writer-wins, with manual, prefer-local/remote and custom (Python callable) 
 
 from __future__ import annotations
 
+from typing import Tuple
+
+from . import _sqlite
 from ._engine import (
     BundleSource,
     Resolver,
@@ -35,6 +38,7 @@ from ._native import (
     ClockDriftError,
     ClosedError,
     Conflict,
+    CorruptError,
     Event,
     ImportReport,
     InvalidArgumentError,
@@ -48,6 +52,7 @@ from ._native import (
     SchemaMismatchError,
     SiteIdClashError,
     SqliteError,
+    SqliteLibraryError,
     Status,
     Subscription,
     SyncReport,
@@ -57,8 +62,17 @@ from ._native import (
     TableStatus,
     UnknownColumnError,
     UnknownTableError,
+    default_options,
     uuid7,
 )
+
+
+def sqlite_library() -> Tuple[str, str]:
+    """The SQLite library the engine runs on, as (file, version): the one Python's ``sqlite3``
+    module uses. Binds it if no engine opened yet, and proves that both share one library;
+    raises `SqliteLibraryError` if they cannot (see the README, "One SQLite per process")."""
+    return _sqlite.ensure_shared()
+
 
 __all__ = [
     "AuthError",
@@ -68,6 +82,7 @@ __all__ = [
     "ClockDriftError",
     "ClosedError",
     "Conflict",
+    "CorruptError",
     "Event",
     "ImportReport",
     "InvalidArgumentError",
@@ -86,6 +101,7 @@ __all__ = [
     "SqlParam",
     "SqlValue",
     "SqliteError",
+    "SqliteLibraryError",
     "Status",
     "StrPath",
     "Strategy",
@@ -99,5 +115,7 @@ __all__ = [
     "TableStatus",
     "UnknownColumnError",
     "UnknownTableError",
+    "default_options",
+    "sqlite_library",
     "uuid7",
 ]

@@ -6,7 +6,7 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from . import _native
+from . import _native, _sqlite
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -18,6 +18,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
     args = list(argv)
+    # The command runs on the SQLite of this Python's sqlite3 module, as the engine does.
+    try:
+        _sqlite.ensure_shared()
+    except _native.SynclineError as e:
+        print(f"syncline: error: {e}", file=sys.stderr)
+        return 1
     sys.stdout.flush()
     return _native.cli_main(["syncline", *args])
 

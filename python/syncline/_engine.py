@@ -11,12 +11,12 @@ import atexit
 import enum
 import os
 import pathlib
-import sqlite3
+import tempfile
 import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Callable, List, Literal, Optional, Sequence, Tuple, Union, overload
 
-from . import _native
+from . import _native, _sqlite
 from ._native import (
     BundleStats,
     Conflict,
@@ -30,6 +30,10 @@ from ._native import (
 )
 
 if TYPE_CHECKING:
+    # Only for annotations: `import syncline` must work on a Python whose sqlite3 is unusable
+    # (the error comes when an engine opens, see _sqlite.py).
+    import sqlite3
+
     from typing_extensions import Self, TypeAlias
 
 SqlValue: TypeAlias = Union[int, float, str, bytes, None]
@@ -80,7 +84,8 @@ class SyncHandle:
     """A background sync started by `SyncEngine.start_sync`.
 
     The loop runs on its own thread (never holding the GIL while it works) until `stop()`,
-    the end of a ``with`` / ``async with`` block, or the engine's `close()`.
+    the end of a ``with`` / ``async with`` block, or the engine's `close()` (the core stops
+    every loop started on an engine when it closes).
     """
 
     def __init__(self, native: _native.SyncHandle) -> None:
@@ -147,6 +152,10 @@ class SyncEngine:
 
     Every write to an enabled table is captured, whichever connection makes it (this engine,
     Python's ``sqlite3``, another process). All methods release the GIL while the engine works.
+
+    The engine runs on the SQLite library of Python's ``sqlite3`` module (one SQLite per
+    process); if it cannot share that library, opening raises `SqliteLibraryError` and opens
+    nothing (see `syncline.sqlite_library`).
     """
 
     def __init__(
@@ -157,24 +166,23 @@ class SyncEngine:
         busy_timeout_ms: Optional[int] = None,
         watch_interval_ms: Optional[int] = None,
     ) -> None:
+        self._closed = True  # until it is open (close() and __del__ of a failed open do nothing)
+        self._connection: Optional[sqlite3.Connection] = None
+        _sqlite.ensure_shared()
         self._engine = _native.Engine(
             path,
             max_drift_ms=max_drift_ms,
             busy_timeout_ms=busy_timeout_ms,
             watch_interval_ms=watch_interval_ms,
         )
-        self._connection: Optional[sqlite3.Connection] = None
         self._closed = False
-        self._sync_handles: weakref.WeakSet[SyncHandle] = weakref.WeakSet()
         _open_engines.add(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the engine (and `connection`, if it was opened), stopping the background
-        syncs started from it first. Idempotent."""
-        for handle in list(self._sync_handles):
-            handle.stop()
+        """Close the engine (and `connection`, if it was opened); the core stops the
+        background syncs started from it first. Idempotent."""
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -302,7 +310,7 @@ class SyncEngine:
         *,
         peer_device_id: Optional[SiteIdLike] = None,
         output_path: StrPath,
-    ) -> BundleStats: ...
+    ) -> Optional[StrPath]: ...
     def generate_bundle(
         self,
         peer: Optional[SiteIdLike] = None,
@@ -311,18 +319,25 @@ class SyncEngine:
         *,
         peer_device_id: Optional[SiteIdLike] = None,
         output_path: Optional[StrPath] = None,
-    ) -> Union[bytes, BundleStats]:
+    ) -> Union[bytes, BundleStats, StrPath, None]:
         """A bundle of what `peer` lacks (everything for None or an unknown peer).
 
         Returns the bytes, or writes them to `path` and returns the `BundleStats`.
-        `peer_device_id` and `output_path` are the sqlite-sync-core spellings.
+        `peer_device_id` and `output_path` are the sqlite-sync-core spellings, and behave as
+        there: with `output_path` the bundle is written there and `output_path` is returned,
+        or None (and no file is written) when the peer lacks nothing.
         """
         if peer is not None and peer_device_id is not None:
             raise TypeError("give peer or peer_device_id, not both")
         if path is not None and output_path is not None:
             raise TypeError("give path or output_path, not both")
         peer = peer if peer is not None else peer_device_id
-        path = path if path is not None else output_path
+        if output_path is not None:
+            data, stats = self._engine.generate_bundle(peer, compress)
+            if stats.rows == 0:
+                return None
+            _write_atomically(output_path, data)
+            return output_path
         if path is None:
             data, _ = self._engine.generate_bundle(peer, compress)
             return data
@@ -409,7 +424,7 @@ class SyncEngine:
         *,
         interval: Optional[float] = None,
         max_backoff: Optional[float] = None,
-        live: bool = False,
+        live: Optional[bool] = None,
         page_rows: Optional[int] = None,
         timeout: Optional[float] = None,
     ) -> SyncHandle:
@@ -419,8 +434,10 @@ class SyncEngine:
         off exponentially with jitter after failures up to `max_backoff` seconds (default 60).
         With ``live=True`` it also keeps a WebSocket to the server open and syncs as soon as
         another client's push is announced or a local write happens. `page_rows` (default
-        5000) caps the rows per page, `timeout` (default 60 s) each HTTP request. Returns a
-        `SyncHandle` (a context manager, sync or async)."""
+        5000) caps the rows per page, `timeout` (default 60 s) each HTTP request. An option
+        left at None takes the core's default (`syncline.default_options()`); zero is refused
+        by the core with `InvalidArgumentError`. Returns a `SyncHandle` (a context manager,
+        sync or async)."""
         native = self._engine.start_sync(
             url,
             token,
@@ -430,9 +447,7 @@ class SyncEngine:
             page_rows=page_rows,
             timeout=timeout,
         )
-        handle = SyncHandle(native)
-        self._sync_handles.add(handle)
-        return handle
+        return SyncHandle(native)
 
     # -- SQL -------------------------------------------------------------------------------
 
@@ -463,11 +478,16 @@ class SyncEngine:
     @property
     def connection(self) -> sqlite3.Connection:
         """sqlite-sync-core alias: a `sqlite3.Connection` on the same file (opened on first
-        use, closed with the engine). Its writes are captured like any other."""
+        use, closed with the engine), in autocommit mode and usable from any thread as in
+        that package. Its writes are captured like any other."""
+        import sqlite3
+
         if self._closed:
             raise _native.ClosedError("the engine is closed")
         if self._connection is None:
-            self._connection = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000)
+            self._connection = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+            )
         return self._connection
 
     def enable_sync_for_table(self, table_name: str) -> None:
@@ -483,3 +503,18 @@ class SyncEngine:
         if resolution not in ("local", "remote"):
             raise ValueError("resolution must be 'local' or 'remote'")
         self.resolve(conflict_id, Resolution.LOCAL if resolution == "local" else Resolution.REMOTE)
+
+
+def _write_atomically(path: StrPath, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder, so a reader never
+    sees half a bundle."""
+    target = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -5,7 +5,7 @@ Import from `syncline`, not from here.
 
 import os
 import pathlib
-from typing import Callable, ClassVar, Literal, Optional, Sequence, Tuple, Union, final
+from typing import Callable, ClassVar, Dict, Literal, Optional, Sequence, Tuple, Type, Union, final
 
 _SqlValue = Union[int, float, str, bytes, None]
 _SqlParam = Union[int, float, str, bytes, bytearray, memoryview, None]
@@ -19,6 +19,8 @@ __all__ = [
     "ClockDriftError",
     "ClosedError",
     "Conflict",
+    "CorruptError",
+    "ERROR_CLASSES",
     "Engine",
     "Event",
     "ImportReport",
@@ -33,6 +35,7 @@ __all__ = [
     "SchemaMismatchError",
     "SiteIdClashError",
     "SqliteError",
+    "SqliteLibraryError",
     "Status",
     "Subscription",
     "SyncHandle",
@@ -43,7 +46,11 @@ __all__ = [
     "TableStatus",
     "UnknownColumnError",
     "UnknownTableError",
+    "bind_sqlite_library",
+    "bound_sqlite_library",
+    "check_shared_sqlite",
     "cli_main",
+    "default_options",
     "uuid7",
 ]
 
@@ -65,6 +72,12 @@ class SynclineIOError(SynclineError): ...
 class SqliteError(SynclineError): ...
 class NetworkError(SynclineError): ...
 class AuthError(SynclineError): ...
+class SqliteLibraryError(SynclineError): ...
+class CorruptError(SynclineError): ...
+
+# One class per core error kind (code -> class), made at import from the core's ErrorKind::ALL;
+# tests/test_errors.py checks the classes above and syncline.__all__ against it.
+ERROR_CLASSES: Dict[str, Type[SynclineError]]
 
 @final
 class CellVersion:
@@ -139,6 +152,8 @@ class ImportReport:
     def applied_count(self) -> int: ...
     @property
     def conflict_count(self) -> int: ...
+    @property
+    def duplicate_count(self) -> int: ...
 
 @final
 class BundleStats:
@@ -309,4 +324,8 @@ class Engine:
 
 def uuid7() -> str: ...
 def cli_main(argv: Sequence[str]) -> int: ...
+def bind_sqlite_library(path: str) -> Tuple[str, str]: ...
+def bound_sqlite_library() -> Optional[Tuple[str, str]]: ...
+def check_shared_sqlite(set_soft_heap_limit: Callable[[int], object]) -> None: ...
+def default_options() -> Dict[str, Union[int, float, bool]]: ...
 

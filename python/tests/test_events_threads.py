@@ -55,7 +55,9 @@ def test_local_writes_from_sqlite3_are_events(make_replica: MakeReplica) -> None
         assert "Event(kind='local'" in repr(e)
         with conn:
             conn.execute("DELETE FROM todos WHERE id = 7")
-        got.wait_for(lambda e: e.kind == "local" and e.deleted)
+        deleted = got.wait_for(lambda e: e.kind == "local" and e.deleted)
+        # the fields of each kind of event are the core's (Event::columns: none for a delete)
+        assert deleted.pk == (7,) and deleted.columns == () and deleted.conflict is None
         conn.close()
     assert sub.closed
     n = len(got.events)
@@ -75,6 +77,7 @@ def test_remote_and_conflict_events(make_replica: MakeReplica) -> None:
     conflict = got.wait_for(lambda e: e.kind == "conflict")
     assert conflict.conflict is not None and conflict.conflict.remote.value == "from b"
     assert conflict.columns == ("title",) and conflict.pk == (1,)
+    assert conflict.table == conflict.conflict.table and not conflict.deleted
     sub.close()
     sub.close()  # idempotent
     assert sub.closed

@@ -307,3 +307,77 @@ def test_async_context_manager_and_close_stops_loops(make_replica: MakeReplica, 
     h2.stop()  # idempotent
     with pytest.raises(syncline.ClosedError):
         a.sync(server.url, TOKEN)
+
+
+def sync_threads() -> int:
+    """Threads of this process named by the core's background sync loop."""
+    tasks = pathlib.Path("/proc/self/task")
+    return sum(1 for t in tasks.iterdir() if (t / "comm").read_text().strip() == "syncline-sync")
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/task").exists(), reason="thread names are read from /proc")
+def test_close_stops_every_background_sync_through_the_core(make_replica: MakeReplica) -> None:
+    """The binding's close() only closes; the core stops the loops started on the engine."""
+    a = make_replica("a")
+    before = sync_threads()
+    url = f"http://127.0.0.1:{free_port()}"
+    handles = [a.start_sync(url, TOKEN, interval=0.1, max_backoff=0.2) for _ in range(2)]
+    wait_until(lambda: sync_threads() == before + 2, "two loop threads")
+    wait_until(lambda: all(h.status().failures >= 1 for h in handles), "a pass of each loop")
+    a.close()  # the handles are still referenced and never stopped here
+    wait_until(lambda: sync_threads() == before, "the loops to end after close()", timeout=10)
+    for h in handles:
+        h.stop()  # idempotent after close
+
+
+def test_zero_and_bad_sync_options_are_refused(make_replica: MakeReplica) -> None:
+    a = make_replica("a")
+    url = "http://127.0.0.1:9"
+    # the zero rule is the core's (SyncOptions::validate), for every duration and page_rows
+    for option in ("interval", "max_backoff", "timeout", "page_rows"):
+        with pytest.raises(syncline.InvalidArgumentError) as caught:
+            a.start_sync(url, TOKEN, **{option: 0})  # type: ignore[arg-type]
+        assert str(caught.value) == f"sync option {option} must be greater than zero"
+    # a duration below a nanosecond is zero too
+    with pytest.raises(syncline.InvalidArgumentError, match="interval must be greater than zero"):
+        a.start_sync(url, TOKEN, interval=1e-12)
+    # what is no number of seconds at all is the binding's conversion error
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(syncline.InvalidArgumentError, match="must be a number of seconds"):
+            a.start_sync(url, TOKEN, timeout=bad)
+    with pytest.raises(OverflowError):
+        a.start_sync(url, TOKEN, page_rows=-1)
+
+
+def test_unset_options_are_the_cores_defaults(make_replica: MakeReplica) -> None:
+    d = syncline.default_options()
+    e = make_replica("a")
+    assert (e.max_drift_ms, e.busy_timeout_ms, e.watch_interval_ms) == (d["max_drift_ms"], d["busy_timeout_ms"], d["watch_interval_ms"])
+    assert d["live"] is False and d["page_rows"] == 5000
+    # the documented defaults are the core's
+    doc = " ".join((syncline.SyncEngine.start_sync.__doc__ or "").split())
+    assert f"(default {d['interval']:g})" in doc and f"seconds (default {d['max_backoff']:g})" in doc
+    assert f"(default {d['page_rows']})" in doc and f"(default {d['timeout']:g} s)" in doc
+
+
+def test_sqlite3_writes_beside_background_syncs_converge(make_replica: MakeReplica, server: Server) -> None:
+    """Short-lived sqlite3 connections write on two replicas while both sync in the background:
+    every write is captured and pushed (one SQLite in the process, so nothing stays queued)."""
+    import sqlite3
+
+    a = make_replica("a")
+    b = make_replica("b")
+    with a.start_sync(server.url, TOKEN, interval=0.05, live=True), b.start_sync(server.url, TOKEN, interval=0.05, live=True):
+        for i in range(40):
+            conn = sqlite3.connect((a if i % 2 == 0 else b).path, timeout=10)
+            with conn:
+                conn.execute("INSERT INTO todos(id, title) VALUES (?, ?)", (i, f"row {i}"))
+                if i >= 2:
+                    conn.execute("UPDATE todos SET done = 1 WHERE id = ?", (i - 2,))
+            conn.close()
+        wait_until(lambda: len(todos(a)) == len(todos(b)) == 40, "every row on both replicas", timeout=30)
+    for e in (a, b, a):
+        e.sync(server.url, TOKEN)
+    assert todos(a) == todos(b) == server_rows(server)
+    assert [row[2] for row in todos(a)] == [1] * 38 + [0, 0]
+    assert a.state_hash() == b.state_hash()
