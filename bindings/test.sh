@@ -62,6 +62,24 @@ step "cargo build --release -p syncline-ffi / -p uniffi-bindgen (target: $target
 if ! timed "build cdylib" cargo build --release -p syncline-ffi; then failed+=("build-ffi"); finish; fi
 if ! timed "build generator" cargo build --release -p uniffi-bindgen; then failed+=("build-bindgen"); finish; fi
 timed "rust unit tests (ffi)" cargo test --release -p syncline-ffi --lib || failed+=("ffi-unit-tests")
+# One SQLite per process: the library must hold no SQLite of its own (core feature host-sqlite)
+# and export the extension entry point that drivers load (sqlite-jdbc, Room's bundled driver).
+check_no_sqlite() {
+  local defined
+  defined="$(nm -D --defined-only "$lib" | awk '$3 ~ /^sqlite3_/ { print $3 }' | sort)"
+  if [ "$defined" != "sqlite3_syncline_init" ]; then
+    echo "libsyncline_ffi.so must define exactly one sqlite3_* symbol, sqlite3_syncline_init; it defines:"
+    echo "${defined:-(none)}" | sed 's/^/  /'
+    return 1
+  fi
+  if nm -D --undefined-only "$lib" | grep -q ' sqlite3_'; then
+    echo "libsyncline_ffi.so links SQLite functions it should reach through the bound library:"
+    nm -D --undefined-only "$lib" | grep ' sqlite3_' | head
+    return 1
+  fi
+  echo "libsyncline_ffi.so holds no SQLite and exports sqlite3_syncline_init"
+}
+timed "no SQLite in the library" check_no_sqlite || failed+=("ffi-holds-sqlite")
 
 # ---------------------------------------------------------------------------------------------
 step "regenerate Swift and Kotlin sources; compare with the committed ones"
