@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Swift and Kotlin bindings (UniFFI 0.32), end to end on Linux:
-#   1. build the cdylib (release) and the generator, run the binding crate's unit tests;
+#   1. build the cdylib (release) and the generator, run the binding crate's unit tests, and check
+#      with nm that the library holds no SQLite (core feature host-sqlite: it runs inside the app's
+#      own SQLite) and exports the extension entry point sqlite3_syncline_init;
 #   2. regenerate the Swift and Kotlin sources and FAIL if they differ from the committed ones;
-#   3. `swift test` inside the Debian trixie chroot (scripts/swift-env.sh, cached under /var/cache);
-#   4. the Kotlin/JVM suite with Maven (JUnit 5);
+#   3. `swift test` inside the Debian trixie chroot (scripts/swift-env.sh, cached under /var/cache),
+#      SqliteWiringTests included (a second client on the system SQLite's C API, same process);
+#   4. the Kotlin/JVM suite with Maven (JUnit 5), SqliteJdbcTest included (sqlite-jdbc, same JVM);
 #   5. interop: the bundle the Swift suite wrote imports in Kotlin and in the Rust CLI
 #      ($SYNCLINE_CLI, built here if unset) with the very same table;
 #   6. the interop agents (scripts/agents/swift, scripts/agents/kotlin) agree on interop.json.

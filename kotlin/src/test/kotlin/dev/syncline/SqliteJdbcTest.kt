@@ -100,10 +100,11 @@ class SqliteJdbcTest {
         // a manual conflict between two sqlite-jdbc writers records and resolves
         jdbc(paths[0]).use { it.run("UPDATE todos SET title = 'from a' WHERE id = 'k0'") }
         kept.run("UPDATE todos SET title = 'from b' WHERE id = 'k0'")
-        sync(a, b)
         sync(b, a)
         val open = a.conflicts()
         assertEquals(listOf("title"), open.map { it.column })
+        assertEquals(Value.Text("from a"), open[0].local.value)
+        assertEquals(Value.Text("from b"), open[0].remote.value)
         a.resolve(open[0].id!!, Resolution.Remote)
         assertEquals(0, a.conflicts().size)
         sync(a, b)
