@@ -1103,6 +1103,11 @@ pub fn check_shared_sqlite(probe: Arc<dyn SqliteDriverProbe>) -> Result<()> {
     let mut failure = None;
     let checked = syncline::host::check_shared(&mut |n| {
         probe.set_soft_heap_limit(n).map_err(|e| {
+            // a foreign exception that is no SynclineError arrives as Resolver: it is the driver's
+            let e = match e {
+                SynclineError::Resolver { message } => SynclineError::Sqlite { message: format!("the SQLite driver probe failed: {message}") },
+                other => other,
+            };
             let core = syncline::Error::new(syncline::ErrorKind::Sqlite, e.to_string());
             failure = Some(e);
             core

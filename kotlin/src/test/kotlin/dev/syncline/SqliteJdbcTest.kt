@@ -135,6 +135,13 @@ class SqliteJdbcTest {
                     }
                 })
             }
+            // a probe whose driver throws: that failure, as a Sqlite error
+            val failed = expectError<SynclineException.Sqlite> {
+                checkSharedSqlite(object : SqliteDriverProbe {
+                    override fun setSoftHeapLimit(limit: Long): Unit = throw IllegalStateException("driver down")
+                })
+            }
+            assertTrue("driver down" in failed.text, failed.text)
             // a connection that refuses extensions cannot be attached: a typed error that says how
             jdbc(":memory:").use { c ->
                 val err = expectError<SynclineException.SqliteLibrary> { Syncline.attach(c) }
