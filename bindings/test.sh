@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Swift and Kotlin bindings (UniFFI 0.32), end to end on Linux:
-#   1. build the cdylib (release) and the generator, run the binding crate's unit tests;
+#   1. build the cdylib (release) and the generator, run the binding crate's unit tests, and check
+#      with nm that the library holds no SQLite (core feature host-sqlite: it runs inside the app's
+#      own SQLite) and exports the extension entry point sqlite3_syncline_init;
 #   2. regenerate the Swift and Kotlin sources and FAIL if they differ from the committed ones;
-#   3. `swift test` inside the Debian trixie chroot (scripts/swift-env.sh, cached under /var/cache);
-#   4. the Kotlin/JVM suite with Maven (JUnit 5);
+#   3. `swift test` inside the Debian trixie chroot (scripts/swift-env.sh, cached under /var/cache),
+#      SqliteWiringTests included (a second client on the system SQLite's C API, same process);
+#   4. the Kotlin/JVM suite with Maven (JUnit 5), SqliteJdbcTest included (sqlite-jdbc, same JVM);
 #   5. interop: the bundle the Swift suite wrote imports in Kotlin and in the Rust CLI
 #      ($SYNCLINE_CLI, built here if unset) with the very same table;
 #   6. the interop agents (scripts/agents/swift, scripts/agents/kotlin) agree on interop.json.
@@ -62,6 +65,24 @@ step "cargo build --release -p syncline-ffi / -p uniffi-bindgen (target: $target
 if ! timed "build cdylib" cargo build --release -p syncline-ffi; then failed+=("build-ffi"); finish; fi
 if ! timed "build generator" cargo build --release -p uniffi-bindgen; then failed+=("build-bindgen"); finish; fi
 timed "rust unit tests (ffi)" cargo test --release -p syncline-ffi --lib || failed+=("ffi-unit-tests")
+# One SQLite per process: the library must hold no SQLite of its own (core feature host-sqlite)
+# and export the extension entry point that drivers load (sqlite-jdbc, Room's bundled driver).
+check_no_sqlite() {
+  local defined
+  defined="$(nm -D --defined-only "$lib" | awk '$3 ~ /^sqlite3_/ { print $3 }' | sort)"
+  if [ "$defined" != "sqlite3_syncline_init" ]; then
+    echo "libsyncline_ffi.so must define exactly one sqlite3_* symbol, sqlite3_syncline_init; it defines:"
+    echo "${defined:-(none)}" | sed 's/^/  /'
+    return 1
+  fi
+  if nm -D --undefined-only "$lib" | grep -q ' sqlite3_'; then
+    echo "libsyncline_ffi.so links SQLite functions it should reach through the bound library:"
+    nm -D --undefined-only "$lib" | grep ' sqlite3_' | head
+    return 1
+  fi
+  echo "libsyncline_ffi.so holds no SQLite and exports sqlite3_syncline_init"
+}
+timed "no SQLite in the library" check_no_sqlite || failed+=("ffi-holds-sqlite")
 
 # ---------------------------------------------------------------------------------------------
 step "regenerate Swift and Kotlin sources; compare with the committed ones"

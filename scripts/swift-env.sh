@@ -32,7 +32,9 @@ _swift_env_script="$(readlink -f "${BASH_SOURCE[0]}")"
 SYNCLINE_SWIFT_ROOT="${SYNCLINE_SWIFT_ROOT:-/var/cache/syncline/swift-trixie}"
 SYNCLINE_PROJECT_DIR="${SYNCLINE_PROJECT_DIR:-$(dirname "$(dirname "$_swift_env_script")")}"
 SWIFT_ENV_SUITE="${SWIFT_ENV_SUITE:-trixie}"
-SWIFT_ENV_PACKAGES="${SWIFT_ENV_PACKAGES:-swiftlang}"
+# libsqlite3-dev: the sqlite3.h of the system-library target CSQLite (swift/Package.swift), the SQLite
+# C API a second client in the test process uses (what GRDB and SQLite.swift sit on).
+SWIFT_ENV_PACKAGES="${SWIFT_ENV_PACKAGES:-swiftlang libsqlite3-dev}"
 
 _swift_env_log() { echo "swift-env: $*" >&2; }
 _swift_env_die() { echo "swift-env: error: $*" >&2; return 1; }
@@ -134,19 +136,25 @@ _swift_env_provision() { # runs with mounts in place
     apt-get install -y -q $SWIFT_ENV_PACKAGES
     apt-get clean
     swift --version" </dev/null || return 1
-  _swift_env_chroot /usr/bin/swift --version 2>/dev/null | head -n1 >"$(_swift_env_stamp)"
+  { _swift_env_chroot /usr/bin/swift --version 2>/dev/null | head -n1; echo "packages: $SWIFT_ENV_PACKAGES"; } \
+    >"$(_swift_env_stamp)"
+}
+
+# Ready: provisioned with the packages asked for now (a chroot made with fewer gets the rest).
+_swift_env_ready() {
+  [ -f "$(_swift_env_stamp)" ] && grep -qxF "packages: $SWIFT_ENV_PACKAGES" "$(_swift_env_stamp)"
 }
 
 swift_env_setup() {
   [ "$(id -u)" = 0 ] || { _swift_env_die "must run as root (chroot, mount)"; return 1; }
-  if [ -f "$(_swift_env_stamp)" ]; then return 0; fi
+  if _swift_env_ready; then return 0; fi
   _swift_env_ensure_debootstrap || { _swift_env_die "cannot install debootstrap"; return 1; }
   mkdir -p "$(dirname "$SYNCLINE_SWIFT_ROOT")"
   local t0=$SECONDS rc=0
   (
     exec 9>"$SYNCLINE_SWIFT_ROOT.lock"
     flock 9
-    [ -f "$(_swift_env_stamp)" ] && exit 0 # made by a concurrent run while we waited
+    _swift_env_ready && exit 0 # made by a concurrent run while we waited
     trap 'swift_env_umount' EXIT
     trap 'exit 130' INT TERM HUP
     _swift_env_provision

@@ -30,6 +30,9 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "InteropAgent", dependencies: ["Syncline"], path: "Sources/InteropAgent"),
-        .testTarget(name: "SynclineTests", dependencies: ["Syncline"], path: "Tests/SynclineTests"),
+        // The system SQLite's C API (sqlite3.h, -lsqlite3): the tests' second SQLite client in the
+        // same process, as GRDB / SQLite.swift would be (Linux: apt-get install libsqlite3-dev).
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .testTarget(name: "SynclineTests", dependencies: ["Syncline", "CSQLite"], path: "Tests/SynclineTests"),
     ]
 )

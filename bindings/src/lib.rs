@@ -5,6 +5,12 @@
 //! core), values as the [`Value`] enum, errors as the one [`SynclineError`] enum (one variant per
 //! core [`syncline::ErrorKind`], converted in exactly one `From` impl below).
 //!
+//! SQLite (core feature `host-sqlite`): this library holds no SQLite. It runs inside the SQLite
+//! library the application's own driver uses, bound once per process ([`bind_sqlite_library`],
+//! or the driver loads this very file as a SQLite extension, entry point `sqlite3_syncline_init`,
+//! re-exported below). [`SyncEngine::open_bound`] fails with `SqliteLibrary` before any binding;
+//! the Swift and Kotlin layers apply their platform's default first (`SyncEngine.open`).
+//!
 //! Network sync (core feature `net`, spec/sync-protocol.md): `SyncEngine::sync` is exported as an
 //! async method (Swift `async`, Kotlin `suspend`) that runs the core's blocking pass on a thread of
 //! its own and completes when it ends ([`offload`]: no async runtime in this crate, and the core's
@@ -73,6 +79,12 @@ pub enum SynclineError {
     Auth {
         message: String,
     },
+    SqliteLibrary {
+        message: String,
+    },
+    Corrupt {
+        message: String,
+    },
     /// A kind added to the core after this binding was built (the core's kinds are
     /// `#[non_exhaustive]`); `message` starts with the kind's stable code.
     Other {
@@ -99,6 +111,8 @@ impl SynclineError {
             SynclineError::Sqlite { .. } => "Sqlite",
             SynclineError::Network { .. } => "Network",
             SynclineError::Auth { .. } => "Auth",
+            SynclineError::SqliteLibrary { .. } => "SqliteLibrary",
+            SynclineError::Corrupt { .. } => "Corrupt",
             SynclineError::Other { .. } => "Other",
         }
     }
@@ -120,6 +134,8 @@ impl SynclineError {
             | SynclineError::Sqlite { message }
             | SynclineError::Network { message }
             | SynclineError::Auth { message }
+            | SynclineError::SqliteLibrary { message }
+            | SynclineError::Corrupt { message }
             | SynclineError::Other { message } => message,
         }
     }
@@ -154,6 +170,8 @@ impl From<syncline::Error> for SynclineError {
             K::Sqlite => SynclineError::Sqlite { message },
             K::Network => SynclineError::Network { message },
             K::Auth => SynclineError::Auth { message },
+            K::SqliteLibrary => SynclineError::SqliteLibrary { message },
+            K::Corrupt => SynclineError::Corrupt { message },
             other => SynclineError::Other { message: format!("{}: {message}", other.code()) },
         }
     }
@@ -254,18 +272,19 @@ impl From<Strategy> for syncline::Strategy {
     }
 }
 
-/// Engine options (defaults: the core's).
+/// Engine options. The defaults are the core's: [`default_engine_options`] (Swift
+/// `defaultEngineOptions()`, Kotlin `defaultEngineOptions().copy(...)`).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct EngineOptions {
     /// How far (ms) a remote stamp may lie ahead of the local clock before its bundle is refused.
-    #[uniffi(default = 300000)]
     pub max_drift_ms: u64,
     /// How long (ms) to wait for another connection's write lock.
-    #[uniffi(default = 10000)]
     pub busy_timeout_ms: u64,
     /// How often (ms) the watcher looks for local writes while someone is subscribed.
-    #[uniffi(default = 100)]
     pub watch_interval_ms: u64,
+    /// Create the database file if it does not exist; with false, opening a missing file fails
+    /// with `NotFound` and creates nothing.
+    pub create: bool,
 }
 
 impl From<EngineOptions> for syncline::Options {
@@ -274,9 +293,26 @@ impl From<EngineOptions> for syncline::Options {
             max_drift_ms: o.max_drift_ms,
             busy_timeout_ms: o.busy_timeout_ms,
             watch_interval_ms: o.watch_interval_ms,
-            ..Default::default()
+            create: o.create,
         }
     }
+}
+
+impl From<syncline::Options> for EngineOptions {
+    fn from(o: syncline::Options) -> Self {
+        EngineOptions {
+            max_drift_ms: o.max_drift_ms,
+            busy_timeout_ms: o.busy_timeout_ms,
+            watch_interval_ms: o.watch_interval_ms,
+            create: o.create,
+        }
+    }
+}
+
+/// The core's default engine options.
+#[uniffi::export]
+pub fn default_engine_options() -> EngineOptions {
+    syncline::Options::default().into()
 }
 
 /// What an import did.
@@ -410,39 +446,48 @@ impl From<Resolution> for syncline::Resolution {
     }
 }
 
-/// One changed row.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct Change {
-    pub table: String,
-    pub pk: Vec<Value>,
-    /// Columns whose value changed (empty for a delete).
-    pub columns: Vec<String>,
-    pub deleted: bool,
-}
-
-impl From<syncline::Change> for Change {
-    fn from(c: syncline::Change) -> Self {
-        Change { table: c.table, pk: values_out(c.pk), columns: c.columns, deleted: c.deleted }
-    }
-}
-
-/// What subscribers are told (Kotlin: `Event.ConflictDetected` for `Conflict`).
-#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
-pub enum Event {
+/// What an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum EventKind {
     /// A row changed by a local write (any connection, any process).
-    LocalChange(Change),
+    Local,
     /// A row changed by an imported bundle.
-    RemoteChange(Change),
+    Remote,
     /// A conflict was detected (recorded for `manual` tables, settled otherwise).
-    Conflict(Conflict),
+    Conflict,
+}
+
+/// What subscribers are told. Every field is the core's decision (`syncline::Event::kind`,
+/// `table`, `pk`, `columns`, `deleted`, `conflict`), the same in every language.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Event {
+    pub kind: EventKind,
+    /// The table of the changed row or conflicting cell.
+    pub table: String,
+    /// The primary key of the changed row or conflicting cell.
+    pub pk: Vec<Value>,
+    /// The columns whose value changed (none for a delete), or the one conflicting column.
+    pub columns: Vec<String>,
+    /// Whether the row was deleted (never for a conflict).
+    pub deleted: bool,
+    /// The conflict, for a conflict event.
+    pub conflict: Option<Conflict>,
 }
 
 impl From<syncline::Event> for Event {
     fn from(e: syncline::Event) -> Self {
-        match e {
-            syncline::Event::LocalChange(c) => Event::LocalChange(c.into()),
-            syncline::Event::RemoteChange(c) => Event::RemoteChange(c.into()),
-            syncline::Event::Conflict(c) => Event::Conflict(c.into()),
+        let kind = match &e {
+            syncline::Event::LocalChange(_) => EventKind::Local,
+            syncline::Event::RemoteChange(_) => EventKind::Remote,
+            syncline::Event::Conflict(_) => EventKind::Conflict,
+        };
+        Event {
+            kind,
+            table: e.table().to_owned(),
+            pk: values_out(e.pk().to_vec()),
+            columns: e.columns().to_vec(),
+            deleted: e.deleted(),
+            conflict: e.conflict().cloned().map(Into::into),
         }
     }
 }
@@ -520,24 +565,20 @@ impl From<syncline::QueryRows> for QueryRows {
     }
 }
 
-/// How the background sync loop runs (`start_sync`); defaults: the core's.
+/// How the background sync loop runs (`start_sync`). The defaults are the core's:
+/// [`default_sync_options`]. Zero durations and page sizes are refused (`InvalidArgument`).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SyncOptions {
     /// Time (ms) between syncs while all is well.
-    #[uniffi(default = 30000)]
     pub interval_ms: u64,
     /// The longest wait (ms) after repeated failures (exponential backoff with jitter).
-    #[uniffi(default = 60000)]
     pub max_backoff_ms: u64,
     /// Keep a WebSocket to the server open and sync as soon as another client's push is
     /// announced or a local write happens.
-    #[uniffi(default = false)]
     pub live: bool,
     /// Most rows per page in each direction (the server may cut pages smaller).
-    #[uniffi(default = 5000)]
     pub page_rows: u64,
     /// Longest wait (ms) for one HTTP request.
-    #[uniffi(default = 60000)]
     pub timeout_ms: u64,
 }
 
@@ -551,6 +592,25 @@ impl From<SyncOptions> for syncline::net::SyncOptions {
             timeout: Duration::from_millis(o.timeout_ms),
         }
     }
+}
+
+impl From<syncline::net::SyncOptions> for SyncOptions {
+    fn from(o: syncline::net::SyncOptions) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        SyncOptions {
+            interval_ms: ms(o.interval),
+            max_backoff_ms: ms(o.max_backoff),
+            live: o.live,
+            page_rows: o.page_rows,
+            timeout_ms: ms(o.timeout),
+        }
+    }
+}
+
+/// The core's default sync options.
+#[uniffi::export]
+pub fn default_sync_options() -> SyncOptions {
+    syncline::net::SyncOptions::default().into()
 }
 
 /// What one sync pass did, counted in changes (row states and cells).
@@ -688,6 +748,12 @@ impl SyncHandle {
         Ok(self.inner.status()?.into())
     }
 
+    /// Whether the loop still runs: false once it was stopped or its engine was closed (then
+    /// `status()` fails with `Closed`).
+    pub fn is_running(&self) -> bool {
+        self.inner.is_running()
+    }
+
     /// Sync now instead of at the end of the current wait.
     pub fn sync_now(&self) {
         self.inner.sync_now()
@@ -760,9 +826,12 @@ pub struct SyncEngine {
 
 #[uniffi::export]
 impl SyncEngine {
-    /// Open (or create) a database file and install the sync metadata if missing.
+    /// Open (or create) a database file and install the sync metadata if missing, on the SQLite
+    /// library already bound in this process; `SqliteLibrary` if none is. Apps call
+    /// `SyncEngine.open` of the Swift or Kotlin layer, which first applies the platform's
+    /// default wiring (see their READMEs). Options: none for the core's defaults.
     #[uniffi::constructor(default(options = None))]
-    pub fn open(path: String, options: Option<EngineOptions>) -> Result<Arc<Self>> {
+    pub fn open_bound(path: String, options: Option<EngineOptions>) -> Result<Arc<Self>> {
         let options = options.map(Into::into).unwrap_or_default();
         Ok(Arc::new(SyncEngine { inner: Arc::new(syncline::SyncEngine::open(path, options)?) }))
     }
@@ -899,7 +968,8 @@ impl SyncEngine {
         self.inner.is_closed()
     }
 
-    /// Close the connection and stop the watcher; later calls fail with `Closed`.
+    /// Close the connection, stop the watcher and every background sync started on this engine
+    /// (the core's `close`); later calls fail with `Closed`.
     /// (Kotlin: `closeEngine()`; `close()`/`use {}` there frees the object, which closes too.)
     pub fn close(&self) -> Result<()> {
         Ok(self.inner.close()?)
@@ -907,7 +977,9 @@ impl SyncEngine {
 
     /// Sync with the server at `url` in the background (first pass at once, then every
     /// `interval_ms`, backing off after failures) until the handle is stopped or freed.
-    /// Returns at once; errors of the passes go to the handle's `status()`.
+    /// Returns at once; errors of the passes go to the handle's `status()`. Options: none for the
+    /// core's defaults; a zero interval, backoff, timeout or page size is `InvalidArgument`.
+    /// `close()` on the engine stops the loop too.
     #[uniffi::method(default(token = None, options = None))]
     pub fn start_sync(&self, url: String, token: Option<String>, options: Option<SyncOptions>) -> Result<Arc<SyncHandle>> {
         let options = options.map(Into::into).unwrap_or_default();
@@ -940,6 +1012,113 @@ pub fn uuid7() -> String {
 #[uniffi::export]
 pub fn error_codes() -> Vec<String> {
     syncline::ErrorKind::ALL.iter().map(|k| k.code().to_owned()).collect()
+}
+
+/// One error kind of the core: its stable code and what it means.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ErrorKindInfo {
+    pub code: String,
+    pub description: String,
+}
+
+/// Every error kind of the core (`ErrorKind::ALL`), with its description.
+#[uniffi::export]
+pub fn error_kinds() -> Vec<ErrorKindInfo> {
+    syncline::ErrorKind::ALL.iter().map(|k| ErrorKindInfo { code: k.code().to_owned(), description: k.description().to_owned() }).collect()
+}
+
+/// The error this binding raises for the core kind `code` with `message` (none for a code the
+/// core does not know): how tests check that every kind has its own error case.
+#[uniffi::export]
+pub fn error_of_kind(code: String, message: String) -> Option<SynclineError> {
+    syncline::ErrorKind::from_code(&code).map(|k| syncline::Error::new(k, message).into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SQLite library the engine runs on (core `syncline::host`)
+// ---------------------------------------------------------------------------------------------
+
+/// The extension entry point: a SQLite driver that loads this library
+/// (`load_extension('/abs/libsyncline_ffi.so', 'sqlite3_syncline_init')`) binds the engine to its
+/// own SQLite.
+pub use syncline::host::sqlite3_syncline_init;
+
+/// The SQLite library bound in this process.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SqliteLibraryInfo {
+    /// Where it was found: the shared library file, or what loaded the extension.
+    pub origin: String,
+    /// Its `sqlite_version()`.
+    pub version: String,
+}
+
+/// Bind the SQLite shared library at `path` (a name `dlopen` resolves, such as
+/// `libsqlite3.so.0`, or an absolute path) for every engine of this process. The library bound
+/// already is a no-op; another one fails with `SqliteLibrary` (two SQLite copies in one process).
+#[uniffi::export]
+pub fn bind_sqlite_library(path: String) -> Result<()> {
+    Ok(syncline::host::bind_library(&path)?)
+}
+
+/// The SQLite library bound in this process, if any.
+#[uniffi::export]
+pub fn bound_sqlite_library() -> Option<SqliteLibraryInfo> {
+    syncline::host::bound_library().map(|(origin, version)| SqliteLibraryInfo { origin, version })
+}
+
+/// The system SQLite of this platform (the core's `host::PLATFORM_SQLITE`:
+/// `/usr/lib/libsqlite3.dylib` on Apple platforms, `libsqlite3.so.0` on Linux), if it has one
+/// for applications.
+#[uniffi::export]
+pub fn platform_sqlite() -> Option<String> {
+    syncline::host::PLATFORM_SQLITE.map(str::to_owned)
+}
+
+/// The absolute path of this library as the process loaded it: what a driver passes to
+/// `load_extension` so that the extension is this very copy (same file, same handle).
+#[uniffi::export]
+pub fn ffi_library_path() -> Option<String> {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let here = ffi_library_path as *const std::ffi::c_void;
+    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
+    Some(std::fs::canonicalize(&name).map(|p| p.display().to_string()).unwrap_or(name))
+}
+
+/// Runs SQL through the application's own SQLite driver, for [`check_shared_sqlite`].
+#[uniffi::export(with_foreign)]
+pub trait SqliteDriverProbe: Send + Sync {
+    /// Run `PRAGMA soft_heap_limit = <limit>` on a connection of the app's driver.
+    fn set_soft_heap_limit(&self, limit: i64) -> Result<()>;
+}
+
+/// Prove that the application's driver (`probe`) and the engine run on one SQLite library: the
+/// soft heap limit is global to one library, so the engine sees the value the driver set only if
+/// both share it (the previous limit is restored). `SqliteLibrary` if they do not, or if nothing
+/// is bound yet; the probe's own error if it fails.
+#[uniffi::export]
+pub fn check_shared_sqlite(probe: Arc<dyn SqliteDriverProbe>) -> Result<()> {
+    let mut failure = None;
+    let checked = syncline::host::check_shared(&mut |n| {
+        probe.set_soft_heap_limit(n).map_err(|e| {
+            // a foreign exception that is no SynclineError arrives as Resolver: it is the driver's
+            let e = match e {
+                SynclineError::Resolver { message } => SynclineError::Sqlite { message: format!("the SQLite driver probe failed: {message}") },
+                other => other,
+            };
+            let core = syncline::Error::new(syncline::ErrorKind::Sqlite, e.to_string());
+            failure = Some(e);
+            core
+        })
+    });
+    match (checked, failure) {
+        (Ok(()), _) => Ok(()),
+        // the probe failed to set the limit: its own error (a mismatch is SqliteLibrary)
+        (Err(e), Some(probe_error)) if e.kind() == syncline::ErrorKind::Sqlite => Err(probe_error),
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -984,10 +1163,63 @@ mod tests {
     }
 
     #[test]
-    fn sync_options_defaults_are_the_cores() {
-        let core = syncline::net::SyncOptions::default();
-        let ours = SyncOptions { interval_ms: 30000, max_backoff_ms: 60000, live: false, page_rows: 5000, timeout_ms: 60000 };
-        assert_eq!(syncline::net::SyncOptions::from(ours), core);
+    fn default_options_are_the_cores() {
+        assert_eq!(syncline::net::SyncOptions::from(default_sync_options()), syncline::net::SyncOptions::default());
+        assert_eq!(syncline::Options::from(default_engine_options()), syncline::Options::default());
+    }
+
+    #[test]
+    fn every_core_kind_is_listed_with_its_description_and_error() {
+        let kinds = error_kinds();
+        assert_eq!(kinds.len(), syncline::ErrorKind::ALL.len());
+        for (info, kind) in kinds.iter().zip(syncline::ErrorKind::ALL) {
+            assert_eq!(info.code, kind.code());
+            assert_eq!(info.description, kind.description());
+            let e = error_of_kind(info.code.clone(), "m".into()).unwrap();
+            assert_eq!((e.code(), e.message()), (kind.code(), "m"));
+        }
+        assert_eq!(error_of_kind("Nope".into(), "m".into()), None);
+    }
+
+    #[test]
+    fn event_fields_are_the_cores() {
+        let change = syncline::Change { table: "t".into(), pk: vec![syncline::Value::Integer(1)], columns: vec![], deleted: true };
+        let core = syncline::Event::RemoteChange(change);
+        let e = Event::from(core.clone());
+        assert_eq!(format!("{:?}", e.kind).to_lowercase(), core.kind());
+        assert_eq!((e.table.as_str(), e.deleted, e.columns.len(), e.conflict.is_none()), ("t", true, 0, true));
+    }
+
+    /// The error table of swift/README.md and kotlin/README.md, generated from the core's kinds
+    /// (`SYNCLINE_BLESS=1 cargo test -p syncline-ffi --lib` rewrites it).
+    #[test]
+    fn the_readmes_list_every_core_error_kind() {
+        const BEGIN: &str = "<!-- error kinds: generated from syncline::ErrorKind by bindings/src/lib.rs -->\n";
+        const END: &str = "<!-- end of error kinds -->";
+        let mut table = String::from("| kind | meaning |\n|---|---|\n");
+        for k in syncline::ErrorKind::ALL {
+            table += &format!("| `{}` | {} |\n", k.code(), k.description().replace('|', "\\|"));
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for readme in ["swift/README.md", "kotlin/README.md"] {
+            let path = root.join(readme);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let (Some(a), Some(b)) = (text.find(BEGIN), text.find(END)) else { panic!("{readme} lacks the error kinds markers") };
+            let current = &text[a + BEGIN.len()..b];
+            if current != table {
+                if std::env::var_os("SYNCLINE_BLESS").is_some() {
+                    std::fs::write(&path, format!("{}{BEGIN}{table}{}", &text[..a], &text[b..])).unwrap();
+                } else {
+                    panic!("{readme}: the error kinds table is stale; run SYNCLINE_BLESS=1 cargo test -p syncline-ffi --lib");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn this_library_knows_its_own_path() {
+        let p = ffi_library_path().unwrap();
+        assert!(std::path::Path::new(&p).is_absolute(), "{p}");
     }
 
     #[test]

@@ -36,6 +36,7 @@ fn the_engine_runs_on_the_bound_library_and_refuses_a_second_one() {
     assert!(err.message().contains("extension"), "{err}");
     assert!(!dir.path().join("early.db").exists());
 
+    assert_eq!(host::PLATFORM_SQLITE, Some(SYSTEM_SQLITE));
     host::bind_library(SYSTEM_SQLITE).unwrap();
     host::bind_library(SYSTEM_SQLITE).unwrap(); // the same library again is fine
     let (origin, version) = host::bound_library().unwrap();

@@ -27,6 +27,21 @@ use std::ffi::{c_int, c_void, CStr, CString};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::Mutex;
 
+/// The SQLite shared library the operating system ships for applications, the one its usual
+/// drivers run on (GRDB, SQLite.swift and Core Data on Apple platforms; the distribution's
+/// `libsqlite3` on Linux): what a binding binds by default when the app bound nothing else.
+/// `None` where the system SQLite is not for applications (Android: it is not public API;
+/// Windows). A runtime that brings its own SQLite (the JVM with sqlite-jdbc, Node, Room's bundled
+/// driver) must not use it: there the driver loads Syncline as an extension instead.
+pub const PLATFORM_SQLITE: Option<&str> =
+    if cfg!(any(target_os = "macos", target_os = "ios", target_os = "tvos", target_os = "watchos", target_os = "visionos")) {
+        Some("/usr/lib/libsqlite3.dylib")
+    } else if cfg!(all(target_os = "linux", not(target_os = "android"))) {
+        Some("libsqlite3.so.0")
+    } else {
+        None
+    };
+
 /// The oldest SQLite the engine runs on.
 pub const MIN_VERSION_NUMBER: i32 = 3_037_000;
 

@@ -180,6 +180,12 @@ impl SyncHandle {
         Ok(s)
     }
 
+    /// Whether the loop still runs: false once it ended, after [`stop`](Self::stop) or after the
+    /// engine was closed (when [`status`](Self::status) fails with `Closed`).
+    pub fn is_running(&self) -> bool {
+        self.shared.status().running
+    }
+
     /// Sync now instead of at the end of the current wait.
     pub fn sync_now(&self) {
         self.shared.wake.notify_one();

@@ -1,5 +1,6 @@
 // The idiomatic Swift layer over the generated bindings (Syncline.swift). It only adapts:
-// value literals, closures for callbacks, AsyncStream for events. All behaviour is in the core.
+// value literals, closures for callbacks, AsyncStream for events, and the platform's SQLite
+// wiring on open (`SyncEngine.open`, below). All behaviour is in the core.
 // Network sync needs nothing here: `SyncEngine.sync(url:token:)` is generated `async` (a UniFFI
 // async export whose blocking core pass runs on a native thread), `startSync(url:token:options:)`
 // returns a `SyncHandle` at once (`status()`, `syncNow()`, `stop()`).
@@ -54,6 +55,8 @@ extension SynclineError {
         case .Sqlite: return "Sqlite"
         case .Network: return "Network"
         case .Auth: return "Auth"
+        case .SqliteLibrary: return "SqliteLibrary"
+        case .Corrupt: return "Corrupt"
         case .Other: return "Other"
         }
     }
@@ -64,9 +67,82 @@ extension SynclineError {
         case let .InvalidBundle(m), let .SchemaMismatch(m), let .UnknownTable(m), let .UnknownColumn(m),
             let .ClockDrift(m), let .SiteIdClash(m), let .Resolver(m), let .NotFound(m), let .InvalidArgument(m),
             let .Reentrant(m), let .Closed(m), let .Io(m), let .Sqlite(m), let .Network(m), let .Auth(m),
-            let .Other(m):
+            let .SqliteLibrary(m), let .Corrupt(m), let .Other(m):
             return m
         }
+    }
+}
+
+// MARK: - SQLite wiring
+
+/// Bind the platform's system SQLite (the core's choice, `platformSqlite()`:
+/// `/usr/lib/libsqlite3.dylib` on Apple platforms, `libsqlite3.so.0` on Linux), the library GRDB,
+/// SQLite.swift and Core Data run on, unless the app bound a library already
+/// (`bindSqliteLibrary(path:)`). `SyncEngine.open` calls it; a platform with no system SQLite
+/// for apps binds nothing (opening then fails with `SynclineError.SqliteLibrary`, saying why).
+public func usePlatformSqlite() throws {
+    if boundSqliteLibrary() != nil { return }
+    guard let path = platformSqlite() else { return }
+    try bindSqliteLibrary(path: path)
+}
+
+/// Adapts a closure to `SqliteDriverProbe`; a non-Syncline error it throws becomes `.Sqlite`.
+public final class ClosureProbe: SqliteDriverProbe, @unchecked Sendable {
+    private let body: @Sendable (Int64) throws -> Void
+    public init(_ body: @escaping @Sendable (Int64) throws -> Void) { self.body = body }
+    public func setSoftHeapLimit(limit: Int64) throws {
+        do { try body(limit) } catch let e as SynclineError { throw e } catch {
+            throw SynclineError.Sqlite(message: "the driver failed: \(error)")
+        }
+    }
+}
+
+/// Prove that your SQLite driver and Syncline share one SQLite library: `run` must execute its
+/// SQL argument (`PRAGMA soft_heap_limit = N`) on one of the driver's connections, e.g.
+/// `try checkSharedSqlite { sql in try db.execute(sql: sql) }` with GRDB. Throws
+/// `SynclineError.SqliteLibrary` if the driver runs on another SQLite copy.
+public func checkSharedSqlite(_ run: @escaping @Sendable (String) throws -> Void) throws {
+    try checkSharedSqlite(probe: ClosureProbe { limit in try run("PRAGMA soft_heap_limit = \(limit)") })
+}
+
+extension SyncEngine {
+    /// Open (or create) a database file on the platform's system SQLite (`usePlatformSqlite()`)
+    /// or on the library the app bound before; `options`: none for the core's defaults.
+    public static func open(path: String, options: EngineOptions? = nil) throws -> SyncEngine {
+        try usePlatformSqlite()
+        return try openBound(path: path, options: options)
+    }
+}
+
+// MARK: - Options
+
+extension EngineOptions {
+    /// The core's defaults (`defaultEngineOptions()`) with the given fields changed.
+    public static func defaults(
+        maxDriftMs: UInt64? = nil, busyTimeoutMs: UInt64? = nil, watchIntervalMs: UInt64? = nil, create: Bool? = nil
+    ) -> EngineOptions {
+        var o = defaultEngineOptions()
+        if let maxDriftMs { o.maxDriftMs = maxDriftMs }
+        if let busyTimeoutMs { o.busyTimeoutMs = busyTimeoutMs }
+        if let watchIntervalMs { o.watchIntervalMs = watchIntervalMs }
+        if let create { o.create = create }
+        return o
+    }
+}
+
+extension SyncOptions {
+    /// The core's defaults (`defaultSyncOptions()`) with the given fields changed.
+    public static func defaults(
+        intervalMs: UInt64? = nil, maxBackoffMs: UInt64? = nil, live: Bool? = nil, pageRows: UInt64? = nil,
+        timeoutMs: UInt64? = nil
+    ) -> SyncOptions {
+        var o = defaultSyncOptions()
+        if let intervalMs { o.intervalMs = intervalMs }
+        if let maxBackoffMs { o.maxBackoffMs = maxBackoffMs }
+        if let live { o.live = live }
+        if let pageRows { o.pageRows = pageRows }
+        if let timeoutMs { o.timeoutMs = timeoutMs }
+        return o
     }
 }
 

@@ -1082,6 +1082,217 @@ public func FfiConverterTypeEventObserver_lower(_ value: EventObserver) -> UInt6
 
 
 /**
+ * Runs SQL through the application's own SQLite driver, for [`check_shared_sqlite`].
+ */
+public protocol SqliteDriverProbe: AnyObject, Sendable {
+    
+    /**
+     * Run `PRAGMA soft_heap_limit = <limit>` on a connection of the app's driver.
+     */
+    func setSoftHeapLimit(limit: Int64) throws 
+    
+}
+/**
+ * Runs SQL through the application's own SQLite driver, for [`check_shared_sqlite`].
+ */
+open class SqliteDriverProbeImpl: SqliteDriverProbe, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_syncline_ffi_fn_clone_sqlitedriverprobe(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_syncline_ffi_fn_free_sqlitedriverprobe(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Run `PRAGMA soft_heap_limit = <limit>` on a connection of the app's driver.
+     */
+open func setSoftHeapLimit(limit: Int64)throws   {try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_sqlitedriverprobe_set_soft_heap_limit(
+            self.uniffiCloneHandle(),
+        FfiConverterInt64.lower(limit),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceSqliteDriverProbe {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceSqliteDriverProbe = UniffiVTableCallbackInterfaceSqliteDriverProbe(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeSqliteDriverProbe.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface SqliteDriverProbe: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeSqliteDriverProbe.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface SqliteDriverProbe: handle missing in uniffiClone")
+            }
+        },
+        setSoftHeapLimit: { (
+            uniffiHandle: UInt64,
+            limit: Int64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeSqliteDriverProbe.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.setSoftHeapLimit(
+                     limit: try FfiConverterInt64.lift(limit)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeSynclineError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceSqliteDriverProbe> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceSqliteDriverProbe>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitSqliteDriverProbe() {
+    uniffi_syncline_ffi_fn_init_callback_vtable_sqlitedriverprobe(UniffiCallbackInterfaceSqliteDriverProbe.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSqliteDriverProbe: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<SqliteDriverProbe>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = SqliteDriverProbe
+
+    public static func lift(_ handle: UInt64) throws -> SqliteDriverProbe {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return SqliteDriverProbeImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: SqliteDriverProbe) -> UInt64 {
+         if let rustImpl = value as? SqliteDriverProbeImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SqliteDriverProbe {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: SqliteDriverProbe, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSqliteDriverProbe_lift(_ handle: UInt64) throws -> SqliteDriverProbe {
+    return try FfiConverterTypeSqliteDriverProbe.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSqliteDriverProbe_lower(_ value: SqliteDriverProbe) -> UInt64 {
+    return FfiConverterTypeSqliteDriverProbe.lower(value)
+}
+
+
+
+
+
+
+/**
  * A live subscription; `close()` (Kotlin: `cancel()`, or `close()`/`use {}` which also frees
  * it) or dropping it unsubscribes.
  */
@@ -1232,7 +1443,8 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
     func clearResolver(table: String) 
     
     /**
-     * Close the connection and stop the watcher; later calls fail with `Closed`.
+     * Close the connection, stop the watcher and every background sync started on this engine
+     * (the core's `close`); later calls fail with `Closed`.
      * (Kotlin: `closeEngine()`; `close()`/`use {}` there frees the object, which closes too.)
      */
     func close() throws 
@@ -1330,7 +1542,9 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
     /**
      * Sync with the server at `url` in the background (first pass at once, then every
      * `interval_ms`, backing off after failures) until the handle is stopped or freed.
-     * Returns at once; errors of the passes go to the handle's `status()`.
+     * Returns at once; errors of the passes go to the handle's `status()`. Options: none for the
+     * core's defaults; a zero interval, backoff, timeout or page size is `InvalidArgument`.
+     * `close()` on the engine stops the loop too.
      */
     func startSync(url: String, token: String?, options: SyncOptions?) throws  -> SyncHandle
     
@@ -1419,12 +1633,15 @@ open class SyncEngine: SyncEngineProtocol, @unchecked Sendable {
 
     
     /**
-     * Open (or create) a database file and install the sync metadata if missing.
+     * Open (or create) a database file and install the sync metadata if missing, on the SQLite
+     * library already bound in this process; `SqliteLibrary` if none is. Apps call
+     * `SyncEngine.open` of the Swift or Kotlin layer, which first applies the platform's
+     * default wiring (see their READMEs). Options: none for the core's defaults.
      */
-public static func `open`(path: String, options: EngineOptions? = nil)throws  -> SyncEngine  {
+public static func openBound(path: String, options: EngineOptions? = nil)throws  -> SyncEngine  {
     return try  FfiConverterTypeSyncEngine_lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
         uniffiCallStatus in
-    uniffi_syncline_ffi_fn_constructor_syncengine_open(
+    uniffi_syncline_ffi_fn_constructor_syncengine_open_bound(
         FfiConverterString.lower(path),
         FfiConverterOptionTypeEngineOptions.lower(options),uniffiCallStatus
     )
@@ -1458,7 +1675,8 @@ open func clearResolver(table: String)  {try! rustCall() {
 }
     
     /**
-     * Close the connection and stop the watcher; later calls fail with `Closed`.
+     * Close the connection, stop the watcher and every background sync started on this engine
+     * (the core's `close`); later calls fail with `Closed`.
      * (Kotlin: `closeEngine()`; `close()`/`use {}` there frees the object, which closes too.)
      */
 open func close()throws   {try rustCallWithError(FfiConverterTypeSynclineError_lift) {
@@ -1702,7 +1920,9 @@ open func siteId()throws  -> String  {
     /**
      * Sync with the server at `url` in the background (first pass at once, then every
      * `interval_ms`, backing off after failures) until the handle is stopped or freed.
-     * Returns at once; errors of the passes go to the handle's `status()`.
+     * Returns at once; errors of the passes go to the handle's `status()`. Options: none for the
+     * core's defaults; a zero interval, backoff, timeout or page size is `InvalidArgument`.
+     * `close()` on the engine stops the loop too.
      */
 open func startSync(url: String, token: String? = nil, options: SyncOptions? = nil)throws  -> SyncHandle  {
     return try  FfiConverterTypeSyncHandle_lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
@@ -1848,6 +2068,12 @@ public func FfiConverterTypeSyncEngine_lower(_ value: SyncEngine) -> UInt64 {
 public protocol SyncHandleProtocol: AnyObject, Sendable {
     
     /**
+     * Whether the loop still runs: false once it was stopped or its engine was closed (then
+     * `status()` fails with `Closed`).
+     */
+    func isRunning()  -> Bool
+    
+    /**
      * The loop's progress and the number of local changes the server still lacks.
      */
     func status() throws  -> SyncStatus
@@ -1920,6 +2146,19 @@ open class SyncHandle: SyncHandleProtocol, @unchecked Sendable {
 
     
 
+    
+    /**
+     * Whether the loop still runs: false once it was stopped or its engine was closed (then
+     * `status()` fails with `Closed`).
+     */
+open func isRunning() -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_synchandle_is_running(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
     
     /**
      * The loop's progress and the number of local changes the server still lacks.
@@ -2133,77 +2372,6 @@ public func FfiConverterTypeCellVersion_lower(_ value: CellVersion) -> RustBuffe
 
 
 /**
- * One changed row.
- */
-public struct Change: Equatable, Hashable {
-    public var table: String
-    public var pk: [Value]
-    /**
-     * Columns whose value changed (empty for a delete).
-     */
-    public var columns: [String]
-    public var deleted: Bool
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(table: String, pk: [Value], 
-        /**
-         * Columns whose value changed (empty for a delete).
-         */columns: [String], deleted: Bool) {
-        self.table = table
-        self.pk = pk
-        self.columns = columns
-        self.deleted = deleted
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension Change: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeChange: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Change {
-        return
-            try Change(
-                table: FfiConverterString.read(from: &buf), 
-                pk: FfiConverterSequenceTypeValue.read(from: &buf), 
-                columns: FfiConverterSequenceString.read(from: &buf), 
-                deleted: FfiConverterBool.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: Change, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.table, into: &buf)
-        FfiConverterSequenceTypeValue.write(value.pk, into: &buf)
-        FfiConverterSequenceString.write(value.columns, into: &buf)
-        FfiConverterBool.write(value.deleted, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeChange_lift(_ buf: RustBuffer) throws -> Change {
-    return try FfiConverterTypeChange.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeChange_lower(_ value: Change) -> RustBuffer {
-    return FfiConverterTypeChange.lower(value)
-}
-
-
-/**
  * A conflict (the same cell changed on two replicas since they last synced).
  */
 public struct Conflict: Equatable, Hashable {
@@ -2366,7 +2534,8 @@ public func FfiConverterTypeConflictInput_lower(_ value: ConflictInput) -> RustB
 
 
 /**
- * Engine options (defaults: the core's).
+ * Engine options. The defaults are the core's: [`default_engine_options`] (Swift
+ * `defaultEngineOptions()`, Kotlin `defaultEngineOptions().copy(...)`).
  */
 public struct EngineOptions: Equatable, Hashable {
     /**
@@ -2381,22 +2550,32 @@ public struct EngineOptions: Equatable, Hashable {
      * How often (ms) the watcher looks for local writes while someone is subscribed.
      */
     public var watchIntervalMs: UInt64
+    /**
+     * Create the database file if it does not exist; with false, opening a missing file fails
+     * with `NotFound` and creates nothing.
+     */
+    public var create: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(
         /**
          * How far (ms) a remote stamp may lie ahead of the local clock before its bundle is refused.
-         */maxDriftMs: UInt64 = UInt64(300000), 
+         */maxDriftMs: UInt64, 
         /**
          * How long (ms) to wait for another connection's write lock.
-         */busyTimeoutMs: UInt64 = UInt64(10000), 
+         */busyTimeoutMs: UInt64, 
         /**
          * How often (ms) the watcher looks for local writes while someone is subscribed.
-         */watchIntervalMs: UInt64 = UInt64(100)) {
+         */watchIntervalMs: UInt64, 
+        /**
+         * Create the database file if it does not exist; with false, opening a missing file fails
+         * with `NotFound` and creates nothing.
+         */create: Bool) {
         self.maxDriftMs = maxDriftMs
         self.busyTimeoutMs = busyTimeoutMs
         self.watchIntervalMs = watchIntervalMs
+        self.create = create
     }
 
     
@@ -2417,7 +2596,8 @@ public struct FfiConverterTypeEngineOptions: FfiConverterRustBuffer {
             try EngineOptions(
                 maxDriftMs: FfiConverterUInt64.read(from: &buf), 
                 busyTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                watchIntervalMs: FfiConverterUInt64.read(from: &buf)
+                watchIntervalMs: FfiConverterUInt64.read(from: &buf), 
+                create: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -2425,6 +2605,7 @@ public struct FfiConverterTypeEngineOptions: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.maxDriftMs, into: &buf)
         FfiConverterUInt64.write(value.busyTimeoutMs, into: &buf)
         FfiConverterUInt64.write(value.watchIntervalMs, into: &buf)
+        FfiConverterBool.write(value.create, into: &buf)
     }
 }
 
@@ -2441,6 +2622,167 @@ public func FfiConverterTypeEngineOptions_lift(_ buf: RustBuffer) throws -> Engi
 #endif
 public func FfiConverterTypeEngineOptions_lower(_ value: EngineOptions) -> RustBuffer {
     return FfiConverterTypeEngineOptions.lower(value)
+}
+
+
+/**
+ * One error kind of the core: its stable code and what it means.
+ */
+public struct ErrorKindInfo: Equatable, Hashable {
+    public var code: String
+    public var description: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(code: String, description: String) {
+        self.code = code
+        self.description = description
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ErrorKindInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeErrorKindInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ErrorKindInfo {
+        return
+            try ErrorKindInfo(
+                code: FfiConverterString.read(from: &buf), 
+                description: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ErrorKindInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.code, into: &buf)
+        FfiConverterString.write(value.description, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeErrorKindInfo_lift(_ buf: RustBuffer) throws -> ErrorKindInfo {
+    return try FfiConverterTypeErrorKindInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeErrorKindInfo_lower(_ value: ErrorKindInfo) -> RustBuffer {
+    return FfiConverterTypeErrorKindInfo.lower(value)
+}
+
+
+/**
+ * What subscribers are told. Every field is the core's decision (`syncline::Event::kind`,
+ * `table`, `pk`, `columns`, `deleted`, `conflict`), the same in every language.
+ */
+public struct Event: Equatable, Hashable {
+    public var kind: EventKind
+    /**
+     * The table of the changed row or conflicting cell.
+     */
+    public var table: String
+    /**
+     * The primary key of the changed row or conflicting cell.
+     */
+    public var pk: [Value]
+    /**
+     * The columns whose value changed (none for a delete), or the one conflicting column.
+     */
+    public var columns: [String]
+    /**
+     * Whether the row was deleted (never for a conflict).
+     */
+    public var deleted: Bool
+    /**
+     * The conflict, for a conflict event.
+     */
+    public var conflict: Conflict?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(kind: EventKind, 
+        /**
+         * The table of the changed row or conflicting cell.
+         */table: String, 
+        /**
+         * The primary key of the changed row or conflicting cell.
+         */pk: [Value], 
+        /**
+         * The columns whose value changed (none for a delete), or the one conflicting column.
+         */columns: [String], 
+        /**
+         * Whether the row was deleted (never for a conflict).
+         */deleted: Bool, 
+        /**
+         * The conflict, for a conflict event.
+         */conflict: Conflict?) {
+        self.kind = kind
+        self.table = table
+        self.pk = pk
+        self.columns = columns
+        self.deleted = deleted
+        self.conflict = conflict
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Event: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Event {
+        return
+            try Event(
+                kind: FfiConverterTypeEventKind.read(from: &buf), 
+                table: FfiConverterString.read(from: &buf), 
+                pk: FfiConverterSequenceTypeValue.read(from: &buf), 
+                columns: FfiConverterSequenceString.read(from: &buf), 
+                deleted: FfiConverterBool.read(from: &buf), 
+                conflict: FfiConverterOptionTypeConflict.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Event, into buf: inout [UInt8]) {
+        FfiConverterTypeEventKind.write(value.kind, into: &buf)
+        FfiConverterString.write(value.table, into: &buf)
+        FfiConverterSequenceTypeValue.write(value.pk, into: &buf)
+        FfiConverterSequenceString.write(value.columns, into: &buf)
+        FfiConverterBool.write(value.deleted, into: &buf)
+        FfiConverterOptionTypeConflict.write(value.conflict, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEvent_lift(_ buf: RustBuffer) throws -> Event {
+    return try FfiConverterTypeEvent.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEvent_lower(_ value: Event) -> RustBuffer {
+    return FfiConverterTypeEvent.lower(value)
 }
 
 
@@ -2664,6 +3006,75 @@ public func FfiConverterTypeQueryRows_lower(_ value: QueryRows) -> RustBuffer {
 
 
 /**
+ * The SQLite library bound in this process.
+ */
+public struct SqliteLibraryInfo: Equatable, Hashable {
+    /**
+     * Where it was found: the shared library file, or what loaded the extension.
+     */
+    public var origin: String
+    /**
+     * Its `sqlite_version()`.
+     */
+    public var version: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Where it was found: the shared library file, or what loaded the extension.
+         */origin: String, 
+        /**
+         * Its `sqlite_version()`.
+         */version: String) {
+        self.origin = origin
+        self.version = version
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SqliteLibraryInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSqliteLibraryInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SqliteLibraryInfo {
+        return
+            try SqliteLibraryInfo(
+                origin: FfiConverterString.read(from: &buf), 
+                version: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SqliteLibraryInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.origin, into: &buf)
+        FfiConverterString.write(value.version, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSqliteLibraryInfo_lift(_ buf: RustBuffer) throws -> SqliteLibraryInfo {
+    return try FfiConverterTypeSqliteLibraryInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSqliteLibraryInfo_lower(_ value: SqliteLibraryInfo) -> RustBuffer {
+    return FfiConverterTypeSqliteLibraryInfo.lower(value)
+}
+
+
+/**
  * A snapshot of the engine's state.
  */
 public struct Status: Equatable, Hashable {
@@ -2751,7 +3162,8 @@ public func FfiConverterTypeStatus_lower(_ value: Status) -> RustBuffer {
 
 
 /**
- * How the background sync loop runs (`start_sync`); defaults: the core's.
+ * How the background sync loop runs (`start_sync`). The defaults are the core's:
+ * [`default_sync_options`]. Zero durations and page sizes are refused (`InvalidArgument`).
  */
 public struct SyncOptions: Equatable, Hashable {
     /**
@@ -2781,20 +3193,20 @@ public struct SyncOptions: Equatable, Hashable {
     public init(
         /**
          * Time (ms) between syncs while all is well.
-         */intervalMs: UInt64 = UInt64(30000), 
+         */intervalMs: UInt64, 
         /**
          * The longest wait (ms) after repeated failures (exponential backoff with jitter).
-         */maxBackoffMs: UInt64 = UInt64(60000), 
+         */maxBackoffMs: UInt64, 
         /**
          * Keep a WebSocket to the server open and sync as soon as another client's push is
          * announced or a local write happens.
-         */live: Bool = false, 
+         */live: Bool, 
         /**
          * Most rows per page in each direction (the server may cut pages smaller).
-         */pageRows: UInt64 = UInt64(5000), 
+         */pageRows: UInt64, 
         /**
          * Longest wait (ms) for one HTTP request.
-         */timeoutMs: UInt64 = UInt64(60000)) {
+         */timeoutMs: UInt64) {
         self.intervalMs = intervalMs
         self.maxBackoffMs = maxBackoffMs
         self.live = live
@@ -3202,26 +3614,23 @@ public func FfiConverterTypeVersionEntry_lower(_ value: VersionEntry) -> RustBuf
 
 
 /**
- * What subscribers are told (Kotlin: `Event.ConflictDetected` for `Conflict`).
+ * What an event is about.
  */
 
-public enum Event: Equatable, Hashable {
+public enum EventKind: Equatable, Hashable {
     
     /**
      * A row changed by a local write (any connection, any process).
      */
-    case localChange(Change
-    )
+    case local
     /**
      * A row changed by an imported bundle.
      */
-    case remoteChange(Change
-    )
+    case remote
     /**
      * A conflict was detected (recorded for `manual` tables, settled otherwise).
      */
-    case conflict(Conflict
-    )
+    case conflict
 
 
 
@@ -3230,50 +3639,44 @@ public enum Event: Equatable, Hashable {
 }
 
 #if compiler(>=6)
-extension Event: Sendable {}
+extension EventKind: Sendable {}
 #endif
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
-    typealias SwiftType = Event
+public struct FfiConverterTypeEventKind: FfiConverterRustBuffer {
+    typealias SwiftType = EventKind
 
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Event {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EventKind {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
-        case 1: return .localChange(try FfiConverterTypeChange.read(from: &buf)
-        )
+        case 1: return .local
         
-        case 2: return .remoteChange(try FfiConverterTypeChange.read(from: &buf)
-        )
+        case 2: return .remote
         
-        case 3: return .conflict(try FfiConverterTypeConflict.read(from: &buf)
-        )
+        case 3: return .conflict
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
 
-    public static func write(_ value: Event, into buf: inout [UInt8]) {
+    public static func write(_ value: EventKind, into buf: inout [UInt8]) {
         switch value {
         
         
-        case let .localChange(v1):
+        case .local:
             writeInt(&buf, Int32(1))
-            FfiConverterTypeChange.write(v1, into: &buf)
-            
         
-        case let .remoteChange(v1):
+        
+        case .remote:
             writeInt(&buf, Int32(2))
-            FfiConverterTypeChange.write(v1, into: &buf)
-            
         
-        case let .conflict(v1):
+        
+        case .conflict:
             writeInt(&buf, Int32(3))
-            FfiConverterTypeConflict.write(v1, into: &buf)
-            
+        
         }
     }
 }
@@ -3282,15 +3685,15 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeEvent_lift(_ buf: RustBuffer) throws -> Event {
-    return try FfiConverterTypeEvent.lift(buf)
+public func FfiConverterTypeEventKind_lift(_ buf: RustBuffer) throws -> EventKind {
+    return try FfiConverterTypeEventKind.lift(buf)
 }
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeEvent_lower(_ value: Event) -> RustBuffer {
-    return FfiConverterTypeEvent.lower(value)
+public func FfiConverterTypeEventKind_lower(_ value: EventKind) -> RustBuffer {
+    return FfiConverterTypeEventKind.lower(value)
 }
 
 
@@ -3504,6 +3907,10 @@ enum SynclineError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
     )
     case Auth(message: String
     )
+    case SqliteLibrary(message: String
+    )
+    case Corrupt(message: String
+    )
     /**
      * A kind added to the core after this binding was built (the core's kinds are
      * `#[non_exhaustive]`); `message` starts with the kind's stable code.
@@ -3584,7 +3991,13 @@ public struct FfiConverterTypeSynclineError: FfiConverterRustBuffer {
         case 15: return .Auth(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 16: return .Other(
+        case 16: return .SqliteLibrary(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 17: return .Corrupt(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 18: return .Other(
             message: try FfiConverterString.read(from: &buf)
             )
 
@@ -3674,8 +4087,18 @@ public struct FfiConverterTypeSynclineError: FfiConverterRustBuffer {
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Other(message):
+        case let .SqliteLibrary(message):
             writeInt(&buf, Int32(16))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .Corrupt(message):
+            writeInt(&buf, Int32(17))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .Other(message):
+            writeInt(&buf, Int32(18))
             FfiConverterString.write(message, into: &buf)
             
         }
@@ -3898,6 +4321,30 @@ fileprivate struct FfiConverterOptionTimestamp: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeConflict: FfiConverterRustBuffer {
+    typealias SwiftType = Conflict?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeConflict.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeConflict.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeEngineOptions: FfiConverterRustBuffer {
     typealias SwiftType = EngineOptions?
 
@@ -3914,6 +4361,30 @@ fileprivate struct FfiConverterOptionTypeEngineOptions: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeEngineOptions.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeSqliteLibraryInfo: FfiConverterRustBuffer {
+    typealias SwiftType = SqliteLibraryInfo?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSqliteLibraryInfo.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSqliteLibraryInfo.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4060,6 +4531,31 @@ fileprivate struct FfiConverterSequenceTypeConflict: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeConflict.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeErrorKindInfo: FfiConverterRustBuffer {
+    typealias SwiftType = [ErrorKindInfo]
+
+    public static func write(_ value: [ErrorKindInfo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeErrorKindInfo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ErrorKindInfo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ErrorKindInfo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeErrorKindInfo.read(from: &buf))
         }
         return seq
     }
@@ -4238,12 +4734,113 @@ fileprivate func uniffiFutureContinuationCallback(handle: UInt64, pollResult: In
     }
 }
 /**
+ * Bind the SQLite shared library at `path` (a name `dlopen` resolves, such as
+ * `libsqlite3.so.0`, or an absolute path) for every engine of this process. The library bound
+ * already is a no-op; another one fails with `SqliteLibrary` (two SQLite copies in one process).
+ */
+public func bindSqliteLibrary(path: String)throws   {try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_func_bind_sqlite_library(
+        FfiConverterString.lower(path),uniffiCallStatus
+    )
+}
+}
+/**
+ * The SQLite library bound in this process, if any.
+ */
+public func boundSqliteLibrary() -> SqliteLibraryInfo?  {
+    return try!  FfiConverterOptionTypeSqliteLibraryInfo.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_func_bound_sqlite_library(uniffiCallStatus
+    )
+})
+}
+/**
+ * Prove that the application's driver (`probe`) and the engine run on one SQLite library: the
+ * soft heap limit is global to one library, so the engine sees the value the driver set only if
+ * both share it (the previous limit is restored). `SqliteLibrary` if they do not, or if nothing
+ * is bound yet; the probe's own error if it fails.
+ */
+public func checkSharedSqlite(probe: SqliteDriverProbe)throws   {try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_func_check_shared_sqlite(
+        FfiConverterTypeSqliteDriverProbe_lower(probe),uniffiCallStatus
+    )
+}
+}
+/**
+ * The core's default engine options.
+ */
+public func defaultEngineOptions() -> EngineOptions  {
+    return try!  FfiConverterTypeEngineOptions_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_func_default_engine_options(uniffiCallStatus
+    )
+})
+}
+/**
+ * The core's default sync options.
+ */
+public func defaultSyncOptions() -> SyncOptions  {
+    return try!  FfiConverterTypeSyncOptions_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_func_default_sync_options(uniffiCallStatus
+    )
+})
+}
+/**
  * The stable code of every error kind the core knows, in declaration order.
  */
 public func errorCodes() -> [String]  {
     return try!  FfiConverterSequenceString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_syncline_ffi_fn_func_error_codes(uniffiCallStatus
+    )
+})
+}
+/**
+ * Every error kind of the core (`ErrorKind::ALL`), with its description.
+ */
+public func errorKinds() -> [ErrorKindInfo]  {
+    return try!  FfiConverterSequenceTypeErrorKindInfo.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_func_error_kinds(uniffiCallStatus
+    )
+})
+}
+/**
+ * The error this binding raises for the core kind `code` with `message` (none for a code the
+ * core does not know): how tests check that every kind has its own error case.
+ */
+public func errorOfKind(code: String, message: String) -> SynclineError?  {
+    return try!  FfiConverterOptionTypeSynclineError.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_func_error_of_kind(
+        FfiConverterString.lower(code),
+        FfiConverterString.lower(message),uniffiCallStatus
+    )
+})
+}
+/**
+ * The absolute path of this library as the process loaded it: what a driver passes to
+ * `load_extension` so that the extension is this very copy (same file, same handle).
+ */
+public func ffiLibraryPath() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_func_ffi_library_path(uniffiCallStatus
+    )
+})
+}
+/**
+ * The system SQLite of this platform (the core's `host::PLATFORM_SQLITE`:
+ * `/usr/lib/libsqlite3.dylib` on Apple platforms, `libsqlite3.so.0` on Linux), if it has one
+ * for applications.
+ */
+public func platformSqlite() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_func_platform_sqlite(uniffiCallStatus
     )
 })
 }
@@ -4273,7 +4870,34 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
+    if (uniffi_syncline_ffi_checksum_func_bind_sqlite_library() != 3180) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_func_bound_sqlite_library() != 55118) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_func_check_shared_sqlite() != 64091) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_func_default_engine_options() != 58876) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_func_default_sync_options() != 2099) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_syncline_ffi_checksum_func_error_codes() != 49695) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_func_error_kinds() != 30557) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_func_error_of_kind() != 6561) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_func_ffi_library_path() != 59077) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_func_platform_sqlite() != 5180) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_func_uuid7() != 22179) {
@@ -4282,7 +4906,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_conflictresolver_resolve() != 24561) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_syncline_ffi_checksum_method_eventobserver_on_event() != 7218) {
+    if (uniffi_syncline_ffi_checksum_method_eventobserver_on_event() != 46388) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_method_sqlitedriverprobe_set_soft_heap_limit() != 34599) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_subscription_close() != 3937) {
@@ -4297,7 +4924,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_syncengine_clear_resolver() != 6967) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_syncline_ffi_checksum_method_syncengine_close() != 52175) {
+    if (uniffi_syncline_ffi_checksum_method_syncengine_close() != 43781) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_conflicts() != 53131) {
@@ -4354,7 +4981,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_syncengine_site_id() != 8224) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_syncline_ffi_checksum_method_syncengine_start_sync() != 61023) {
+    if (uniffi_syncline_ffi_checksum_method_syncengine_start_sync() != 27306) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_state_hash() != 50996) {
@@ -4372,6 +4999,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_syncengine_write_bundle() != 32962) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_syncline_ffi_checksum_method_synchandle_is_running() != 22920) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_syncline_ffi_checksum_method_synchandle_status() != 38744) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4381,12 +5011,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_synchandle_sync_now() != 41327) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_syncline_ffi_checksum_constructor_syncengine_open() != 55368) {
+    if (uniffi_syncline_ffi_checksum_constructor_syncengine_open_bound() != 65063) {
         return InitializationResult.apiChecksumMismatch
     }
 
     uniffiCallbackInitConflictResolver()
     uniffiCallbackInitEventObserver()
+    uniffiCallbackInitSqliteDriverProbe()
     return InitializationResult.ok
 }()
 

@@ -257,6 +257,13 @@ typedef void (*UniffiCallbackInterfaceEventObserverMethod0)(uint64_t, RustBuffer
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_SQLITE_DRIVER_PROBE_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_SQLITE_DRIVER_PROBE_METHOD0
+typedef void (*UniffiCallbackInterfaceSqliteDriverProbeMethod0)(uint64_t, int64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CONFLICT_RESOLVER
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CONFLICT_RESOLVER
 typedef struct UniffiVTableCallbackInterfaceConflictResolver {
@@ -273,6 +280,15 @@ typedef struct UniffiVTableCallbackInterfaceEventObserver {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceEventObserverMethod0 _Nonnull onEvent;
 } UniffiVTableCallbackInterfaceEventObserver;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_SQLITE_DRIVER_PROBE
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_SQLITE_DRIVER_PROBE
+typedef struct UniffiVTableCallbackInterfaceSqliteDriverProbe {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceSqliteDriverProbeMethod0 _Nonnull setSoftHeapLimit;
+} UniffiVTableCallbackInterfaceSqliteDriverProbe;
 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_CONFLICTRESOLVER
@@ -315,6 +331,26 @@ void uniffi_syncline_ffi_fn_init_callback_vtable_eventobserver(const UniffiVTabl
 void uniffi_syncline_ffi_fn_method_eventobserver_on_event(uint64_t ptr, RustBuffer event, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_SQLITEDRIVERPROBE
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_SQLITEDRIVERPROBE
+uint64_t uniffi_syncline_ffi_fn_clone_sqlitedriverprobe(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FREE_SQLITEDRIVERPROBE
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FREE_SQLITEDRIVERPROBE
+void uniffi_syncline_ffi_fn_free_sqlitedriverprobe(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_INIT_CALLBACK_VTABLE_SQLITEDRIVERPROBE
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_INIT_CALLBACK_VTABLE_SQLITEDRIVERPROBE
+void uniffi_syncline_ffi_fn_init_callback_vtable_sqlitedriverprobe(const UniffiVTableCallbackInterfaceSqliteDriverProbe* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SQLITEDRIVERPROBE_SET_SOFT_HEAP_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SQLITEDRIVERPROBE_SET_SOFT_HEAP_LIMIT
+void uniffi_syncline_ffi_fn_method_sqlitedriverprobe_set_soft_heap_limit(uint64_t ptr, int64_t limit, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_SUBSCRIPTION
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_SUBSCRIPTION
 uint64_t uniffi_syncline_ffi_fn_clone_subscription(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -345,9 +381,9 @@ uint64_t uniffi_syncline_ffi_fn_clone_syncengine(uint64_t handle, RustCallStatus
 void uniffi_syncline_ffi_fn_free_syncengine(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CONSTRUCTOR_SYNCENGINE_OPEN
-#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CONSTRUCTOR_SYNCENGINE_OPEN
-uint64_t uniffi_syncline_ffi_fn_constructor_syncengine_open(RustBuffer path, RustBuffer options, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CONSTRUCTOR_SYNCENGINE_OPEN_BOUND
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CONSTRUCTOR_SYNCENGINE_OPEN_BOUND
+uint64_t uniffi_syncline_ffi_fn_constructor_syncengine_open_bound(RustBuffer path, RustBuffer options, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_ALL_CONFLICTS
@@ -495,6 +531,11 @@ uint64_t uniffi_syncline_ffi_fn_clone_synchandle(uint64_t handle, RustCallStatus
 void uniffi_syncline_ffi_fn_free_synchandle(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCHANDLE_IS_RUNNING
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCHANDLE_IS_RUNNING
+int8_t uniffi_syncline_ffi_fn_method_synchandle_is_running(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCHANDLE_STATUS
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCHANDLE_STATUS
 RustBuffer uniffi_syncline_ffi_fn_method_synchandle_status(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -510,9 +551,60 @@ void uniffi_syncline_ffi_fn_method_synchandle_stop(uint64_t ptr, RustCallStatus 
 void uniffi_syncline_ffi_fn_method_synchandle_sync_now(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_BIND_SQLITE_LIBRARY
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_BIND_SQLITE_LIBRARY
+void uniffi_syncline_ffi_fn_func_bind_sqlite_library(RustBuffer path, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_BOUND_SQLITE_LIBRARY
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_BOUND_SQLITE_LIBRARY
+RustBuffer uniffi_syncline_ffi_fn_func_bound_sqlite_library(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_CHECK_SHARED_SQLITE
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_CHECK_SHARED_SQLITE
+void uniffi_syncline_ffi_fn_func_check_shared_sqlite(uint64_t probe, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_DEFAULT_ENGINE_OPTIONS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_DEFAULT_ENGINE_OPTIONS
+RustBuffer uniffi_syncline_ffi_fn_func_default_engine_options(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_DEFAULT_SYNC_OPTIONS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_DEFAULT_SYNC_OPTIONS
+RustBuffer uniffi_syncline_ffi_fn_func_default_sync_options(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_ERROR_CODES
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_ERROR_CODES
 RustBuffer uniffi_syncline_ffi_fn_func_error_codes(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_ERROR_KINDS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_ERROR_KINDS
+RustBuffer uniffi_syncline_ffi_fn_func_error_kinds(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_ERROR_OF_KIND
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_ERROR_OF_KIND
+RustBuffer uniffi_syncline_ffi_fn_func_error_of_kind(RustBuffer code, RustBuffer message, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_FFI_LIBRARY_PATH
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_FFI_LIBRARY_PATH
+RustBuffer uniffi_syncline_ffi_fn_func_ffi_library_path(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_PLATFORM_SQLITE
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_PLATFORM_SQLITE
+RustBuffer uniffi_syncline_ffi_fn_func_platform_sqlite(RustCallStatus *_Nonnull out_status
     
 );
 #endif
@@ -782,9 +874,63 @@ void ffi_syncline_ffi_rust_future_free_void(uint64_t handle
 void ffi_syncline_ffi_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_BIND_SQLITE_LIBRARY
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_BIND_SQLITE_LIBRARY
+uint16_t uniffi_syncline_ffi_checksum_func_bind_sqlite_library(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_BOUND_SQLITE_LIBRARY
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_BOUND_SQLITE_LIBRARY
+uint16_t uniffi_syncline_ffi_checksum_func_bound_sqlite_library(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_CHECK_SHARED_SQLITE
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_CHECK_SHARED_SQLITE
+uint16_t uniffi_syncline_ffi_checksum_func_check_shared_sqlite(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_DEFAULT_ENGINE_OPTIONS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_DEFAULT_ENGINE_OPTIONS
+uint16_t uniffi_syncline_ffi_checksum_func_default_engine_options(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_DEFAULT_SYNC_OPTIONS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_DEFAULT_SYNC_OPTIONS
+uint16_t uniffi_syncline_ffi_checksum_func_default_sync_options(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_ERROR_CODES
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_ERROR_CODES
 uint16_t uniffi_syncline_ffi_checksum_func_error_codes(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_ERROR_KINDS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_ERROR_KINDS
+uint16_t uniffi_syncline_ffi_checksum_func_error_kinds(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_ERROR_OF_KIND
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_ERROR_OF_KIND
+uint16_t uniffi_syncline_ffi_checksum_func_error_of_kind(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_FFI_LIBRARY_PATH
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_FFI_LIBRARY_PATH
+uint16_t uniffi_syncline_ffi_checksum_func_ffi_library_path(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_PLATFORM_SQLITE
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_PLATFORM_SQLITE
+uint16_t uniffi_syncline_ffi_checksum_func_platform_sqlite(void
     
 );
 #endif
@@ -803,6 +949,12 @@ uint16_t uniffi_syncline_ffi_checksum_method_conflictresolver_resolve(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_EVENTOBSERVER_ON_EVENT
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_EVENTOBSERVER_ON_EVENT
 uint16_t uniffi_syncline_ffi_checksum_method_eventobserver_on_event(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SQLITEDRIVERPROBE_SET_SOFT_HEAP_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SQLITEDRIVERPROBE_SET_SOFT_HEAP_LIMIT
+uint16_t uniffi_syncline_ffi_checksum_method_sqlitedriverprobe_set_soft_heap_limit(void
     
 );
 #endif
@@ -980,6 +1132,12 @@ uint16_t uniffi_syncline_ffi_checksum_method_syncengine_write_bundle(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCHANDLE_IS_RUNNING
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCHANDLE_IS_RUNNING
+uint16_t uniffi_syncline_ffi_checksum_method_synchandle_is_running(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCHANDLE_STATUS
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCHANDLE_STATUS
 uint16_t uniffi_syncline_ffi_checksum_method_synchandle_status(void
@@ -998,9 +1156,9 @@ uint16_t uniffi_syncline_ffi_checksum_method_synchandle_sync_now(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_CONSTRUCTOR_SYNCENGINE_OPEN
-#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_CONSTRUCTOR_SYNCENGINE_OPEN
-uint16_t uniffi_syncline_ffi_checksum_constructor_syncengine_open(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_CONSTRUCTOR_SYNCENGINE_OPEN_BOUND
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_CONSTRUCTOR_SYNCENGINE_OPEN_BOUND
+uint16_t uniffi_syncline_ffi_checksum_constructor_syncengine_open_bound(void
     
 );
 #endif

@@ -139,7 +139,7 @@ final class NetworkTests: XCTestCase {
         let a = try replica("a")
         let x = uuid7()
         try a.execute("INSERT INTO todos(id, title) VALUES (?, ?)", .text(x), "in the background")
-        let handle = try a.startSync(url: url, token: token, options: SyncOptions(intervalMs: 200))
+        let handle = try a.startSync(url: url, token: token, options: SyncOptions.defaults(intervalMs: 200))
         XCTAssertTrue(waitUntil(20) { ((try? handle.status())?.syncs ?? 0) >= 1 })
         let s = try handle.status()
         XCTAssertTrue(s.running)
@@ -163,7 +163,7 @@ final class NetworkTests: XCTestCase {
     func testBackgroundSyncWithAWrongTokenReportsAuthInItsStatus() throws {
         let a = try replica("a")
         let handle = try a.startSync(
-            url: url, token: "wrong", options: SyncOptions(intervalMs: 200, maxBackoffMs: 200))
+            url: url, token: "wrong", options: SyncOptions.defaults(intervalMs: 200, maxBackoffMs: 200))
         XCTAssertTrue(waitUntil(20) { ((try? handle.status())?.failures ?? 0) >= 1 })
         let s = try handle.status()
         XCTAssertEqual(s.syncs, 0)
@@ -176,7 +176,7 @@ final class NetworkTests: XCTestCase {
         let a = try replica("a")
         let b = try replica("b")
         // an interval far beyond the test: only the server's notice can make b sync again
-        let handle = try b.startSync(url: url, token: token, options: SyncOptions(intervalMs: 600_000, live: true))
+        let handle = try b.startSync(url: url, token: token, options: SyncOptions.defaults(intervalMs: 600_000, live: true))
         defer { handle.stop() }
         XCTAssertTrue(waitUntil(20) { ((try? handle.status())?.syncs ?? 0) >= 1 })
         let x = uuid7()

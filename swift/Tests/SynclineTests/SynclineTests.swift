@@ -69,7 +69,7 @@ final class SynclineTests: XCTestCase {
     // MARK: open, site ids, helpers
 
     func testOpenSiteIdUuid7AndPath() throws {
-        let e = try open("a", EngineOptions(maxDriftMs: 1000, busyTimeoutMs: 2000, watchIntervalMs: 50))
+        let e = try open("a", EngineOptions.defaults(maxDriftMs: 1000, busyTimeoutMs: 2000, watchIntervalMs: 50))
         XCTAssertTrue(e.path().hasSuffix("a.db"))
         let site = try e.siteId()
         XCTAssertEqual(site.count, 32)
@@ -77,9 +77,30 @@ final class SynclineTests: XCTestCase {
         let id = uuid7()
         XCTAssertEqual(id.count, 36)
         XCTAssertEqual(Array(id)[14], "7")
-        XCTAssertEqual(errorCodes().count, 15)
-        XCTAssertEqual(EngineOptions().maxDriftMs, 300_000)
-        XCTAssertEqual(EngineOptions().watchIntervalMs, 100)
+    }
+
+    func testDefaultOptionsComeFromTheCore() throws {
+        let d = defaultEngineOptions()
+        XCTAssertEqual(d, EngineOptions(maxDriftMs: 300_000, busyTimeoutMs: 10_000, watchIntervalMs: 100, create: true))
+        XCTAssertEqual(EngineOptions.defaults(maxDriftMs: 7), EngineOptions(maxDriftMs: 7, busyTimeoutMs: 10_000, watchIntervalMs: 100, create: true))
+        XCTAssertEqual(defaultSyncOptions(), SyncOptions(intervalMs: 30_000, maxBackoffMs: 60_000, live: false, pageRows: 5000, timeoutMs: 60_000))
+        // create: false is passed through (the core's NotFound, nothing created)
+        expectError("NotFound") { _ = try self.open("missing", .defaults(create: false)) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("missing.db").path))
+    }
+
+    func testEveryCoreErrorKindHasItsOwnCase() throws {
+        let kinds = errorKinds()
+        XCTAssertEqual(kinds.map(\.code), errorCodes())
+        XCTAssertTrue(kinds.map(\.code).contains("SqliteLibrary"))
+        XCTAssertTrue(kinds.map(\.code).contains("Corrupt"))
+        for k in kinds {
+            XCTAssertFalse(k.description.isEmpty)
+            guard let e = errorOfKind(code: k.code, message: "m") else { return XCTFail(k.code) }
+            XCTAssertEqual(e.code, k.code)
+            XCTAssertEqual(e.message, "m")
+        }
+        XCTAssertNil(errorOfKind(code: "NoSuchKind", message: "m"))
     }
 
     func testResetAndSetSiteId() throws {
@@ -216,7 +237,7 @@ final class SynclineTests: XCTestCase {
     func testABundleAheadOfTheClockIsQuarantinedThenApplied() throws {
         let now = UInt64(Date().timeIntervalSince1970 * 1000)  // stamps never go back: start from the real clock
         let a = try replica("a")
-        let b = try replica("b", options: EngineOptions(maxDriftMs: 1000, busyTimeoutMs: 1000, watchIntervalMs: 100))
+        let b = try replica("b", options: EngineOptions.defaults(maxDriftMs: 1000, busyTimeoutMs: 1000, watchIntervalMs: 100))
         try b.setManualClock(ms: now)
         try a.setManualClock(ms: now + 60_000)  // beyond b's drift, inside the 24 h quarantine horizon
         try a.execute("INSERT INTO todos(id, title) VALUES ('1', 'from the future')")
@@ -243,7 +264,7 @@ final class SynclineTests: XCTestCase {
 
     func testABundleYearsAheadIsRejectedNotQuarantined() throws {
         let a = try replica("a")
-        let b = try replica("b", options: EngineOptions(maxDriftMs: 1000, busyTimeoutMs: 1000, watchIntervalMs: 100))
+        let b = try replica("b", options: EngineOptions.defaults(maxDriftMs: 1000, busyTimeoutMs: 1000, watchIntervalMs: 100))
         try a.setManualClock(ms: 4_000_000_000_000)
         try a.execute("INSERT INTO todos(id, title) VALUES ('1', 'from 2096')")
         let report = try sync(a, b)
@@ -402,35 +423,62 @@ final class SynclineTests: XCTestCase {
         a.clearResolver(table: "todos")
     }
 
+    // MARK: background sync decided by the core
+
+    func testCloseStopsTheBackgroundSyncsOfTheEngine() throws {
+        let a = try replica("a")
+        // nobody listens there: the loop fails and retries until it is stopped
+        let handle = try a.startSync(url: "http://127.0.0.1:9", token: nil, options: .defaults(intervalMs: 100, maxBackoffMs: 100))
+        XCTAssertTrue(handle.isRunning())
+        try a.close()
+        XCTAssertTrue(waitUntil(10) { !handle.isRunning() }, "close() left the sync loop running")
+        expectError("Closed") { _ = try handle.status() }
+        handle.stop()
+    }
+
+    func testZeroIntervalsTimeoutsAndPageSizesAreRefused() throws {
+        let a = try replica("a")
+        for o in [SyncOptions.defaults(intervalMs: 0), .defaults(maxBackoffMs: 0), .defaults(pageRows: 0), .defaults(timeoutMs: 0)] {
+            expectError("InvalidArgument") { _ = try a.startSync(url: "http://127.0.0.1:9", token: nil, options: o) }
+        }
+    }
+
     // MARK: events
 
     func testSubscribeSeesLocalRemoteAndConflictEventsUntilClosed() throws {
-        let fast = EngineOptions(maxDriftMs: 300_000, busyTimeoutMs: 5000, watchIntervalMs: 10)
+        let fast = EngineOptions.defaults(maxDriftMs: 300_000, busyTimeoutMs: 5000, watchIntervalMs: 10)
         let a = try replica("a", .manual, options: fast)
         let b = try replica("b", .manual, options: fast)
         let events = Box<Event>()
         let sub = try a.subscribe { events.append($0) }
         XCTAssertFalse(sub.isClosed())
         try a.execute("INSERT INTO todos(id, title) VALUES ('1', 'local')")
-        XCTAssertTrue(waitUntil { events.all.contains { if case let .localChange(c) = $0 { return c.pk == ["1"] } else { return false } } },
-                      "\(events.all)")
-        if case let .localChange(c)? = events.all.first(where: { if case .localChange = $0 { return true } else { return false } }) {
+        XCTAssertTrue(waitUntil { events.all.contains { $0.kind == .local && $0.pk == ["1"] } }, "\(events.all)")
+        if let c = events.all.first(where: { $0.kind == .local }) {
             XCTAssertEqual(c.table, "todos")
             XCTAssertTrue(c.columns.contains("title"))
             XCTAssertFalse(c.deleted)
+            XCTAssertNil(c.conflict)
         }
         try b.execute("INSERT INTO todos(id, title) VALUES ('2', 'remote')")
         try sync(b, a)
-        XCTAssertTrue(waitUntil { events.all.contains { if case let .remoteChange(c) = $0 { return c.pk == ["2"] } else { return false } } })
+        XCTAssertTrue(waitUntil { events.all.contains { $0.kind == .remote && $0.pk == ["2"] } })
         // a conflict
         try sync(a, b)
         try a.execute("UPDATE todos SET title = 'a' WHERE id = '2'")
         try b.execute("UPDATE todos SET title = 'b' WHERE id = '2'")
         try sync(b, a)
-        XCTAssertTrue(waitUntil { events.all.contains { if case let .conflict(c) = $0 { return c.column == "title" } else { return false } } })
+        XCTAssertTrue(waitUntil { events.all.contains { $0.kind == .conflict && $0.conflict?.column == "title" } })
+        // a conflict event's fields are the core's: the one conflicting column, its row's key
+        if let c = events.all.first(where: { $0.kind == .conflict }) {
+            XCTAssertEqual(c.columns, ["title"])
+            XCTAssertEqual(c.pk, ["2"])
+            XCTAssertEqual(c.table, "todos")
+            XCTAssertFalse(c.deleted)
+        }
         // a delete
         try a.execute("DELETE FROM todos WHERE id = '1'")
-        XCTAssertTrue(waitUntil { events.all.contains { if case let .localChange(c) = $0 { return c.deleted } else { return false } } })
+        XCTAssertTrue(waitUntil { events.all.contains { $0.kind == .local && $0.deleted && $0.columns.isEmpty } })
         sub.close()
         XCTAssertTrue(sub.isClosed())
         Thread.sleep(forTimeInterval: 0.1)
@@ -443,7 +491,7 @@ final class SynclineTests: XCTestCase {
     }
 
     func testEventsAsAsyncStream() async throws {
-        let a = try replica("a", options: EngineOptions(maxDriftMs: 300_000, busyTimeoutMs: 5000, watchIntervalMs: 10))
+        let a = try replica("a", options: EngineOptions.defaults(maxDriftMs: 300_000, busyTimeoutMs: 5000, watchIntervalMs: 10))
         let b = try replica("b")
         let stream = try a.events()
         try b.execute("INSERT INTO todos(id, title) VALUES ('x', 'hi')")
@@ -453,7 +501,7 @@ final class SynclineTests: XCTestCase {
             got = e
             break
         }
-        guard case let .remoteChange(c)? = got else { return XCTFail("\(String(describing: got))") }
+        guard let c = got, c.kind == .remote else { return XCTFail("\(String(describing: got))") }
         XCTAssertEqual(c.pk, ["x"])
     }
 

@@ -663,6 +663,9 @@ internal interface UniffiCallbackInterfaceConflictResolverMethod0 : com.sun.jna.
 internal interface UniffiCallbackInterfaceEventObserverMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceSqliteDriverProbeMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`limit`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 @Structure.FieldOrder("uniffiFree", "uniffiClone", "resolve")
 internal open class UniffiVTableCallbackInterfaceConflictResolver(
     @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
@@ -701,6 +704,25 @@ internal open class UniffiVTableCallbackInterfaceEventObserver(
     }
 
 }
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "setSoftHeapLimit")
+internal open class UniffiVTableCallbackInterfaceSqliteDriverProbe(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `setSoftHeapLimit`: UniffiCallbackInterfaceSqliteDriverProbeMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `setSoftHeapLimit`: UniffiCallbackInterfaceSqliteDriverProbeMethod0? = null,
+    ): UniffiVTableCallbackInterfaceSqliteDriverProbe(`uniffiFree`,`uniffiClone`,`setSoftHeapLimit`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceSqliteDriverProbe) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `setSoftHeapLimit` = other.`setSoftHeapLimit`
+    }
+
+}
 
 // A JNA Library to expose the extern-C FFI definitions.
 // This is an implementation detail which will be called internally by the public API.
@@ -726,13 +748,33 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_syncline_ffi_checksum_func_bind_sqlite_library(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_func_bound_sqlite_library(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_func_check_shared_sqlite(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_func_default_engine_options(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_func_default_sync_options(
+    ): Int
     external fun uniffi_syncline_ffi_checksum_func_error_codes(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_func_error_kinds(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_func_error_of_kind(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_func_ffi_library_path(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_func_platform_sqlite(
     ): Int
     external fun uniffi_syncline_ffi_checksum_func_uuid7(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_conflictresolver_resolve(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_eventobserver_on_event(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_method_sqlitedriverprobe_set_soft_heap_limit(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_subscription_close(
     ): Int
@@ -792,13 +834,15 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_write_bundle(
     ): Int
+    external fun uniffi_syncline_ffi_checksum_method_synchandle_is_running(
+    ): Int
     external fun uniffi_syncline_ffi_checksum_method_synchandle_status(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_synchandle_stop(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_synchandle_sync_now(
     ): Int
-    external fun uniffi_syncline_ffi_checksum_constructor_syncengine_open(
+    external fun uniffi_syncline_ffi_checksum_constructor_syncengine_open_bound(
     ): Int
     external fun ffi_syncline_ffi_uniffi_contract_version(
     ): Int
@@ -818,6 +862,7 @@ internal object UniffiLib {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "syncline_ffi"))
         uniffiCallbackInterfaceConflictResolver.register(this)
         uniffiCallbackInterfaceEventObserver.register(this)
+        uniffiCallbackInterfaceSqliteDriverProbe.register(this)
         
     }
 
@@ -838,6 +883,14 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_syncline_ffi_fn_method_eventobserver_on_event(`ptr`: Long,`event`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_syncline_ffi_fn_clone_sqlitedriverprobe(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_syncline_ffi_fn_free_sqlitedriverprobe(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_syncline_ffi_fn_init_callback_vtable_sqlitedriverprobe(`vtable`: UniffiVTableCallbackInterfaceSqliteDriverProbe,
+    ): Unit
+    external fun uniffi_syncline_ffi_fn_method_sqlitedriverprobe_set_soft_heap_limit(`ptr`: Long,`limit`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_syncline_ffi_fn_clone_subscription(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_syncline_ffi_fn_free_subscription(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -850,7 +903,7 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_syncline_ffi_fn_free_syncengine(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_syncline_ffi_fn_constructor_syncengine_open(`path`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_syncline_ffi_fn_constructor_syncengine_open_bound(`path`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_syncline_ffi_fn_method_syncengine_all_conflicts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -910,13 +963,33 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_syncline_ffi_fn_free_synchandle(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_syncline_ffi_fn_method_synchandle_is_running(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_syncline_ffi_fn_method_synchandle_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_synchandle_stop(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_syncline_ffi_fn_method_synchandle_sync_now(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_syncline_ffi_fn_func_bind_sqlite_library(`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_syncline_ffi_fn_func_bound_sqlite_library(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_func_check_shared_sqlite(`probe`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_syncline_ffi_fn_func_default_engine_options(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_func_default_sync_options(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_func_error_codes(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_func_error_kinds(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_func_error_of_kind(`code`: RustBuffer.ByValue,`message`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_func_ffi_library_path(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_func_platform_sqlite(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_func_uuid7(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1039,7 +1112,34 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
+    if ((lib.uniffi_syncline_ffi_checksum_func_bind_sqlite_library() and 0xFFFF) != 3180) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_func_bound_sqlite_library() and 0xFFFF) != 55118) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_func_check_shared_sqlite() and 0xFFFF) != 64091) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_func_default_engine_options() and 0xFFFF) != 58876) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_func_default_sync_options() and 0xFFFF) != 2099) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_syncline_ffi_checksum_func_error_codes() and 0xFFFF) != 49695) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_func_error_kinds() and 0xFFFF) != 30557) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_func_error_of_kind() and 0xFFFF) != 6561) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_func_ffi_library_path() and 0xFFFF) != 59077) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_func_platform_sqlite() and 0xFFFF) != 5180) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_func_uuid7() and 0xFFFF) != 22179) {
@@ -1048,7 +1148,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_conflictresolver_resolve() and 0xFFFF) != 24561) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_syncline_ffi_checksum_method_eventobserver_on_event() and 0xFFFF) != 7218) {
+    if ((lib.uniffi_syncline_ffi_checksum_method_eventobserver_on_event() and 0xFFFF) != 46388) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_method_sqlitedriverprobe_set_soft_heap_limit() and 0xFFFF) != 34599) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_subscription_close() and 0xFFFF) != 3937) {
@@ -1063,7 +1166,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_clear_resolver() and 0xFFFF) != 6967) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_close() and 0xFFFF) != 52175) {
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_close() and 0xFFFF) != 43781) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_conflicts() and 0xFFFF) != 53131) {
@@ -1120,7 +1223,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_site_id() and 0xFFFF) != 8224) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_start_sync() and 0xFFFF) != 61023) {
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_start_sync() and 0xFFFF) != 27306) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_state_hash() and 0xFFFF) != 50996) {
@@ -1138,6 +1241,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_write_bundle() and 0xFFFF) != 32962) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_syncline_ffi_checksum_method_synchandle_is_running() and 0xFFFF) != 22920) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_syncline_ffi_checksum_method_synchandle_status() and 0xFFFF) != 38744) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1147,7 +1253,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_synchandle_sync_now() and 0xFFFF) != 41327) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_syncline_ffi_checksum_constructor_syncengine_open() and 0xFFFF) != 55368) {
+    if ((lib.uniffi_syncline_ffi_checksum_constructor_syncengine_open_bound() and 0xFFFF) != 65063) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -2360,6 +2466,335 @@ public object FfiConverterTypeEventObserver: FfiConverter<EventObserver, Long> {
 
 
 /**
+ * Runs SQL through the application's own SQLite driver, for [`check_shared_sqlite`].
+ */
+public interface SqliteDriverProbe {
+    
+    /**
+     * Run `PRAGMA soft_heap_limit = <limit>` on a connection of the app's driver.
+     */
+    fun `setSoftHeapLimit`(`limit`: kotlin.Long)
+    
+    companion object
+}
+
+/**
+ * Runs SQL through the application's own SQLite driver, for [`check_shared_sqlite`].
+ */
+open class SqliteDriverProbeImpl: Disposable, AutoCloseable, SqliteDriverProbe
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_syncline_ffi_fn_free_sqlitedriverprobe(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_syncline_ffi_fn_clone_sqlitedriverprobe(handle, status)
+        }
+    }
+
+    
+    /**
+     * Run `PRAGMA soft_heap_limit = <limit>` on a connection of the app's driver.
+     */
+    @Throws(SynclineException::class)override fun `setSoftHeapLimit`(`limit`: kotlin.Long)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_sqlitedriverprobe_set_soft_heap_limit(
+        it,
+        
+        FfiConverterLong.lower(`limit`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceSqliteDriverProbe {
+    internal object `setSoftHeapLimit`: UniffiCallbackInterfaceSqliteDriverProbeMethod0 {
+        override fun callback(`uniffiHandle`: Long,`limit`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeSqliteDriverProbe.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`setSoftHeapLimit`(
+                    FfiConverterLong.lift(`limit`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: SynclineException -> FfiConverterTypeSynclineError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeSqliteDriverProbe.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeSqliteDriverProbe.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceSqliteDriverProbe.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `setSoftHeapLimit`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_syncline_ffi_fn_init_callback_vtable_sqlitedriverprobe(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSqliteDriverProbe: FfiConverter<SqliteDriverProbe, Long> {
+    internal val handleMap = UniffiHandleMap<SqliteDriverProbe>()
+
+    override fun lower(value: SqliteDriverProbe): Long {
+        if (value is SqliteDriverProbeImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): SqliteDriverProbe {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return SqliteDriverProbeImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): SqliteDriverProbe {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: SqliteDriverProbe) = 8UL
+
+    override fun write(value: SqliteDriverProbe, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * A live subscription; `close()` (Kotlin: `cancel()`, or `close()`/`use {}` which also frees
  * it) or dropping it unsubscribes.
  */
@@ -2652,7 +3087,8 @@ public interface SyncEngineInterface {
     fun `clearResolver`(`table`: kotlin.String)
     
     /**
-     * Close the connection and stop the watcher; later calls fail with `Closed`.
+     * Close the connection, stop the watcher and every background sync started on this engine
+     * (the core's `close`); later calls fail with `Closed`.
      * (Kotlin: `closeEngine()`; `close()`/`use {}` there frees the object, which closes too.)
      */
     fun `closeEngine`()
@@ -2750,7 +3186,9 @@ public interface SyncEngineInterface {
     /**
      * Sync with the server at `url` in the background (first pass at once, then every
      * `interval_ms`, backing off after failures) until the handle is stopped or freed.
-     * Returns at once; errors of the passes go to the handle's `status()`.
+     * Returns at once; errors of the passes go to the handle's `status()`. Options: none for the
+     * core's defaults; a zero interval, backoff, timeout or page size is `InvalidArgument`.
+     * `close()` on the engine stops the loop too.
      */
     fun `startSync`(`url`: kotlin.String, `token`: kotlin.String? = null, `options`: SyncOptions? = null): SyncHandle
     
@@ -2925,7 +3363,8 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
 
     
     /**
-     * Close the connection and stop the watcher; later calls fail with `Closed`.
+     * Close the connection, stop the watcher and every background sync started on this engine
+     * (the core's `close`); later calls fail with `Closed`.
      * (Kotlin: `closeEngine()`; `close()`/`use {}` there frees the object, which closes too.)
      */
     @Throws(SynclineException::class)override fun `closeEngine`()
@@ -3261,7 +3700,9 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
     /**
      * Sync with the server at `url` in the background (first pass at once, then every
      * `interval_ms`, backing off after failures) until the handle is stopped or freed.
-     * Returns at once; errors of the passes go to the handle's `status()`.
+     * Returns at once; errors of the passes go to the handle's `status()`. Options: none for the
+     * core's defaults; a zero interval, backoff, timeout or page size is `InvalidArgument`.
+     * `close()` on the engine stops the loop too.
      */
     @Throws(SynclineException::class)override fun `startSync`(`url`: kotlin.String, `token`: kotlin.String?, `options`: SyncOptions?): SyncHandle {
             return FfiConverterTypeSyncHandle.lift(
@@ -3390,12 +3831,15 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
     companion object {
         
     /**
-     * Open (or create) a database file and install the sync metadata if missing.
+     * Open (or create) a database file and install the sync metadata if missing, on the SQLite
+     * library already bound in this process; `SqliteLibrary` if none is. Apps call
+     * `SyncEngine.open` of the Swift or Kotlin layer, which first applies the platform's
+     * default wiring (see their READMEs). Options: none for the core's defaults.
      */
-    @Throws(SynclineException::class) fun `open`(`path`: kotlin.String, `options`: EngineOptions? = null): SyncEngine {
+    @Throws(SynclineException::class) fun `openBound`(`path`: kotlin.String, `options`: EngineOptions? = null): SyncEngine {
             return FfiConverterTypeSyncEngine.lift(
     uniffiRustCallWithError(SynclineException) { _status ->
-    UniffiLib.uniffi_syncline_ffi_fn_constructor_syncengine_open(
+    UniffiLib.uniffi_syncline_ffi_fn_constructor_syncengine_open_bound(
     
         
         FfiConverterString.lower(`path`),
@@ -3537,6 +3981,12 @@ public object FfiConverterTypeSyncEngine: FfiConverter<SyncEngine, Long> {
 public interface SyncHandleInterface {
     
     /**
+     * Whether the loop still runs: false once it was stopped or its engine was closed (then
+     * `status()` fails with `Closed`).
+     */
+    fun `isRunning`(): kotlin.Boolean
+    
+    /**
      * The loop's progress and the number of local changes the server still lacks.
      */
     fun `status`(): SyncStatus
@@ -3659,6 +4109,23 @@ open class SyncHandle: Disposable, AutoCloseable, SyncHandleInterface
             UniffiLib.uniffi_syncline_ffi_fn_clone_synchandle(handle, status)
         }
     }
+
+    
+    /**
+     * Whether the loop still runs: false once it was stopped or its engine was closed (then
+     * `status()` fails with `Closed`).
+     */override fun `isRunning`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_synchandle_is_running(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
 
     
     /**
@@ -3844,60 +4311,6 @@ public object FfiConverterTypeCellVersion: FfiConverterRustBuffer<CellVersion> {
 
 
 /**
- * One changed row.
- */
-data class Change (
-    var `table`: kotlin.String
-    , 
-    var `pk`: List<Value>
-    , 
-    /**
-     * Columns whose value changed (empty for a delete).
-     */
-    var `columns`: List<kotlin.String>
-    , 
-    var `deleted`: kotlin.Boolean
-    
-){
-    
-
-    
-
-    
-    companion object
-}
-
-/**
- * @suppress
- */
-public object FfiConverterTypeChange: FfiConverterRustBuffer<Change> {
-    override fun read(buf: ByteBuffer): Change {
-        return Change(
-            FfiConverterString.read(buf),
-            FfiConverterSequenceTypeValue.read(buf),
-            FfiConverterSequenceString.read(buf),
-            FfiConverterBoolean.read(buf),
-        )
-    }
-
-    override fun allocationSize(value: Change) = (
-            FfiConverterString.allocationSize(value.`table`) +
-            FfiConverterSequenceTypeValue.allocationSize(value.`pk`) +
-            FfiConverterSequenceString.allocationSize(value.`columns`) +
-            FfiConverterBoolean.allocationSize(value.`deleted`)
-    )
-
-    override fun write(value: Change, buf: ByteBuffer) {
-            FfiConverterString.write(value.`table`, buf)
-            FfiConverterSequenceTypeValue.write(value.`pk`, buf)
-            FfiConverterSequenceString.write(value.`columns`, buf)
-            FfiConverterBoolean.write(value.`deleted`, buf)
-    }
-}
-
-
-
-/**
  * A conflict (the same cell changed on two replicas since they last synced).
  */
 data class Conflict (
@@ -4031,23 +4444,30 @@ public object FfiConverterTypeConflictInput: FfiConverterRustBuffer<ConflictInpu
 
 
 /**
- * Engine options (defaults: the core's).
+ * Engine options. The defaults are the core's: [`default_engine_options`] (Swift
+ * `defaultEngineOptions()`, Kotlin `defaultEngineOptions().copy(...)`).
  */
 data class EngineOptions (
     /**
      * How far (ms) a remote stamp may lie ahead of the local clock before its bundle is refused.
      */
-    var `maxDriftMs`: kotlin.ULong = 300000uL 
+    var `maxDriftMs`: kotlin.ULong
     , 
     /**
      * How long (ms) to wait for another connection's write lock.
      */
-    var `busyTimeoutMs`: kotlin.ULong = 10000uL 
+    var `busyTimeoutMs`: kotlin.ULong
     , 
     /**
      * How often (ms) the watcher looks for local writes while someone is subscribed.
      */
-    var `watchIntervalMs`: kotlin.ULong = 100uL 
+    var `watchIntervalMs`: kotlin.ULong
+    , 
+    /**
+     * Create the database file if it does not exist; with false, opening a missing file fails
+     * with `NotFound` and creates nothing.
+     */
+    var `create`: kotlin.Boolean
     
 ){
     
@@ -4067,19 +4487,140 @@ public object FfiConverterTypeEngineOptions: FfiConverterRustBuffer<EngineOption
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterBoolean.read(buf),
         )
     }
 
     override fun allocationSize(value: EngineOptions) = (
             FfiConverterULong.allocationSize(value.`maxDriftMs`) +
             FfiConverterULong.allocationSize(value.`busyTimeoutMs`) +
-            FfiConverterULong.allocationSize(value.`watchIntervalMs`)
+            FfiConverterULong.allocationSize(value.`watchIntervalMs`) +
+            FfiConverterBoolean.allocationSize(value.`create`)
     )
 
     override fun write(value: EngineOptions, buf: ByteBuffer) {
             FfiConverterULong.write(value.`maxDriftMs`, buf)
             FfiConverterULong.write(value.`busyTimeoutMs`, buf)
             FfiConverterULong.write(value.`watchIntervalMs`, buf)
+            FfiConverterBoolean.write(value.`create`, buf)
+    }
+}
+
+
+
+/**
+ * One error kind of the core: its stable code and what it means.
+ */
+data class ErrorKindInfo (
+    var `code`: kotlin.String
+    , 
+    var `description`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeErrorKindInfo: FfiConverterRustBuffer<ErrorKindInfo> {
+    override fun read(buf: ByteBuffer): ErrorKindInfo {
+        return ErrorKindInfo(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ErrorKindInfo) = (
+            FfiConverterString.allocationSize(value.`code`) +
+            FfiConverterString.allocationSize(value.`description`)
+    )
+
+    override fun write(value: ErrorKindInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`code`, buf)
+            FfiConverterString.write(value.`description`, buf)
+    }
+}
+
+
+
+/**
+ * What subscribers are told. Every field is the core's decision (`syncline::Event::kind`,
+ * `table`, `pk`, `columns`, `deleted`, `conflict`), the same in every language.
+ */
+data class Event (
+    var `kind`: EventKind
+    , 
+    /**
+     * The table of the changed row or conflicting cell.
+     */
+    var `table`: kotlin.String
+    , 
+    /**
+     * The primary key of the changed row or conflicting cell.
+     */
+    var `pk`: List<Value>
+    , 
+    /**
+     * The columns whose value changed (none for a delete), or the one conflicting column.
+     */
+    var `columns`: List<kotlin.String>
+    , 
+    /**
+     * Whether the row was deleted (never for a conflict).
+     */
+    var `deleted`: kotlin.Boolean
+    , 
+    /**
+     * The conflict, for a conflict event.
+     */
+    var `conflict`: Conflict?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEvent: FfiConverterRustBuffer<Event> {
+    override fun read(buf: ByteBuffer): Event {
+        return Event(
+            FfiConverterTypeEventKind.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterSequenceTypeValue.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterOptionalTypeConflict.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Event) = (
+            FfiConverterTypeEventKind.allocationSize(value.`kind`) +
+            FfiConverterString.allocationSize(value.`table`) +
+            FfiConverterSequenceTypeValue.allocationSize(value.`pk`) +
+            FfiConverterSequenceString.allocationSize(value.`columns`) +
+            FfiConverterBoolean.allocationSize(value.`deleted`) +
+            FfiConverterOptionalTypeConflict.allocationSize(value.`conflict`)
+    )
+
+    override fun write(value: Event, buf: ByteBuffer) {
+            FfiConverterTypeEventKind.write(value.`kind`, buf)
+            FfiConverterString.write(value.`table`, buf)
+            FfiConverterSequenceTypeValue.write(value.`pk`, buf)
+            FfiConverterSequenceString.write(value.`columns`, buf)
+            FfiConverterBoolean.write(value.`deleted`, buf)
+            FfiConverterOptionalTypeConflict.write(value.`conflict`, buf)
     }
 }
 
@@ -4254,6 +4795,53 @@ public object FfiConverterTypeQueryRows: FfiConverterRustBuffer<QueryRows> {
 
 
 /**
+ * The SQLite library bound in this process.
+ */
+data class SqliteLibraryInfo (
+    /**
+     * Where it was found: the shared library file, or what loaded the extension.
+     */
+    var `origin`: kotlin.String
+    , 
+    /**
+     * Its `sqlite_version()`.
+     */
+    var `version`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSqliteLibraryInfo: FfiConverterRustBuffer<SqliteLibraryInfo> {
+    override fun read(buf: ByteBuffer): SqliteLibraryInfo {
+        return SqliteLibraryInfo(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SqliteLibraryInfo) = (
+            FfiConverterString.allocationSize(value.`origin`) +
+            FfiConverterString.allocationSize(value.`version`)
+    )
+
+    override fun write(value: SqliteLibraryInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`origin`, buf)
+            FfiConverterString.write(value.`version`, buf)
+    }
+}
+
+
+
+/**
  * A snapshot of the engine's state.
  */
 data class Status (
@@ -4328,34 +4916,35 @@ public object FfiConverterTypeStatus: FfiConverterRustBuffer<Status> {
 
 
 /**
- * How the background sync loop runs (`start_sync`); defaults: the core's.
+ * How the background sync loop runs (`start_sync`). The defaults are the core's:
+ * [`default_sync_options`]. Zero durations and page sizes are refused (`InvalidArgument`).
  */
 data class SyncOptions (
     /**
      * Time (ms) between syncs while all is well.
      */
-    var `intervalMs`: kotlin.ULong = 30000uL 
+    var `intervalMs`: kotlin.ULong
     , 
     /**
      * The longest wait (ms) after repeated failures (exponential backoff with jitter).
      */
-    var `maxBackoffMs`: kotlin.ULong = 60000uL 
+    var `maxBackoffMs`: kotlin.ULong
     , 
     /**
      * Keep a WebSocket to the server open and sync as soon as another client's push is
      * announced or a local write happens.
      */
-    var `live`: kotlin.Boolean = false 
+    var `live`: kotlin.Boolean
     , 
     /**
      * Most rows per page in each direction (the server may cut pages smaller).
      */
-    var `pageRows`: kotlin.ULong = 5000uL 
+    var `pageRows`: kotlin.ULong
     , 
     /**
      * Longest wait (ms) for one HTTP request.
      */
-    var `timeoutMs`: kotlin.ULong = 60000uL 
+    var `timeoutMs`: kotlin.ULong
     
 ){
     
@@ -4658,117 +5247,45 @@ public object FfiConverterTypeVersionEntry: FfiConverterRustBuffer<VersionEntry>
 
 
 /**
- * What subscribers are told (Kotlin: `Event.ConflictDetected` for `Conflict`).
+ * What an event is about.
  */
-sealed class Event {
+
+enum class EventKind {
     
     /**
      * A row changed by a local write (any connection, any process).
      */
-    data class LocalChange(
-        val v1: dev.syncline.Change) : Event()
-        
-    {
-        
-
-        companion object
-    }
-    
+    LOCAL,
     /**
      * A row changed by an imported bundle.
      */
-    data class RemoteChange(
-        val v1: dev.syncline.Change) : Event()
-        
-    {
-        
-
-        companion object
-    }
-    
+    REMOTE,
     /**
      * A conflict was detected (recorded for `manual` tables, settled otherwise).
      */
-    data class ConflictDetected(
-        val v1: dev.syncline.Conflict) : Event()
-        
-    {
-        
+    CONFLICT;
 
-        companion object
-    }
-    
-
-    
-
-    
     
 
 
     companion object
 }
 
+
 /**
  * @suppress
  */
-public object FfiConverterTypeEvent : FfiConverterRustBuffer<Event>{
-    override fun read(buf: ByteBuffer): Event {
-        return when(buf.getInt()) {
-            1 -> Event.LocalChange(
-                FfiConverterTypeChange.read(buf),
-                )
-            2 -> Event.RemoteChange(
-                FfiConverterTypeChange.read(buf),
-                )
-            3 -> Event.ConflictDetected(
-                FfiConverterTypeConflict.read(buf),
-                )
-            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
-        }
+public object FfiConverterTypeEventKind: FfiConverterRustBuffer<EventKind> {
+    override fun read(buf: ByteBuffer) = try {
+        EventKind.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
     }
 
-    override fun allocationSize(value: Event): ULong = when(value) {
-        is Event.LocalChange -> {
-            // Add the size for the Int that specifies the variant plus the size needed for all fields
-            (
-                4UL
-                + FfiConverterTypeChange.allocationSize(value.v1)
-            )
-        }
-        is Event.RemoteChange -> {
-            // Add the size for the Int that specifies the variant plus the size needed for all fields
-            (
-                4UL
-                + FfiConverterTypeChange.allocationSize(value.v1)
-            )
-        }
-        is Event.ConflictDetected -> {
-            // Add the size for the Int that specifies the variant plus the size needed for all fields
-            (
-                4UL
-                + FfiConverterTypeConflict.allocationSize(value.v1)
-            )
-        }
-    }
+    override fun allocationSize(value: EventKind) = 4UL
 
-    override fun write(value: Event, buf: ByteBuffer) {
-        when(value) {
-            is Event.LocalChange -> {
-                buf.putInt(1)
-                FfiConverterTypeChange.write(value.v1, buf)
-                Unit
-            }
-            is Event.RemoteChange -> {
-                buf.putInt(2)
-                FfiConverterTypeChange.write(value.v1, buf)
-                Unit
-            }
-            is Event.ConflictDetected -> {
-                buf.putInt(3)
-                FfiConverterTypeConflict.write(value.v1, buf)
-                Unit
-            }
-        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    override fun write(value: EventKind, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
     }
 }
 
@@ -5035,6 +5552,22 @@ sealed class SynclineException: kotlin.Exception() {
             get() = "reason=${ `reason` }"
     }
     
+    class SqliteLibrary(
+        
+        val `reason`: kotlin.String
+        ) : SynclineException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    class Corrupt(
+        
+        val `reason`: kotlin.String
+        ) : SynclineException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
     /**
      * A kind added to the core after this binding was built (the core's kinds are
      * `#[non_exhaustive]`); `message` starts with the kind's stable code.
@@ -5111,7 +5644,13 @@ public object FfiConverterTypeSynclineError : FfiConverterRustBuffer<SynclineExc
             15 -> SynclineException.Auth(
                 FfiConverterString.read(buf),
                 )
-            16 -> SynclineException.Other(
+            16 -> SynclineException.SqliteLibrary(
+                FfiConverterString.read(buf),
+                )
+            17 -> SynclineException.Corrupt(
+                FfiConverterString.read(buf),
+                )
+            18 -> SynclineException.Other(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -5191,6 +5730,16 @@ public object FfiConverterTypeSynclineError : FfiConverterRustBuffer<SynclineExc
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is SynclineException.Auth -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is SynclineException.SqliteLibrary -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is SynclineException.Corrupt -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -5280,8 +5829,18 @@ public object FfiConverterTypeSynclineError : FfiConverterRustBuffer<SynclineExc
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is SynclineException.Other -> {
+            is SynclineException.SqliteLibrary -> {
                 buf.putInt(16)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is SynclineException.Corrupt -> {
+                buf.putInt(17)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is SynclineException.Other -> {
+                buf.putInt(18)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -5572,6 +6131,38 @@ public object FfiConverterOptionalTimestamp: FfiConverterRustBuffer<java.time.In
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeConflict: FfiConverterRustBuffer<Conflict?> {
+    override fun read(buf: ByteBuffer): Conflict? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeConflict.read(buf)
+    }
+
+    override fun allocationSize(value: Conflict?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeConflict.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Conflict?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeConflict.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeEngineOptions: FfiConverterRustBuffer<EngineOptions?> {
     override fun read(buf: ByteBuffer): EngineOptions? {
         if (buf.get().toInt() == 0) {
@@ -5594,6 +6185,38 @@ public object FfiConverterOptionalTypeEngineOptions: FfiConverterRustBuffer<Engi
         } else {
             buf.put(1)
             FfiConverterTypeEngineOptions.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeSqliteLibraryInfo: FfiConverterRustBuffer<SqliteLibraryInfo?> {
+    override fun read(buf: ByteBuffer): SqliteLibraryInfo? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSqliteLibraryInfo.read(buf)
+    }
+
+    override fun allocationSize(value: SqliteLibraryInfo?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSqliteLibraryInfo.allocationSize(value)
+        }
+    }
+
+    override fun write(value: SqliteLibraryInfo?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSqliteLibraryInfo.write(value, buf)
         }
     }
 }
@@ -5788,6 +6411,34 @@ public object FfiConverterSequenceTypeConflict: FfiConverterRustBuffer<List<Conf
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeErrorKindInfo: FfiConverterRustBuffer<List<ErrorKindInfo>> {
+    override fun read(buf: ByteBuffer): List<ErrorKindInfo> {
+        val len = buf.getInt()
+        return List<ErrorKindInfo>(len) {
+            FfiConverterTypeErrorKindInfo.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<ErrorKindInfo>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeErrorKindInfo.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<ErrorKindInfo>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeErrorKindInfo.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypePeerStatus: FfiConverterRustBuffer<List<PeerStatus>> {
     override fun read(buf: ByteBuffer): List<PeerStatus> {
         val len = buf.getInt()
@@ -5930,11 +6581,141 @@ public object FfiConverterSequenceSequenceTypeValue: FfiConverterRustBuffer<List
 
 
         /**
+         * Bind the SQLite shared library at `path` (a name `dlopen` resolves, such as
+         * `libsqlite3.so.0`, or an absolute path) for every engine of this process. The library bound
+         * already is a no-op; another one fails with `SqliteLibrary` (two SQLite copies in one process).
+         */
+    @Throws(SynclineException::class) fun `bindSqliteLibrary`(`path`: kotlin.String)
+        = 
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_func_bind_sqlite_library(
+    
+        
+        FfiConverterString.lower(`path`),_status)
+}
+    
+    
+
+        /**
+         * The SQLite library bound in this process, if any.
+         */ fun `boundSqliteLibrary`(): SqliteLibraryInfo? {
+            return FfiConverterOptionalTypeSqliteLibraryInfo.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_func_bound_sqlite_library(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
+         * Prove that the application's driver (`probe`) and the engine run on one SQLite library: the
+         * soft heap limit is global to one library, so the engine sees the value the driver set only if
+         * both share it (the previous limit is restored). `SqliteLibrary` if they do not, or if nothing
+         * is bound yet; the probe's own error if it fails.
+         */
+    @Throws(SynclineException::class) fun `checkSharedSqlite`(`probe`: SqliteDriverProbe)
+        = 
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_func_check_shared_sqlite(
+    
+        
+        FfiConverterTypeSqliteDriverProbe.lower(`probe`),_status)
+}
+    
+    
+
+        /**
+         * The core's default engine options.
+         */ fun `defaultEngineOptions`(): EngineOptions {
+            return FfiConverterTypeEngineOptions.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_func_default_engine_options(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
+         * The core's default sync options.
+         */ fun `defaultSyncOptions`(): SyncOptions {
+            return FfiConverterTypeSyncOptions.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_func_default_sync_options(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
          * The stable code of every error kind the core knows, in declaration order.
          */ fun `errorCodes`(): List<kotlin.String> {
             return FfiConverterSequenceString.lift(
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_syncline_ffi_fn_func_error_codes(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
+         * Every error kind of the core (`ErrorKind::ALL`), with its description.
+         */ fun `errorKinds`(): List<ErrorKindInfo> {
+            return FfiConverterSequenceTypeErrorKindInfo.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_func_error_kinds(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
+         * The error this binding raises for the core kind `code` with `message` (none for a code the
+         * core does not know): how tests check that every kind has its own error case.
+         */ fun `errorOfKind`(`code`: kotlin.String, `message`: kotlin.String): SynclineException? {
+            return FfiConverterOptionalTypeSynclineError.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_func_error_of_kind(
+    
+        
+        FfiConverterString.lower(`code`),
+        FfiConverterString.lower(`message`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * The absolute path of this library as the process loaded it: what a driver passes to
+         * `load_extension` so that the extension is this very copy (same file, same handle).
+         */ fun `ffiLibraryPath`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_func_ffi_library_path(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
+         * The system SQLite of this platform (the core's `host::PLATFORM_SQLITE`:
+         * `/usr/lib/libsqlite3.dylib` on Apple platforms, `libsqlite3.so.0` on Linux), if it has one
+         * for applications.
+         */ fun `platformSqlite`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_func_platform_sqlite(
     
         _status)
 }

@@ -1,6 +1,7 @@
 // The idiomatic Kotlin layer over the generated bindings (generated/dev/syncline/syncline_ffi.kt).
-// It only adapts: values from Kotlin types, lambdas for callbacks, Flow for events. All behaviour
-// lives in the Rust core.
+// It only adapts: values from Kotlin types, lambdas for callbacks, Flow for events, and the SQLite
+// wiring on open (Sqlite.kt: `SyncEngine.open`, `Syncline.attach`). All behaviour lives in the
+// Rust core.
 //
 // Closing: `SyncEngine.open(path).use { db -> ... }` frees the engine when the block ends, which
 // closes the database; `closeEngine()` closes it explicitly (later calls throw
@@ -10,7 +11,7 @@
 // thread of the native library; the coroutine just waits), `syncBlocking` below is the same call
 // for plain threads and Java. `startSync(url, token, SyncOptions(...))` returns a SyncHandle at
 // once: `status()`, `syncNow()`, `stop()`; `close()`/`use {}` frees it, which stops the loop too.
-@file:JvmName("Syncline")
+@file:JvmName("SynclineExtensions")
 
 package dev.syncline
 
@@ -108,5 +109,7 @@ val SynclineException.text: String get() = when (this) {
     is SynclineException.Sqlite -> reason
     is SynclineException.Network -> reason
     is SynclineException.Auth -> reason
+    is SynclineException.SqliteLibrary -> reason
+    is SynclineException.Corrupt -> reason
     is SynclineException.Other -> reason
 }

@@ -204,7 +204,7 @@ class NetworkTest {
         replica("a").use { a ->
             val x = uuid7()
             a.exec("INSERT INTO todos(id, title) VALUES (?, ?)", x, "in the background")
-            a.startSync(server, token, SyncOptions(intervalMs = 200uL)).use { handle ->
+            a.startSync(server, token, defaultSyncOptions().copy(intervalMs = 200uL)).use { handle ->
                 assertTrue(waitUntil(20.0) { handle.status().syncs >= 1uL }, "${handle.status()}")
                 val s = handle.status()
                 assertTrue(s.running)
@@ -231,7 +231,7 @@ class NetworkTest {
     fun backgroundSyncWithAWrongTokenReportsAuthInItsStatus() {
         replica("a").use { a ->
             // close() (use {}) frees the handle, which stops the loop
-            a.startSync(server, "wrong", SyncOptions(intervalMs = 200uL, maxBackoffMs = 200uL)).use { handle ->
+            a.startSync(server, "wrong", defaultSyncOptions().copy(intervalMs = 200uL, maxBackoffMs = 200uL)).use { handle ->
                 assertTrue(waitUntil(20.0) { handle.status().failures >= 1u }, "${handle.status()}")
                 val s = handle.status()
                 assertEquals(0uL, s.syncs)
@@ -246,7 +246,7 @@ class NetworkTest {
         replica("a").use { a ->
             replica("b").use { b ->
                 // an interval far beyond the test: only the server's notice can make b sync again
-                b.startSync(server, token, SyncOptions(intervalMs = 600_000uL, live = true)).use { handle ->
+                b.startSync(server, token, defaultSyncOptions().copy(intervalMs = 600_000uL, live = true)).use { handle ->
                     assertTrue(waitUntil(20.0) { handle.status().syncs >= 1uL }, "${handle.status()}")
                     val x = uuid7()
                     a.exec("INSERT INTO todos(id, title) VALUES (?, ?)", x, "live")

@@ -22,7 +22,7 @@ import java.util.Collections
 
 const val TODOS = "CREATE TABLE IF NOT EXISTS todos(id TEXT PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0, n INTEGER, r REAL, data BLOB)"
 
-val FAST = EngineOptions(maxDriftMs = 300_000uL, busyTimeoutMs = 5_000uL, watchIntervalMs = 10uL)
+val FAST = defaultEngineOptions().copy(maxDriftMs = 300_000uL, busyTimeoutMs = 5_000uL, watchIntervalMs = 10uL)
 
 inline fun <reified T : SynclineException> expectError(block: () -> Unit): T {
     val e = assertThrows<T> { block() }
@@ -61,7 +61,7 @@ class SyncEngineTest {
 
     @Test
     fun openSiteIdUuid7AndPath() {
-        open("a", EngineOptions(maxDriftMs = 1000uL, busyTimeoutMs = 2000uL, watchIntervalMs = 50uL)).use { e ->
+        open("a", defaultEngineOptions().copy(maxDriftMs = 1000uL, busyTimeoutMs = 2000uL, watchIntervalMs = 50uL)).use { e ->
             assertTrue(e.path().endsWith("a.db"))
             val site = e.siteId()
             assertEquals(32, site.length)
@@ -70,9 +70,52 @@ class SyncEngineTest {
         val id = uuid7()
         assertEquals(36, id.length)
         assertEquals('7', id[14])
-        assertEquals(15, errorCodes().size)
-        assertEquals(300_000uL, EngineOptions().maxDriftMs)
-        assertEquals(100uL, EngineOptions().watchIntervalMs)
+    }
+
+    @Test
+    fun defaultOptionsComeFromTheCore() {
+        assertEquals(EngineOptions(300_000uL, 10_000uL, 100uL, true), defaultEngineOptions())
+        assertEquals(SyncOptions(30_000uL, 60_000uL, false, 5000uL, 60_000uL), defaultSyncOptions())
+        // create = false is passed through: the core's NotFound, nothing created
+        expectError<SynclineException.NotFound> { open("missing", defaultEngineOptions().copy(create = false)) }
+        assertFalse(dir.resolve("missing.db").toFile().exists())
+    }
+
+    @Test
+    fun everyCoreErrorKindHasItsOwnException() {
+        val kinds = errorKinds()
+        assertEquals(errorCodes(), kinds.map { it.code })
+        assertTrue("SqliteLibrary" in errorCodes() && "Corrupt" in errorCodes())
+        for (k in kinds) {
+            assertTrue(k.description.isNotEmpty())
+            val e = errorOfKind(k.code, "m") ?: throw AssertionError(k.code)
+            assertEquals(k.code, e.code)
+            assertEquals("m", e.text)
+        }
+        assertNull(errorOfKind("NoSuchKind", "m"))
+    }
+
+    @Test
+    fun closeStopsTheBackgroundSyncsOfTheEngine() {
+        val a = replica("a")
+        // nobody listens there: the loop fails and retries until it is stopped
+        val handle = a.startSync("http://127.0.0.1:9", null, defaultSyncOptions().copy(intervalMs = 100uL, maxBackoffMs = 100uL))
+        assertTrue(handle.isRunning())
+        a.closeEngine()
+        assertTrue(waitUntil(10.0) { !handle.isRunning() }, "closeEngine() left the sync loop running")
+        expectError<SynclineException.Closed> { handle.status() }
+        handle.close()
+        a.close()
+    }
+
+    @Test
+    fun zeroIntervalsTimeoutsAndPageSizesAreRefused() {
+        replica("a").use { a ->
+            val d = defaultSyncOptions()
+            for (o in listOf(d.copy(intervalMs = 0uL), d.copy(maxBackoffMs = 0uL), d.copy(pageRows = 0uL), d.copy(timeoutMs = 0uL))) {
+                expectError<SynclineException.InvalidArgument> { a.startSync("http://127.0.0.1:9", null, o) }
+            }
+        }
     }
 
     @Test
@@ -204,7 +247,7 @@ class SyncEngineTest {
     fun aBundleAheadOfTheClockIsQuarantinedThenApplied() {
         val now = System.currentTimeMillis().toULong() // stamps never go back: start from the real clock
         val a = replica("a")
-        val b = replica("b", options = EngineOptions(maxDriftMs = 1000uL, busyTimeoutMs = 1000uL, watchIntervalMs = 100uL))
+        val b = replica("b", options = defaultEngineOptions().copy(maxDriftMs = 1000uL, busyTimeoutMs = 1000uL, watchIntervalMs = 100uL))
         b.setManualClock(now)
         a.setManualClock(now + 60_000uL) // beyond b's drift, inside the 24 h quarantine horizon
         a.exec("INSERT INTO todos(id, title) VALUES ('1', 'from the future')")
@@ -233,7 +276,7 @@ class SyncEngineTest {
     @Test
     fun aBundleYearsAheadIsRejectedNotQuarantined() {
         val a = replica("a")
-        val b = replica("b", options = EngineOptions(maxDriftMs = 1000uL, busyTimeoutMs = 1000uL, watchIntervalMs = 100uL))
+        val b = replica("b", options = defaultEngineOptions().copy(maxDriftMs = 1000uL, busyTimeoutMs = 1000uL, watchIntervalMs = 100uL))
         a.setManualClock(4_000_000_000_000uL)
         a.exec("INSERT INTO todos(id, title) VALUES ('1', 'from 2096')")
         val report = sync(a, b)
@@ -406,17 +449,23 @@ class SyncEngineTest {
         fun has(p: (Event) -> Boolean) = waitUntil { synchronized(events) { events.any(p) } }
         assertFalse(sub.isClosed())
         a.exec("INSERT INTO todos(id, title) VALUES ('1', 'local')")
-        assertTrue(has { it is Event.LocalChange && it.v1.pk == listOf<Value>(Value.Text("1")) && "title" in it.v1.columns && !it.v1.deleted }, "$events")
+        assertTrue(has { it.kind == EventKind.LOCAL && it.pk == listOf<Value>(Value.Text("1")) && "title" in it.columns && !it.deleted && it.conflict == null }, "$events")
         b.exec("INSERT INTO todos(id, title) VALUES ('2', 'remote')")
         sync(b, a)
-        assertTrue(has { it is Event.RemoteChange && it.v1.pk == listOf<Value>(Value.Text("2")) && it.v1.table == "todos" })
+        assertTrue(has { it.kind == EventKind.REMOTE && it.pk == listOf<Value>(Value.Text("2")) && it.table == "todos" })
         sync(a, b)
         a.exec("UPDATE todos SET title = 'a' WHERE id = '2'")
         b.exec("UPDATE todos SET title = 'b' WHERE id = '2'")
         sync(b, a)
-        assertTrue(has { it is Event.ConflictDetected && it.v1.column == "title" })
+        assertTrue(has { it.kind == EventKind.CONFLICT && it.conflict?.column == "title" })
+        // a conflict event's fields are the core's: the one conflicting column, its row's key
+        val c = synchronized(events) { events.first { it.kind == EventKind.CONFLICT } }
+        assertEquals(listOf("title"), c.columns)
+        assertEquals(listOf<Value>(Value.Text("2")), c.pk)
+        assertEquals("todos", c.table)
+        assertFalse(c.deleted)
         a.exec("DELETE FROM todos WHERE id = '1'")
-        assertTrue(has { it is Event.LocalChange && it.v1.deleted })
+        assertTrue(has { it.kind == EventKind.LOCAL && it.deleted && it.columns.isEmpty() })
         sub.cancel()
         assertTrue(sub.isClosed())
         Thread.sleep(100)
@@ -433,7 +482,7 @@ class SyncEngineTest {
     fun eventsAsFlow() = runBlocking {
         val a = replica("a", options = FAST)
         val b = replica("b")
-        val got = async(Dispatchers.Default) { a.events().first { it is Event.RemoteChange } }
+        val got = async(Dispatchers.Default) { a.events().first { it.kind == EventKind.REMOTE } }
         withTimeout(10_000) {
             var i = 0
             while (got.isActive) {
@@ -442,8 +491,8 @@ class SyncEngineTest {
                 delay(50)
             }
         }
-        val first = got.await() as Event.RemoteChange
-        assertEquals(listOf<Value>(Value.Text("x")), first.v1.pk)
+        val first = got.await()
+        assertEquals(listOf<Value>(Value.Text("x")), first.pk)
     }
 
     @Test
