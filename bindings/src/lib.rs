@@ -1105,7 +1105,9 @@ pub fn check_shared_sqlite(probe: Arc<dyn SqliteDriverProbe>) -> Result<()> {
         probe.set_soft_heap_limit(n).map_err(|e| {
             // a foreign exception that is no SynclineError arrives as Resolver: it is the driver's
             let e = match e {
-                SynclineError::Resolver { message } => SynclineError::Sqlite { message: format!("the SQLite driver probe failed: {message}") },
+                SynclineError::Resolver { message } => {
+                    SynclineError::Sqlite { message: format!("the SQLite driver probe failed: {message}") }
+                }
                 other => other,
             };
             let core = syncline::Error::new(syncline::ErrorKind::Sqlite, e.to_string());

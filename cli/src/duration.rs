@@ -1,9 +1,9 @@
-//! Durations on the command line: a number with a unit, `500ms`, `30s`, `5m`, `2h`; a bare
+//! Durations on the command line: a number with a unit, `500ms`, `30s`, `5m`, `2h`, `7d`; a bare
 //! number is seconds. Used by `--max-drift` and the server's timeout flags.
 
 use std::time::Duration;
 
-/// Parse `500ms`, `30s`, `5m`, `2h` or a bare number of seconds (fractions allowed).
+/// Parse `500ms`, `30s`, `5m`, `2h`, `7d` or a bare number of seconds (fractions allowed).
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
@@ -14,7 +14,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (use ms, s, m or h)")),
+        "d" => value * 86400.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (use ms, s, m, h or d)")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
 }

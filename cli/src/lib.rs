@@ -70,6 +70,16 @@ enum Command {
         #[arg(long, value_parser = duration::parse)]
         max_drift: Option<std::time::Duration>,
     },
+    /// Purge the tombstones of deleted rows every known peer has acknowledged, then vacuum
+    /// the file (spec/merge-rules.md §8).
+    Compact {
+        #[command(flatten)]
+        db: Db,
+        /// Keep tombstones younger than this (500ms, 30s, 5m, 7d...; bare number: seconds);
+        /// `0s` purges everything every known peer has acknowledged. Default 7d.
+        #[arg(long, value_parser = duration::parse, default_value = "7d")]
+        retain: std::time::Duration,
+    },
     /// Show site id, tables, peers, pending changes and conflicts.
     Status {
         #[command(flatten)]
@@ -196,6 +206,7 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
             bar.finish_and_clear();
             out.import(&report)
         }
+        Command::Compact { db, retain } => out.compact(&open(&db)?.compact(retain)?),
         Command::Status { db } => out.status(&open(&db)?.status()?),
         Command::Conflicts { db } => out.conflicts(&open(&db)?.conflicts()?),
         Command::Resolve { db, id, local, remote, value } => {

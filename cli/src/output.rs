@@ -74,7 +74,17 @@ impl Out {
             if s.quarantined > 0 {
                 t += &format!("\nquarantined {} rows (stamped ahead of this clock)", s.quarantined);
             }
+            t += &format!(
+                "\ntombstones {} ({} acknowledged by every known peer: `syncline compact` purges them)",
+                s.tombstones, s.purgeable
+            );
             t
+        })
+    }
+
+    pub fn compact(&self, r: &syncline::CompactReport) -> Result<(), Error> {
+        self.emit(doc::compact_report(r), || {
+            format!("purged {} tombstones; the file went from {} to {} bytes", r.purged, r.bytes_before, r.bytes_after)
         })
     }
 

@@ -159,6 +159,8 @@ struct Merge<'c, 'x, 'a> {
     horizon: u64,
     /// Per origin site, the newest stamp this bundle carried (quarantined rows aside).
     carried: VersionVector,
+    /// Per origin site, the newest delete purged by compaction (spec/merge-rules.md §8).
+    purged: VersionVector,
     open: OpenConflicts,
     report: ImportReport,
     events: Vec<Event>,
@@ -246,6 +248,7 @@ fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>
     for (s, h) in &sender_wire_vv {
         sender_vv.insert(meta::site_ord(tx, s)?, *h);
     }
+    crate::compact::check_sender(tx, &sender_vv, decoded.row_count())?;
     let clock = meta::clock(tx)?;
     let local_vv = meta::local_vv(tx)?;
     let base_covered = base_wire.iter().all(|(s, h)| {
@@ -272,6 +275,7 @@ fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>
             drift_limit: limit,
             horizon: hlc::pack(hlc::millis(limit).saturating_add(quarantine::HORIZON_MS).min(hlc::MAX_MILLIS), u16::MAX),
             carried: VersionVector::new(),
+            purged: crate::compact::horizon(tx)?,
             open,
             report: ImportReport { sender: Some(sender), rows: decoded.row_count(), ..Default::default() },
             events: Vec::new(),
@@ -496,6 +500,12 @@ impl<'c> Merge<'c, '_, '_> {
             .collect();
         let pk = row.pk;
         let local = if target.was_empty { None } else { self.read_shadow(&target, &pk)? };
+        // A delete this replica purged, coming back: known, and nothing to store again.
+        if local.is_none() && row.cl % 2 == 0 && self.purged.get(&remote_row.site).is_some_and(|h| remote_row.hlc <= *h) {
+            self.note_carried(remote_row);
+            self.report.already_known += n_changes;
+            return Ok(());
+        }
         self.check_own_stamps(local.as_ref(), row.cl, remote_row, &cells)?;
         for s in cells.iter().map(|c| c.2).chain([remote_row]) {
             self.note_carried(s);

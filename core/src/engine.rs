@@ -474,6 +474,26 @@ impl SyncEngine {
         self.read_synced(|c| status::collect(c))
     }
 
+    /// Purge the tombstones every known peer has acknowledged and that are older than `retain`
+    /// (spec/merge-rules.md §8), then vacuum the file and truncate its WAL so it shrinks. With
+    /// no peer known nothing is purged. Afterwards a sender that has not seen a purged delete is
+    /// refused with `NeedsSnapshot`.
+    pub fn compact(&self, retain: Duration) -> Result<crate::CompactReport> {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        let bytes_before = size(&self.path) + size(&wal);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let retain_ms = u64::try_from(retain.as_millis()).unwrap_or(u64::MAX);
+        let purged = self.write(|tx| crate::compact::purge(tx, retain_ms, now))?;
+        {
+            let mut held = self.hold()?;
+            let conn = held.conn()?;
+            conn.execute_batch("VACUUM")?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(crate::CompactReport { purged, bytes_before, bytes_after: size(&self.path) + size(&wal) })
+    }
+
     /// Run one SQL statement on the engine's connection (writes are captured like any other).
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
         let mut held = self.hold()?;

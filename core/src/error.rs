@@ -27,11 +27,12 @@ pub enum ErrorKind {
     Auth,
     SqliteLibrary,
     Corrupt,
+    NeedsSnapshot,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::InvalidBundle,
         ErrorKind::SchemaMismatch,
         ErrorKind::UnknownTable,
@@ -49,6 +50,7 @@ impl ErrorKind {
         ErrorKind::Auth,
         ErrorKind::SqliteLibrary,
         ErrorKind::Corrupt,
+        ErrorKind::NeedsSnapshot,
     ];
 
     /// The stable code used by every binding (`err.code` in JS, exception class in Python, ...).
@@ -71,6 +73,7 @@ impl ErrorKind {
             ErrorKind::Auth => "Auth",
             ErrorKind::SqliteLibrary => "SqliteLibrary",
             ErrorKind::Corrupt => "Corrupt",
+            ErrorKind::NeedsSnapshot => "NeedsSnapshot",
         }
     }
     /// The kind with this code, if any.
@@ -98,6 +101,7 @@ impl ErrorKind {
             ErrorKind::Auth => "A token was refused.",
             ErrorKind::SqliteLibrary => "The SQLite library the engine runs on is missing, too old, or not the one the application's driver uses (two SQLite copies in one process).",
             ErrorKind::Corrupt => "The sync state contradicts itself: a captured write stayed unstamped after a stamping pass (another SQLite copy wrote the file under the engine). Nothing was exported or changed; see the message for the way out.",
+            ErrorKind::NeedsSnapshot => "The receiver purged deletes (compaction) that the sender has not seen; the sender must sync with a replica that still holds them, or start again from a snapshot.",
         }
     }
 }

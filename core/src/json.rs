@@ -53,7 +53,15 @@ pub fn status(s: &Status) -> Json {
         "unresolved_conflicts": s.unresolved_conflicts,
         "rejected": s.rejected,
         "quarantined": s.quarantined,
+        "tombstones": s.tombstones,
+        "purgeable": s.purgeable,
+        "purge_horizon": version_vector(&s.purge_horizon),
     })
+}
+
+/// What a compaction did.
+pub fn compact_report(r: &crate::CompactReport) -> Json {
+    json!({ "purged": r.purged, "bytes_before": r.bytes_before, "bytes_after": r.bytes_after })
 }
 
 /// What one network sync did.

@@ -22,6 +22,7 @@
 mod apply;
 pub mod bundle;
 mod capture;
+mod compact;
 mod conflict;
 mod digest;
 mod engine;
@@ -52,6 +53,7 @@ mod system_sqlite;
 mod value;
 
 pub use apply::ImportReport;
+pub use compact::CompactReport;
 pub use conflict::Conflict;
 pub use engine::{EnableOptions, ExportOptions, Options, Progress, QueryRows, SyncEngine};
 pub use error::{Error, ErrorKind, Result};

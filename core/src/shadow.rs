@@ -150,6 +150,31 @@ pub fn live_rows(conn: &Connection, t: &SyncedTable) -> Result<u64> {
     Ok(n as u64)
 }
 
+/// Tombstones: shadow rows of deleted rows (even causal length).
+pub fn tombstones(conn: &Connection, t: &SyncedTable) -> Result<u64> {
+    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {} WHERE cl % 2 = 0", t.shadow()), [], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// The tombstones whose delete stamp is at most the limit `temp._syncline_gc` gives its
+/// origin site: counted, or purged (`purge`); returns how many and, per origin, the newest
+/// stamp among them.
+pub fn tombstones_within(conn: &Connection, t: &SyncedTable, purge: bool) -> Result<(u64, Vec<(i64, u64)>)> {
+    let within = format!("FROM {} WHERE cl % 2 = 0 AND rh <= (SELECT lim FROM temp._syncline_gc WHERE origin = rs)", t.shadow());
+    let mut newest = Vec::new();
+    let mut stmt = conn.prepare(&format!("SELECT rs, count(*), max(rh) {within} GROUP BY rs"))?;
+    let mut n = 0u64;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))? {
+        let (origin, count, max) = row?;
+        n += count as u64;
+        newest.push((origin, max as u64));
+    }
+    if purge && n > 0 {
+        conn.execute(&format!("DELETE {within}"), [])?;
+    }
+    Ok((n, newest))
+}
+
 /// Rows with a stamp beyond `floor` (progress totals of an export).
 pub fn rows_beyond(conn: &Connection, t: &SyncedTable, floor: u64) -> Result<u64> {
     let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {} WHERE mh > ?1", t.shadow()), [floor as i64], |r| r.get(0))?;

@@ -119,6 +119,14 @@ const FUNCTIONS: &[(&str, &[i32], Body)] = &[
         _ => Err(Error::invalid_argument("syncline_import: the bundle must be a blob (readfile('x.bundle') in the shell)")),
     }),
     ("syncline_import_file", &[1], |e, a| Ok(Out::Text(json::import_report(&e.import_bundle_file(a.text(0, "the file")?)?).to_string()))),
+    ("syncline_compact", &[0, 1], |e, a| {
+        let retain = match (a.len(), a.ctx.get_raw(0)) {
+            (0, _) => 7 * 86_400,
+            (_, ValueRef::Integer(s)) if s >= 0 => s as u64,
+            _ => return Err(Error::invalid_argument("syncline_compact: the retention is a number of seconds >= 0")),
+        };
+        Ok(Out::Text(json::compact_report(&e.compact(std::time::Duration::from_secs(retain))?).to_string()))
+    }),
     ("syncline_status", &[0], |e, _| Ok(Out::Text(json::status(&e.status()?).to_string()))),
     ("syncline_state_hash", &[0], |e, _| Ok(Out::Text(e.state_hash()?))),
     ("syncline_conflicts", &[0], |e, _| {

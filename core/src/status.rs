@@ -42,6 +42,13 @@ pub struct Status {
     /// Remote rows stamped too far ahead of the local clock, waiting in `_syncline_quarantine`
     /// until the clock catches up.
     pub quarantined: u64,
+    /// Shadow rows of deleted rows (tombstones), and how many of them every known peer has
+    /// acknowledged (what `compact` with no retention would purge).
+    pub tombstones: u64,
+    pub purgeable: u64,
+    /// Per origin site, the newest delete stamp purged by compaction: a sender whose version
+    /// vector does not cover it is refused with `NeedsSnapshot`.
+    pub purge_horizon: Vec<(SiteId, u64)>,
 }
 
 fn wire(vv: &meta::VersionVector, sites: &std::collections::BTreeMap<i64, SiteId>) -> Vec<(SiteId, u64)> {
@@ -69,6 +76,7 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
         peers.push(PeerStatus { site_id: site, version_vector: wire(&known, &sites), pending });
     }
     let clock = meta::clock(c)?;
+    let (tombstones, purgeable) = crate::compact::counts(c)?;
     Ok(Status {
         site_id: meta::local_site(c)?,
         hlc: clock.hlc,
@@ -80,5 +88,8 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
             as u64,
         rejected: c.query_row("SELECT count(*) FROM _syncline_rejected", [], |r| r.get::<_, i64>(0))? as u64,
         quarantined: crate::quarantine::count(c)?,
+        tombstones,
+        purgeable,
+        purge_horizon: wire(&crate::compact::horizon(c)?, &sites),
     })
 }

@@ -151,6 +151,7 @@ fn for_the_client(kind: ErrorKind) -> bool {
             | ErrorKind::InvalidArgument
             | ErrorKind::Auth
             | ErrorKind::Network
+            | ErrorKind::NeedsSnapshot
     )
 }
 
@@ -175,7 +176,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::SchemaMismatch | ErrorKind::UnknownTable | ErrorKind::UnknownColumn | ErrorKind::ClockDrift => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        ErrorKind::SiteIdClash => StatusCode::CONFLICT,
+        ErrorKind::SiteIdClash | ErrorKind::NeedsSnapshot => StatusCode::CONFLICT,
         ErrorKind::Auth => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
