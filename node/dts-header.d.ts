@@ -42,6 +42,7 @@ export type ErrorCode =
   | 'Auth'
   | 'SqliteLibrary'
   | 'Corrupt'
+  | 'NeedsSnapshot'
 
 /**
  * What `SyncEngine.attach` and `checkShared` need of a database handle of the app's SQLite

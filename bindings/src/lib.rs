@@ -85,6 +85,9 @@ pub enum SynclineError {
     Corrupt {
         message: String,
     },
+    NeedsSnapshot {
+        message: String,
+    },
     /// A kind added to the core after this binding was built (the core's kinds are
     /// `#[non_exhaustive]`); `message` starts with the kind's stable code.
     Other {
@@ -113,6 +116,7 @@ impl SynclineError {
             SynclineError::Auth { .. } => "Auth",
             SynclineError::SqliteLibrary { .. } => "SqliteLibrary",
             SynclineError::Corrupt { .. } => "Corrupt",
+            SynclineError::NeedsSnapshot { .. } => "NeedsSnapshot",
             SynclineError::Other { .. } => "Other",
         }
     }
@@ -136,6 +140,7 @@ impl SynclineError {
             | SynclineError::Auth { message }
             | SynclineError::SqliteLibrary { message }
             | SynclineError::Corrupt { message }
+            | SynclineError::NeedsSnapshot { message }
             | SynclineError::Other { message } => message,
         }
     }
@@ -172,6 +177,7 @@ impl From<syncline::Error> for SynclineError {
             K::Auth => SynclineError::Auth { message },
             K::SqliteLibrary => SynclineError::SqliteLibrary { message },
             K::Corrupt => SynclineError::Corrupt { message },
+            K::NeedsSnapshot => SynclineError::NeedsSnapshot { message },
             other => SynclineError::Other { message: format!("{}: {message}", other.code()) },
         }
     }

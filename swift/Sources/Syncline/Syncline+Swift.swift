@@ -57,6 +57,7 @@ extension SynclineError {
         case .Auth: return "Auth"
         case .SqliteLibrary: return "SqliteLibrary"
         case .Corrupt: return "Corrupt"
+        case .NeedsSnapshot: return "NeedsSnapshot"
         case .Other: return "Other"
         }
     }
@@ -67,7 +68,7 @@ extension SynclineError {
         case let .InvalidBundle(m), let .SchemaMismatch(m), let .UnknownTable(m), let .UnknownColumn(m),
             let .ClockDrift(m), let .SiteIdClash(m), let .Resolver(m), let .NotFound(m), let .InvalidArgument(m),
             let .Reentrant(m), let .Closed(m), let .Io(m), let .Sqlite(m), let .Network(m), let .Auth(m),
-            let .SqliteLibrary(m), let .Corrupt(m), let .Other(m):
+            let .SqliteLibrary(m), let .Corrupt(m), let .NeedsSnapshot(m), let .Other(m):
             return m
         }
     }

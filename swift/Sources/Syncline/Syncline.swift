@@ -3911,6 +3911,8 @@ enum SynclineError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
     )
     case Corrupt(message: String
     )
+    case NeedsSnapshot(message: String
+    )
     /**
      * A kind added to the core after this binding was built (the core's kinds are
      * `#[non_exhaustive]`); `message` starts with the kind's stable code.
@@ -3997,7 +3999,10 @@ public struct FfiConverterTypeSynclineError: FfiConverterRustBuffer {
         case 17: return .Corrupt(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 18: return .Other(
+        case 18: return .NeedsSnapshot(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 19: return .Other(
             message: try FfiConverterString.read(from: &buf)
             )
 
@@ -4097,8 +4102,13 @@ public struct FfiConverterTypeSynclineError: FfiConverterRustBuffer {
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Other(message):
+        case let .NeedsSnapshot(message):
             writeInt(&buf, Int32(18))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .Other(message):
+            writeInt(&buf, Int32(19))
             FfiConverterString.write(message, into: &buf)
             
         }

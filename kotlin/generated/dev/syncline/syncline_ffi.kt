@@ -5568,6 +5568,14 @@ sealed class SynclineException: kotlin.Exception() {
             get() = "reason=${ `reason` }"
     }
     
+    class NeedsSnapshot(
+        
+        val `reason`: kotlin.String
+        ) : SynclineException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
     /**
      * A kind added to the core after this binding was built (the core's kinds are
      * `#[non_exhaustive]`); `message` starts with the kind's stable code.
@@ -5650,7 +5658,10 @@ public object FfiConverterTypeSynclineError : FfiConverterRustBuffer<SynclineExc
             17 -> SynclineException.Corrupt(
                 FfiConverterString.read(buf),
                 )
-            18 -> SynclineException.Other(
+            18 -> SynclineException.NeedsSnapshot(
+                FfiConverterString.read(buf),
+                )
+            19 -> SynclineException.Other(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -5740,6 +5751,11 @@ public object FfiConverterTypeSynclineError : FfiConverterRustBuffer<SynclineExc
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is SynclineException.Corrupt -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is SynclineException.NeedsSnapshot -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -5839,8 +5855,13 @@ public object FfiConverterTypeSynclineError : FfiConverterRustBuffer<SynclineExc
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is SynclineException.Other -> {
+            is SynclineException.NeedsSnapshot -> {
                 buf.putInt(18)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is SynclineException.Other -> {
+                buf.putInt(19)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }

@@ -111,5 +111,6 @@ val SynclineException.text: String get() = when (this) {
     is SynclineException.Auth -> reason
     is SynclineException.SqliteLibrary -> reason
     is SynclineException.Corrupt -> reason
+    is SynclineException.NeedsSnapshot -> reason
     is SynclineException.Other -> reason
 }
