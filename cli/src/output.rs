@@ -99,6 +99,8 @@ impl Out {
             "unresolved_conflicts": s.unresolved_conflicts,
             "rejected": s.rejected,
             "quarantined": s.quarantined,
+            "schema_changes": s.schema_changes.iter().map(|c| json!({ "table": c.table, "column": c.column, "type": c.decl_type,
+                "source": c.source, "state": c.state, "hlc": c.hlc })).collect::<Vec<_>>(),
         });
         self.emit(doc, || {
             let mut t = format!("site      {}\nclock     {}\n", s.site_id, s.hlc);
@@ -111,6 +113,9 @@ impl Out {
             t += &format!("conflicts {} unresolved\nrejected  {}", s.unresolved_conflicts, s.rejected);
             if s.quarantined > 0 {
                 t += &format!("\nquarantined {} rows (stamped ahead of this clock)", s.quarantined);
+            }
+            for c in &s.schema_changes {
+                t += &format!("\nschema    {}.{} {} ({}, {})", c.table, c.column, c.decl_type, c.source, c.state);
             }
             t
         })

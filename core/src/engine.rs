@@ -7,6 +7,7 @@ use crate::capture;
 use crate::conflict::{self, Conflict};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Hub, Observer, Subscription};
+use crate::evolve;
 use crate::export::{self, BundleStats};
 use crate::fold;
 use crate::meta::{self, SyncedTable};
@@ -294,8 +295,14 @@ impl SyncEngine {
                 if !capture::has_triggers(c, t.id)? {
                     // Dropped and created again: capture anew, and record what the table lost.
                     schema::check_columns(c, t.id, table)?;
-                    capture::install_triggers(c, t)?;
-                    shadow::reconcile(c, t, local_stamp(c)?)?;
+                    let mut t = t.clone();
+                    let stamp = local_stamp(c)?;
+                    for col in evolve::added_columns(c, &t)? {
+                        evolve::register_column(c, &mut t, &col)?;
+                        evolve::log(c, &evolve::detected(&t, &col, stamp), "detected", "applied")?;
+                    }
+                    capture::install_triggers(c, &t)?;
+                    shadow::reconcile(c, &t, stamp)?;
                 }
                 return Ok(());
             }

@@ -138,6 +138,14 @@ pub fn create(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Resul
     Ok(())
 }
 
+/// Give the shadow of `t` (already listing its new column last) the stamp columns of that
+/// column: NULL everywhere, i.e. never stamped.
+pub fn add_column(conn: &Connection, t: &SyncedTable) -> Result<()> {
+    let i = t.cols.len() - 1;
+    conn.execute_batch(&format!("ALTER TABLE {sh} ADD COLUMN h{i} INTEGER; ALTER TABLE {sh} ADD COLUMN s{i} INTEGER;", sh = t.shadow()))?;
+    Ok(())
+}
+
 /// Drop the shadow table.
 pub fn drop_table(conn: &Connection, t: &SyncedTable) -> Result<()> {
     conn.execute_batch(&format!("DROP TABLE IF EXISTS {};", t.shadow()))?;
@@ -336,6 +344,23 @@ pub fn backfill(conn: &Connection, t: &SyncedTable, stamp: Stamp) -> Result<usiz
         quote_ident(&t.name),
         sh = t.shadow(),
         pks = key_list(t, ""),
+    );
+    Ok(conn.execute(&sql, rusqlite::params![stamp.hlc as i64, stamp.site])?)
+}
+
+/// Stamp, with one stamp, the cells of column `col` that live rows hold with a value other
+/// than the column's default `default` (an SQL expression from the table's own schema; none
+/// is NULL): values written to a column before it was registered. A cell holding the default
+/// stays unstamped, as on a replica that added the column itself.
+pub fn stamp_column(conn: &Connection, t: &SyncedTable, col: usize, default: Option<&str>, stamp: Stamp) -> Result<usize> {
+    let q = quote_ident(&t.cols[col]);
+    let sql = format!(
+        "UPDATE {sh} SET h{col} = ?1, s{col} = ?2, mh = max(mh, ?1) WHERE cl % 2 = 1 AND EXISTS \
+         (SELECT 1 FROM {tbl} u WHERE {join} AND u.{q} IS NOT ({d}))",
+        d = default.unwrap_or("NULL"),
+        sh = t.shadow(),
+        tbl = quote_ident(&t.name),
+        join = join_on(t, "u", &t.shadow()),
     );
     Ok(conn.execute(&sql, rusqlite::params![stamp.hlc as i64, stamp.site])?)
 }

@@ -42,6 +42,9 @@ pub struct Status {
     /// Remote rows stamped too far ahead of the local clock, waiting in `_syncline_quarantine`
     /// until the clock catches up.
     pub quarantined: u64,
+    /// Columns registered after their table was enabled, oldest first: detected ALTERs made
+    /// by other writers, migrations made here and migrations received (applied or held).
+    pub schema_changes: Vec<crate::evolve::SchemaChange>,
 }
 
 fn wire(vv: &meta::VersionVector, sites: &std::collections::BTreeMap<i64, SiteId>) -> Vec<(SiteId, u64)> {
@@ -80,5 +83,6 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
             as u64,
         rejected: c.query_row("SELECT count(*) FROM _syncline_rejected", [], |r| r.get::<_, i64>(0))? as u64,
         quarantined: crate::quarantine::count(c)?,
+        schema_changes: crate::evolve::changes(c)?,
     })
 }
