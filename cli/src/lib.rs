@@ -70,6 +70,24 @@ enum Command {
         #[arg(long, value_parser = duration::parse)]
         max_drift: Option<std::time::Duration>,
     },
+    /// Change a synced table through Syncline, so the change travels to every replica:
+    /// `--add-column NAME --type TYPE [--default VALUE]` (spec/schema-evolution.md).
+    Migrate {
+        #[command(flatten)]
+        db: Db,
+        /// The synced table.
+        #[arg(long, short = 't')]
+        table: String,
+        /// The column to add.
+        #[arg(long)]
+        add_column: String,
+        /// Its SQLite type (INTEGER, REAL, TEXT, BLOB, VARCHAR(20), ...).
+        #[arg(long = "type")]
+        decl_type: String,
+        /// Its default: a JSON scalar (42, 1.5, "text", null) or plain text. Default NULL.
+        #[arg(long)]
+        default: Option<String>,
+    },
     /// Show site id, tables, peers, pending changes and conflicts.
     Status {
         #[command(flatten)]
@@ -197,6 +215,11 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
             })?;
             bar.finish_and_clear();
             out.import(&report)
+        }
+        Command::Migrate { db, table, add_column, decl_type, default } => {
+            let e = open(&db)?;
+            e.add_column(&table, &add_column, &decl_type, default.as_deref().map_or(Value::Null, parse_value))?;
+            out.migrated(&table, &add_column, &decl_type)
         }
         Command::Status { db } => out.status(&open(&db)?.status()?),
         Command::Conflicts { db } => out.conflicts(&open(&db)?.conflicts()?),

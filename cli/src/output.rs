@@ -67,7 +67,8 @@ impl Out {
         let sender = r.sender.map(|s| s.to_hex());
         self.emit(
             json!({ "sender": sender, "rows": r.rows, "applied": r.applied, "already_known": r.already_known,
-                    "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "released": r.released }),
+                    "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "released": r.released,
+                    "migrated": r.migrated }),
             || {
                 let mut line = format!(
                     "imported {} rows from {}: {} applied, {} already known, {} conflicts, {} rejected",
@@ -83,6 +84,9 @@ impl Out {
                 }
                 if r.released > 0 {
                     line += &format!(", {} released from quarantine", r.released);
+                }
+                if r.migrated > 0 {
+                    line += &format!(", {} migrations applied", r.migrated);
                 }
                 line
             },
@@ -140,6 +144,12 @@ impl Out {
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
+        })
+    }
+
+    pub fn migrated(&self, table: &str, column: &str, decl_type: &str) -> Result<(), Error> {
+        self.emit(json!({ "table": table, "added_column": column, "type": decl_type }), || {
+            format!("added column {column} {decl_type} to {table}; the migration travels with the next bundles")
         })
     }
 

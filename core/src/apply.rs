@@ -6,6 +6,7 @@ use crate::bundle::{self, Decoded, WireRow};
 use crate::conflict::{self, Conflict, OpenConflicts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Change, Event};
+use crate::evolve;
 use crate::fold;
 use crate::hlc;
 use crate::meta::{self, SyncedTable, VersionVector};
@@ -43,6 +44,8 @@ pub struct ImportReport {
     /// Changes refused by a local constraint (UNIQUE, CHECK, foreign key, STRICT type); each
     /// refused row is kept in full in `_syncline_rejected`, never dropped silently.
     pub rejected: u64,
+    /// Migrations the bundle carried that changed a local table (spec/schema-evolution.md).
+    pub migrated: u64,
 }
 
 /// Everything an import needs besides the connection.
@@ -218,6 +221,8 @@ fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>
             ),
         ));
     }
+    // Migrations first: the rows that follow may use the columns they add.
+    let (migration_stamps, migrated) = evolve::receive(tx, decoded.header.migrations.as_deref().unwrap_or(&[]))?;
     let synced = meta::synced_tables(tx)?;
     let mut mapped = Vec::with_capacity(decoded.tables.len());
     for bundle::TableDict(name, pk, cols) in &decoded.tables {
@@ -273,10 +278,13 @@ fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>
             horizon: hlc::pack(hlc::millis(limit).saturating_add(quarantine::HORIZON_MS).min(hlc::MAX_MILLIS), u16::MAX),
             carried: VersionVector::new(),
             open,
-            report: ImportReport { sender: Some(sender), rows: decoded.row_count(), ..Default::default() },
+            report: ImportReport { sender: Some(sender), rows: decoded.row_count(), migrated, ..Default::default() },
             events: Vec::new(),
             refused: Vec::new(),
         };
+        for (site, hlc) in migration_stamps {
+            m.note_carried(Stamp { hlc, site });
+        }
         m.apply_rows(decoded)?;
         // Receive rule: the clock moves past every stamp received (quarantined ones aside).
         meta::observe(tx, m.carried.values().copied().max().unwrap_or(0))?;

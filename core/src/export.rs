@@ -3,6 +3,7 @@
 
 use crate::bundle::{self, Contents, Header, TableDict, VvEntry, WireCell, WireRow};
 use crate::error::Result;
+use crate::evolve;
 use crate::meta::{self, SyncedTable, VersionVector};
 use crate::shadow;
 use crate::site::SiteId;
@@ -283,6 +284,7 @@ fn build_page(
         min_hlc,
         max_hlc,
         inflated: None,
+        migrations: evolve::to_send(conn, &known, &sites)?,
     };
     let contents = Contents { header, tables: dict, sites: dict_sites.into_iter().map(|(s, _)| s).collect(), rows };
     let bytes = bundle::encode(&contents, compress);

@@ -50,7 +50,7 @@ pub use conflict::Conflict;
 pub use engine::{EnableOptions, ExportOptions, Options, Progress, QueryRows, SyncEngine};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Change, Event, Observer, Subscription};
-pub use evolve::SchemaChange;
+pub use evolve::{MigrationPolicy, SchemaChange};
 pub use export::BundleStats;
 pub use site::{uuid7, SiteId};
 pub use status::{PeerStatus, Status, TableStatus};

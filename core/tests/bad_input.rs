@@ -75,6 +75,7 @@ fn forged(tables: Vec<TableDict>, sites: Vec<SiteId>, rows: Vec<WireRow>, vv_hlc
         min_hlc: hlcs.iter().copied().min().unwrap_or(0),
         max_hlc: hlcs.iter().copied().max().unwrap_or(0),
         inflated: None,
+        migrations: None,
     };
     bundle::encode(&Contents { header, tables, sites, rows }, false)
 }
@@ -177,6 +178,7 @@ fn stamps_outside_the_header_range_are_refused() {
         min_hlc: h,
         max_hlc: h,
         inflated: None,
+        migrations: None,
     };
     let sites = vec![SiteId::from_slice(&header.site).unwrap()];
     let bytes = bundle::encode(&Contents { header, tables, sites, rows: bytes_rows }, false);
