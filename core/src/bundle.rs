@@ -243,6 +243,28 @@ pub fn canonical_key(row: &WireRow) -> (u32, Vec<u8>) {
     (row.table, rmp_serde::to_vec(&row.pk).expect("values encode"))
 }
 
+/// A bundle from `site` of these rows (any order; sites and columns as indices into `sites`
+/// and `tables`), with no version vectors: its header's counts, stamp range and fingerprint
+/// computed, the rows put in canonical order.
+pub fn assemble(site: SiteId, tables: Vec<TableDict>, sites: Vec<SiteId>, mut rows: Vec<WireRow>) -> Vec<u8> {
+    rows.sort_by_key(canonical_key);
+    let stamps = rows.iter().flat_map(|r| std::iter::once(r.hlc).chain(r.cells.iter().map(|c| c.hlc)));
+    let (min_hlc, max_hlc) = stamps.fold((u64::MAX, 0), |(lo, hi), h| (lo.min(h), hi.max(h)));
+    let header = Header {
+        site: site.0.to_vec(),
+        vv: Vec::new(),
+        base: Vec::new(),
+        schema: schema_fingerprint(&tables),
+        rows: rows.len() as u64,
+        changes: rows.iter().map(|r| 1 + r.cells.len() as u64).sum(),
+        min_hlc: if rows.is_empty() { 0 } else { min_hlc },
+        max_hlc,
+        inflated: None,
+        migrations: None,
+    };
+    encode(&Contents { header, tables, sites, rows }, false)
+}
+
 /// Encode a bundle (the header's `inflated` is set here: the body's size when compressed).
 pub fn encode(c: &Contents, compress: bool) -> Vec<u8> {
     let mut body = Vec::with_capacity(64 + c.rows.len() * 128);

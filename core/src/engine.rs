@@ -303,6 +303,7 @@ impl SyncEngine {
                     }
                     capture::install_triggers(c, &t)?;
                     shadow::reconcile(c, &t, stamp)?;
+                    apply::release(c, table)?;
                 }
                 return Ok(());
             }
@@ -330,6 +331,8 @@ impl SyncEngine {
             if evolve::policy(c)? == evolve::MigrationPolicy::Apply {
                 evolve::apply_held(c, Some(table))?;
             }
+            // Rows received for it while it was not enabled here.
+            apply::release(c, table)?;
             Ok(())
         })
     }

@@ -128,6 +128,7 @@ pub fn adopt_added(conn: &Connection, t: &mut SyncedTable) -> Result<usize> {
         log(conn, &detected(t, col, stamp), "detected", "applied")?;
     }
     capture::install_triggers(conn, t)?;
+    crate::apply::release(conn, &t.name)?;
     Ok(added.len())
 }
 
@@ -251,7 +252,7 @@ const CONSTRAINT_WORDS: [&str; 18] = [
 /// A table or column name a migration may use: 1 to 128 characters, no control character,
 /// not reserved for SQLite or Syncline. (Names are always quoted; the rules keep forged
 /// migrations from naming anything odd.)
-fn check_name(name: &str, what: &str) -> Result<()> {
+pub fn check_name(name: &str, what: &str) -> Result<()> {
     if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) || schema::is_reserved_table(name) {
         return Err(Error::invalid_argument(format!("{what} {name:?} is not a name a migration may use")));
     }
@@ -350,7 +351,8 @@ fn apply_to(conn: &Connection, t: &mut SyncedTable, m: &AddColumn) -> Result<()>
     capture::uninstall_triggers(conn, t)?;
     register_column(conn, t, &col)?;
     capture::install_triggers(conn, t)?;
-    mark_applied(conn, &t.name, &m.column)
+    mark_applied(conn, &t.name, &m.column)?;
+    crate::apply::release(conn, &t.name).map(|_| ())
 }
 
 /// Add a column to a synced table through Syncline (`SyncEngine::add_column`): the ALTER, its

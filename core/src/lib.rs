@@ -30,6 +30,7 @@ mod events;
 mod evolve;
 mod export;
 mod fold;
+mod held;
 pub mod hlc;
 mod meta;
 #[cfg(feature = "net")]

@@ -17,7 +17,7 @@ use crate::events::{Change, Event};
 use crate::meta::SyncedTable;
 use crate::schema::quote_ident;
 use crate::value::Value;
-use rusqlite::{params_from_iter, Connection, Row};
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use std::collections::{BTreeSet, HashMap};
 
 /// A stamp with the site as a local ordinal.
@@ -300,6 +300,11 @@ impl Statements {
             s.note(t, key.to_vec(), op, stamp.hlc);
         }
         Ok(changed)
+    }
+
+    /// The stored state of row `pk`, if any.
+    pub fn read(&self, conn: &Connection, t: &SyncedTable, pk: &[Value]) -> Result<Option<State>> {
+        Ok(conn.prepare_cached(&self.read)?.query_row(params_from_iter(pk), |r| read_state(r, 0, t)).optional()?)
     }
 
     /// `SELECT` of a row's state, the key as parameters; read the row with [`read_state`] at 0.

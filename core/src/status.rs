@@ -45,6 +45,10 @@ pub struct Status {
     /// Columns registered after their table was enabled, oldest first: detected ALTERs made
     /// by other writers, migrations made here and migrations received (applied or held).
     pub schema_changes: Vec<crate::evolve::SchemaChange>,
+    /// Cells held for columns this replica lacks, relayed and applied once it has them.
+    pub held_cells: u64,
+    /// Rows held for tables not enabled here, applied once they are.
+    pub held_rows: u64,
 }
 
 fn wire(vv: &meta::VersionVector, sites: &std::collections::BTreeMap<i64, SiteId>) -> Vec<(SiteId, u64)> {
@@ -72,6 +76,7 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
         peers.push(PeerStatus { site_id: site, version_vector: wire(&known, &sites), pending });
     }
     let clock = meta::clock(c)?;
+    let (held_cells, held_rows) = crate::held::counts(c)?;
     Ok(Status {
         site_id: meta::local_site(c)?,
         hlc: clock.hlc,
@@ -84,5 +89,7 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
         rejected: c.query_row("SELECT count(*) FROM _syncline_rejected", [], |r| r.get::<_, i64>(0))? as u64,
         quarantined: crate::quarantine::count(c)?,
         schema_changes: crate::evolve::changes(c)?,
+        held_cells,
+        held_rows,
     })
 }
