@@ -71,7 +71,7 @@ enum Command {
         max_drift: Option<std::time::Duration>,
     },
     /// Purge the tombstones of deleted rows every known peer has acknowledged, then vacuum
-    /// the file (spec/merge-rules.md §8).
+    /// the file (spec/merge-rules.md §8a).
     Compact {
         #[command(flatten)]
         db: Db,
@@ -79,6 +79,24 @@ enum Command {
         /// `0s` purges everything every known peer has acknowledged. Default 7d.
         #[arg(long, value_parser = duration::parse, default_value = "7d")]
         retain: std::time::Duration,
+    },
+    /// Change a synced table through Syncline, so the change travels to every replica:
+    /// `--add-column NAME --type TYPE [--default VALUE]` (spec/schema-evolution.md).
+    Migrate {
+        #[command(flatten)]
+        db: Db,
+        /// The synced table.
+        #[arg(long, short = 't')]
+        table: String,
+        /// The column to add.
+        #[arg(long)]
+        add_column: String,
+        /// Its SQLite type (INTEGER, REAL, TEXT, BLOB, VARCHAR(20), ...).
+        #[arg(long = "type")]
+        decl_type: String,
+        /// Its default: a JSON scalar (42, 1.5, "text", null) or plain text. Default NULL.
+        #[arg(long)]
+        default: Option<String>,
     },
     /// Show site id, tables, peers, pending changes and conflicts.
     Status {
@@ -207,6 +225,11 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
             out.import(&report)
         }
         Command::Compact { db, retain } => out.compact(&open(&db)?.compact(retain)?),
+        Command::Migrate { db, table, add_column, decl_type, default } => {
+            let e = open(&db)?;
+            e.add_column(&table, &add_column, &decl_type, default.as_deref().map_or(Value::Null, parse_value))?;
+            out.migrated(&table, &add_column, &decl_type)
+        }
         Command::Status { db } => out.status(&open(&db)?.status()?),
         Command::Conflicts { db } => out.conflicts(&open(&db)?.conflicts()?),
         Command::Resolve { db, id, local, remote, value } => {

@@ -57,6 +57,9 @@ impl Out {
             if r.released > 0 {
                 line += &format!(", {} released from quarantine", r.released);
             }
+            if r.migrated > 0 {
+                line += &format!(", {} migrations applied", r.migrated);
+            }
             line
         })
     }
@@ -73,6 +76,12 @@ impl Out {
             t += &format!("conflicts {} unresolved\nrejected  {}", s.unresolved_conflicts, s.rejected);
             if s.quarantined > 0 {
                 t += &format!("\nquarantined {} rows (stamped ahead of this clock)", s.quarantined);
+            }
+            for c in &s.schema_changes {
+                t += &format!("\nschema    {}.{} {} ({}, {})", c.table, c.column, c.decl_type, c.source, c.state);
+            }
+            if s.held_cells > 0 || s.held_rows > 0 {
+                t += &format!("\nheld      {} cells, {} rows (for columns or tables this replica lacks)", s.held_cells, s.held_rows);
             }
             t += &format!(
                 "\ntombstones {} ({} acknowledged by every known peer: `syncline compact` purges them)",
@@ -107,6 +116,12 @@ impl Out {
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
+        })
+    }
+
+    pub fn migrated(&self, table: &str, column: &str, decl_type: &str) -> Result<(), Error> {
+        self.emit(json!({ "table": table, "added_column": column, "type": decl_type }), || {
+            format!("added column {column} {decl_type} to {table}; the migration travels with the next bundles")
         })
     }
 

@@ -116,3 +116,32 @@ fn the_demo_converges() {
     assert_eq!(out["converged"], true);
     assert_eq!(out["open_conflicts"], 0);
 }
+
+#[test]
+fn migrate_adds_a_column_that_travels() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.db");
+    let b = dir.path().join("b.db");
+    for db in [&a, &b] {
+        sqlite(db, "CREATE TABLE todos(id TEXT PRIMARY KEY, title TEXT)");
+        ok(&["init", db.to_str().unwrap(), "--table", "todos"]);
+    }
+    sqlite(&a, "INSERT INTO todos VALUES ('t1', 'milk')");
+    let text = ok(&["migrate", a.to_str().unwrap(), "--table", "todos", "--add-column", "prio", "--type", "INTEGER", "--default", "0"]);
+    assert!(text.contains("added column prio INTEGER to todos"), "{text}");
+    sqlite(&a, "UPDATE todos SET prio = 5");
+    let bundle = dir.path().join("a.bundle");
+    ok(&["export", a.to_str().unwrap(), "-o", bundle.to_str().unwrap()]);
+    let imp = json(&["import", b.to_str().unwrap(), bundle.to_str().unwrap()]);
+    assert_eq!(imp["migrated"], 1);
+    let conn = rusqlite::Connection::open(&b).unwrap();
+    let p: i64 = conn.query_row("SELECT prio FROM todos WHERE id = 't1'", [], |r| r.get(0)).unwrap();
+    assert_eq!(p, 5);
+    let status = json(&["status", b.to_str().unwrap()]);
+    assert_eq!(status["schema_changes"][0]["column"], "prio");
+    assert_eq!(status["schema_changes"][0]["source"], "remote");
+    // A type that smuggles a constraint is one line of error, and nothing changes.
+    let out = syncline(&["migrate", a.to_str().unwrap(), "-t", "todos", "--add-column", "x", "--type", "TEXT UNIQUE"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: InvalidArgument:"));
+}

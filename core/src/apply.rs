@@ -2,11 +2,13 @@
 //! merge of every row and cell (spec/merge-rules.md), all inside one write transaction with
 //! capture switched off, so a failure leaves the database exactly as it was.
 
-use crate::bundle::{self, Decoded, WireRow};
+use crate::bundle::{self, Decoded, WireCell, WireRow};
 use crate::conflict::{self, Conflict, OpenConflicts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Change, Event};
+use crate::evolve;
 use crate::fold;
+use crate::held;
 use crate::hlc;
 use crate::meta::{self, SyncedTable, VersionVector};
 use crate::quarantine;
@@ -43,6 +45,11 @@ pub struct ImportReport {
     /// Changes refused by a local constraint (UNIQUE, CHECK, foreign key, STRICT type); each
     /// refused row is kept in full in `_syncline_rejected`, never dropped silently.
     pub rejected: u64,
+    /// Migrations the bundle carried that changed a local table (spec/schema-evolution.md).
+    pub migrated: u64,
+    /// Changes for a column or table this replica's schema lacks: kept with their stamps,
+    /// relayed to peers, and applied once the schema has them (spec/schema-evolution.md §5).
+    pub held: u64,
 }
 
 /// Everything an import needs besides the connection.
@@ -56,8 +63,11 @@ pub(crate) struct ImportContext<'a> {
 /// A table of the bundle mapped onto the local one, with its statements prepared once.
 struct Target<'c> {
     meta: SyncedTable,
-    /// Wire column index to local shadow index.
-    cols: Vec<usize>,
+    /// Wire column index to local shadow index (`None`: a column this replica lacks, whose
+    /// cells are held).
+    cols: Vec<Option<usize>>,
+    /// The wire columns by name.
+    names: Vec<String>,
     /// The table had no sync state when the import began: no row can have local state except
     /// one this import wrote, and a row appears once in a bundle, so lookups can be skipped.
     was_empty: bool,
@@ -71,7 +81,7 @@ struct Target<'c> {
 }
 
 impl<'c> Target<'c> {
-    fn new(conn: &'c Connection, meta: SyncedTable, cols: Vec<usize>) -> Result<Target<'c>> {
+    fn new(conn: &'c Connection, meta: SyncedTable, cols: Vec<Option<usize>>, names: Vec<String>) -> Result<Target<'c>> {
         let n = meta.cols.len();
         let values = if n == 0 { "1".to_owned() } else { meta.cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
         let was_empty = shadow::is_empty(conn, &meta)?;
@@ -87,6 +97,7 @@ impl<'c> Target<'c> {
             was_empty,
             meta,
             cols,
+            names,
         })
     }
 
@@ -145,7 +156,10 @@ struct Decided<'c> {
 struct Merge<'c, 'x, 'a> {
     conn: &'c Connection,
     ctx: &'x mut ImportContext<'a>,
-    targets: Vec<Rc<Target<'c>>>,
+    /// Per table of the bundle: the local table, or `None` for one not enabled here (held).
+    targets: Vec<Option<Rc<Target<'c>>>>,
+    /// The bundle's table dictionary.
+    dict: Vec<bundle::TableDict>,
     /// Bundle site index to local ordinal.
     site_map: Vec<i64>,
     site_ids: BTreeMap<i64, SiteId>,
@@ -182,21 +196,88 @@ pub(crate) fn import(conn: &mut Connection, mut decoded: Decoded<'_>, mut ctx: I
         // A held row that no longer fits (its table was disabled since, say) stays held, and
         // visible in `status`; it must not stop this import.
         tx.execute_batch("SAVEPOINT syncline_release")?;
-        match bundle::decode(&held).and_then(|mut d| merge(&tx, &mut d, &mut ctx, limit)) {
+        match bundle::decode(&held).and_then(|mut d| merge(&tx, &mut d, &mut ctx, limit, false)) {
             Ok((r, ev)) => {
                 quarantine::remove(&tx, id)?;
                 tx.execute_batch("RELEASE syncline_release")?;
-                released += r.applied + r.already_known + r.rejected;
+                released += r.applied + r.already_known + r.rejected + r.held;
                 events.extend(ev);
             }
             Err(_) => tx.execute_batch("ROLLBACK TO syncline_release; RELEASE syncline_release")?,
         }
     }
-    let (mut report, ev) = merge(&tx, &mut decoded, &mut ctx, limit)?;
+    let (mut report, ev) = merge(&tx, &mut decoded, &mut ctx, limit, false)?;
     report.released = released;
     events.extend(ev);
     tx.commit()?;
     Ok((report, events))
+}
+
+/// Merge what is held for `table` (see `held`) that its schema takes now: the cells of its
+/// registered columns and, once it is enabled, its held rows. They are merged like an import
+/// of their original stamps (LWW against what was written here since, causal length first),
+/// then forgotten; cells of columns still missing stay held. Returns the changes applied.
+pub(crate) fn release(conn: &Connection, table: &str) -> Result<u64> {
+    let Some(t) = meta::synced_tables(conn)?.remove(table) else { return Ok(0) };
+    let rows = held::rows_of(conn, table)?;
+    let mut cells = held::cells_of(conn, table)?;
+    if rows.is_empty() && cells.values().flatten().all(|c| !t.cols.contains(&c.col)) {
+        return Ok(0);
+    }
+    let mut names = t.cols.clone();
+    names.sort();
+    let st = shadow::Statements::new(&t);
+    let mut states: Vec<(Vec<Value>, u64, Stamp)> = rows.into_iter().map(|r| (r.pk, r.cl, r.rh)).collect();
+    let from_rows: std::collections::HashSet<Vec<u8>> = states.iter().map(|(pk, _, _)| held::key_bytes(pk)).collect();
+    for key in cells.keys() {
+        if from_rows.contains(key) {
+            continue;
+        }
+        let pk: Vec<Value> = rmp_serde::from_slice(key).map_err(|e| Error::new(ErrorKind::Sqlite, format!("held key: {e}")))?;
+        if let Some(s) = st.read(conn, &t, &pk)? {
+            states.push((pk, s.cl, s.rh));
+        }
+    }
+    let mut used: Vec<i64> = Vec::new();
+    let mut wire_rows = Vec::new();
+    for (pk, cl, rh) in states {
+        let mut row_cells: Vec<WireCell> = cells
+            .remove(&held::key_bytes(&pk))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| cl % 2 == 1 && c.cl == cl)
+            .filter_map(|c| {
+                let col = names.iter().position(|n| *n == c.col)?;
+                Some(WireCell { col: col as u32, value: c.value, hlc: c.stamp.hlc, site: c.stamp.site as u32 })
+            })
+            .collect();
+        row_cells.sort_by_key(|c| c.col);
+        used.extend(row_cells.iter().map(|c| i64::from(c.site)).chain([rh.site]));
+        wire_rows.push(WireRow { table: 0, pk, cl, hlc: rh.hlc, site: rh.site as u32, cells: row_cells });
+    }
+    used.sort_unstable();
+    used.dedup();
+    let site_ids = meta::sites(conn)?;
+    // The site dictionary is sorted by site id (bundle format §3), not by local ordinal.
+    used.sort_by_key(|o| site_ids[o]);
+    let index: HashMap<i64, u32> = used.iter().enumerate().map(|(i, o)| (*o, i as u32)).collect();
+    for r in &mut wire_rows {
+        r.site = index[&i64::from(r.site)];
+        for c in &mut r.cells {
+            c.site = index[&i64::from(c.site)];
+        }
+    }
+    let sites = used.iter().map(|o| site_ids[o]).collect();
+    let dict = vec![bundle::TableDict(t.name.clone(), t.pk.clone(), names)];
+    let bytes = bundle::assemble(meta::local_site(conn)?, dict, sites, wire_rows);
+    let resolvers = HashMap::new();
+    let mut progress = |_: u64, _: u64| {};
+    let mut ctx = ImportContext { max_drift_ms: 0, resolvers: &resolvers, progress: &mut progress, want_events: false };
+    let limit = hlc::pack(hlc::MAX_MILLIS, u16::MAX);
+    let (report, _) = merge(conn, &mut bundle::decode(&bytes)?, &mut ctx, limit, true)?;
+    held::forget_cells(conn, table, &t.cols)?;
+    held::forget_rows(conn, table)?;
+    Ok(report.applied)
 }
 
 /// The newest stamp an import accepts now: `max_drift_ms` ahead of the local wall clock.
@@ -205,13 +286,20 @@ fn drift_limit(conn: &Connection, max_drift_ms: u64) -> Result<u64> {
     Ok(hlc::pack(ms, u16::MAX))
 }
 
-/// Merge one decoded bundle inside the import's transaction.
-fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>, limit: u64) -> Result<(ImportReport, Vec<Event>)> {
+/// Merge one decoded bundle inside the import's transaction. With `release`, the bundle is
+/// made here of held changes (see [`release`]): no sender, no version vectors, no peer.
+fn merge(
+    tx: &Connection,
+    decoded: &mut Decoded<'_>,
+    ctx: &mut ImportContext<'_>,
+    limit: u64,
+    release: bool,
+) -> Result<(ImportReport, Vec<Event>)> {
     let sender = decoded.header.sender()?;
     let sender_wire_vv = bundle::vv_from_wire(&decoded.header.vv)?;
     let base_wire = bundle::vv_from_wire(&decoded.header.base)?;
     let local_site = meta::local_site(tx)?;
-    if sender == local_site {
+    if sender == local_site && !release {
         return Err(Error::new(
             ErrorKind::SiteIdClash,
             format!(
@@ -220,27 +308,31 @@ fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>
             ),
         ));
     }
+    // Migrations first: the rows that follow may use the columns they add.
+    let (migration_stamps, migrated) = evolve::receive(tx, decoded.header.migrations.as_deref().unwrap_or(&[]))?;
     let synced = meta::synced_tables(tx)?;
     let mut mapped = Vec::with_capacity(decoded.tables.len());
     for bundle::TableDict(name, pk, cols) in &decoded.tables {
-        let meta = synced.get(name).ok_or_else(|| {
-            Error::new(ErrorKind::UnknownTable, format!("bundle from {sender} names table {name:?}, which is not enabled for sync here"))
-        })?;
+        // A table not enabled here: its rows are held (None), unless no replica could enable it.
+        let Some(meta) = synced.get(name) else {
+            evolve::check_name(name, "table").map_err(|_| {
+                Error::new(ErrorKind::UnknownTable, format!("bundle from {sender} names table {name:?}, which no replica can sync"))
+            })?;
+            mapped.push(None);
+            continue;
+        };
+        for c in cols.iter().filter(|c| meta.col_index(c).is_none()) {
+            evolve::check_name(c, "column").map_err(|_| {
+                Error::new(
+                    ErrorKind::UnknownColumn,
+                    format!("bundle from {sender} names column {c:?} of {name:?}, which no replica can have"),
+                )
+            })?;
+        }
         if *pk != meta.pk {
             return Err(Error::schema(format!("table {name:?}: the bundle's primary key {pk:?} differs from the local one {:?}", meta.pk)));
         }
-        let map = cols
-            .iter()
-            .map(|c| {
-                meta.col_index(c).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::UnknownColumn,
-                        format!("bundle from {sender} names column {c:?} of table {name:?}, which does not exist here"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        mapped.push((meta.clone(), map));
+        mapped.push(Some((meta.clone(), cols.iter().map(|c| meta.col_index(c)).collect::<Vec<_>>(), cols.clone())));
     }
 
     let site_map = decoded.sites.iter().map(|s| meta::site_ord(tx, s)).collect::<Result<Vec<_>>>()?;
@@ -261,7 +353,10 @@ fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>
     let open = conflict::open_cells(tx)?;
     let (report, events, carried) = {
         let quiet = CaptureOff::new(tx)?;
-        let targets = mapped.into_iter().map(|(meta, map)| Target::new(tx, meta, map).map(Rc::new)).collect::<Result<Vec<_>>>()?;
+        let targets = mapped
+            .into_iter()
+            .map(|m| m.map(|(meta, map, names)| Target::new(tx, meta, map, names).map(Rc::new)).transpose())
+            .collect::<Result<Vec<_>>>()?;
         let mut m = Merge {
             conn: tx,
             ctx,
@@ -277,10 +372,15 @@ fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>
             carried: VersionVector::new(),
             purged: crate::compact::horizon(tx)?,
             open,
-            report: ImportReport { sender: Some(sender), rows: decoded.row_count(), ..Default::default() },
+            report: ImportReport { sender: Some(sender), rows: decoded.row_count(), migrated, ..Default::default() },
             events: Vec::new(),
             refused: Vec::new(),
+            dict: Vec::new(),
         };
+        for (site, hlc) in migration_stamps {
+            m.note_carried(Stamp { hlc, site });
+        }
+        m.dict = decoded.tables.clone();
         m.apply_rows(decoded)?;
         // Receive rule: the clock moves past every stamp received (quarantined ones aside).
         meta::observe(tx, m.carried.values().copied().max().unwrap_or(0))?;
@@ -289,6 +389,9 @@ fn merge(tx: &Connection, decoded: &mut Decoded<'_>, ctx: &mut ImportContext<'_>
     };
     // Remote applies are not local writes: forget what the capture triggers queued for them.
     fold::discard(tx)?;
+    if release {
+        return Ok((report, events));
+    }
 
     let peer_ord = meta::site_ord(tx, &sender)?;
     let wire_vv: VersionVector = sender_wire_vv.iter().map(|(s, h)| Ok((meta::site_ord(tx, s)?, *h))).collect::<Result<_>>()?;
@@ -467,9 +570,59 @@ impl<'c> Merge<'c, '_, '_> {
 
     /// Reject a whole row entry before merging it (kept in `_syncline_rejected`).
     fn reject_row(&mut self, row: WireRow, reason: String, changes: u64) -> Result<()> {
-        let target = self.targets[row.table as usize].clone();
-        let cells: Vec<(usize, Value)> = row.cells.into_iter().map(|c| (target.cols[c.col as usize], c.value)).collect();
-        self.reject(&target.meta, &row.pk, &cells, reason, changes)
+        let dict = &self.dict[row.table as usize];
+        let cells: Vec<(String, Value)> = row.cells.into_iter().map(|c| (dict.2[c.col as usize].clone(), c.value)).collect();
+        let table = dict.0.clone();
+        self.reject_named(&table, &row.pk, &cells, reason, changes)
+    }
+
+    /// A row of a table not enabled here: its state and cells are held (see `held`).
+    fn hold_row(&mut self, row: WireRow) -> Result<()> {
+        let dict = self.dict[row.table as usize].clone();
+        let rh = Stamp { hlc: row.hlc, site: self.site_map[row.site as usize] };
+        self.note_carried(rh);
+        let cells: Vec<held::Cell> = row
+            .cells
+            .into_iter()
+            .map(|c| held::Cell {
+                col: dict.2[c.col as usize].clone(),
+                value: c.value,
+                stamp: Stamp { hlc: c.hlc, site: self.site_map[c.site as usize] },
+                cl: row.cl,
+            })
+            .collect();
+        let mh = cells.iter().map(|c| c.stamp.hlc).fold(rh.hlc, u64::max);
+        let entry = held::Row { pk: row.pk, cl: row.cl, rh, mh };
+        let held_row = held::hold_row(self.conn, &dict.0, &dict.1, &entry, |a, b| self.newer(a, b))?;
+        let (mut n_held, mut n_known) = (u64::from(held_row), u64::from(!held_row));
+        let key = held::key_bytes(&entry.pk);
+        for c in &cells {
+            self.note_carried(c.stamp);
+            // A cell of an older incarnation than the one held is superseded.
+            if held::hold_cell(self.conn, &dict.0, &key, c, |a, b| self.newer(a, b))? && !self.held_row_newer(&dict.0, &key, c.cl)? {
+                n_held += 1;
+            } else {
+                n_known += 1;
+            }
+        }
+        self.report.held += n_held;
+        self.report.already_known += n_known;
+        Ok(())
+    }
+
+    /// Whether the held row's incarnation is beyond `cl` (the cell just held is dead: drop it).
+    fn held_row_newer(&self, table: &str, key: &[u8], cl: u64) -> Result<bool> {
+        let row_cl: i64 = self
+            .conn
+            .prepare_cached("SELECT cl FROM _syncline_held_rows WHERE tbl = ?1 AND pk = ?2")?
+            .query_row(rusqlite::params![table, key], |r| r.get(0))?;
+        if row_cl as u64 > cl {
+            self.conn
+                .prepare_cached("DELETE FROM _syncline_held_cells WHERE tbl = ?1 AND pk = ?2 AND cl < ?3")?
+                .execute(rusqlite::params![table, key, row_cl])?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn note_carried(&mut self, s: Stamp) {
@@ -489,15 +642,19 @@ impl<'c> Merge<'c, '_, '_> {
     }
 
     fn apply_row(&mut self, row: WireRow) -> Result<()> {
-        let target = self.targets[row.table as usize].clone();
+        let Some(target) = self.targets[row.table as usize].clone() else { return self.hold_row(row) };
         let t = &target.meta;
         let n_changes = 1 + row.cells.len() as u64;
         let remote_row = Stamp { hlc: row.hlc, site: self.site_map[row.site as usize] };
-        let cells: Vec<(usize, Value, Stamp)> = row
-            .cells
-            .into_iter()
-            .map(|c| (target.cols[c.col as usize], c.value, Stamp { hlc: c.hlc, site: self.site_map[c.site as usize] }))
-            .collect();
+        let mut cells: Vec<(usize, Value, Stamp)> = Vec::with_capacity(row.cells.len());
+        let mut unknown: Vec<held::Cell> = Vec::new();
+        for c in row.cells {
+            let stamp = Stamp { hlc: c.hlc, site: self.site_map[c.site as usize] };
+            match target.cols[c.col as usize] {
+                Some(col) => cells.push((col, c.value, stamp)),
+                None => unknown.push(held::Cell { col: target.names[c.col as usize].clone(), value: c.value, stamp, cl: row.cl }),
+            }
+        }
         let pk = row.pk;
         let local = if target.was_empty { None } else { self.read_shadow(&target, &pk)? };
         // A delete this replica purged, coming back: known, and nothing to store again.
@@ -517,6 +674,21 @@ impl<'c> Merge<'c, '_, '_> {
             self.report.already_known += n_changes;
             return Ok(());
         }
+        // Cells of columns this replica lacks wait, with their stamps, for the column.
+        let mut held_max = 0;
+        if !unknown.is_empty() {
+            let key = held::key_bytes(&pk);
+            for c in &unknown {
+                self.note_carried(c.stamp);
+                if held::hold_cell(self.conn, &t.name, &key, c, |a, b| self.newer(a, b))? {
+                    self.report.held += 1;
+                    held_max = held_max.max(c.stamp.hlc);
+                } else {
+                    self.report.already_known += 1;
+                }
+            }
+        }
+        let n_changes = n_changes - unknown.len() as u64;
         let mut state = local.unwrap_or(Shadow { cl: 0, rh: remote_row, mh: 0, cells: vec![None; t.cols.len()] });
         let (mut applied, mut known) = (0u64, 0u64);
         let new_incarnation = row.cl > state.cl;
@@ -559,6 +731,7 @@ impl<'c> Merge<'c, '_, '_> {
             }
         }
 
+        state.mh = state.mh.max(held_max);
         let decided = Decided { target, pk, winners, state, new_incarnation, old_alive, applied, known, n_changes };
         if let Some(refused) = self.write(decided, false)? {
             self.refused.push(refused);
@@ -787,10 +960,15 @@ impl<'c> Merge<'c, '_, '_> {
     }
 
     fn reject(&mut self, t: &SyncedTable, pk: &[Value], cells: &[(usize, Value)], reason: String, n: u64) -> Result<()> {
-        let row: Vec<(&str, &Value)> = cells.iter().map(|(c, v)| (t.cols[*c].as_str(), v)).collect();
+        let named: Vec<(String, Value)> = cells.iter().map(|(c, v)| (t.cols[*c].clone(), v.clone())).collect();
+        self.reject_named(&t.name, pk, &named, reason, n)
+    }
+
+    fn reject_named(&mut self, table: &str, pk: &[Value], cells: &[(String, Value)], reason: String, n: u64) -> Result<()> {
+        let row: Vec<(&str, &Value)> = cells.iter().map(|(c, v)| (c.as_str(), v)).collect();
         self.conn.prepare_cached("INSERT INTO _syncline_rejected(tbl, pk, row, reason, sender) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
             rusqlite::params![
-                t.name,
+                table,
                 rmp_serde::to_vec(pk).expect("values encode"),
                 rmp_serde::to_vec(&row).expect("values encode"),
                 reason,

@@ -54,7 +54,20 @@ pub struct Header {
     /// For a compressed body: its size once inflated (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inflated: Option<u64>,
+    /// Schema migrations the receiver lacks, applied before the rows (absent when there are
+    /// none, so a bundle without migrations is byte-identical to one from an older build;
+    /// spec/schema-evolution.md §2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<Vec<WireMigration>>,
 }
+
+/// One migration on the wire: `[kind, table, column, declared type, default, hlc, site id]`.
+/// The only kind is `"add_column"`. Sorted by (hlc, site id), no two alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireMigration(pub String, pub String, pub String, pub String, pub Value, pub u64, #[serde(with = "serde_bytes")] pub Vec<u8>);
+
+/// The one migration kind this format knows.
+pub const ADD_COLUMN: &str = "add_column";
 
 /// One version-vector entry: (site id, newest stamp covered).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +241,28 @@ pub struct Contents {
 /// The canonical sort key of a row: table index, then the MessagePack bytes of its key array.
 pub fn canonical_key(row: &WireRow) -> (u32, Vec<u8>) {
     (row.table, rmp_serde::to_vec(&row.pk).expect("values encode"))
+}
+
+/// A bundle from `site` of these rows (any order; sites and columns as indices into `sites`
+/// and `tables`), with no version vectors: its header's counts, stamp range and fingerprint
+/// computed, the rows put in canonical order.
+pub fn assemble(site: SiteId, tables: Vec<TableDict>, sites: Vec<SiteId>, mut rows: Vec<WireRow>) -> Vec<u8> {
+    rows.sort_by_key(canonical_key);
+    let stamps = rows.iter().flat_map(|r| std::iter::once(r.hlc).chain(r.cells.iter().map(|c| c.hlc)));
+    let (min_hlc, max_hlc) = stamps.fold((u64::MAX, 0), |(lo, hi), h| (lo.min(h), hi.max(h)));
+    let header = Header {
+        site: site.0.to_vec(),
+        vv: Vec::new(),
+        base: Vec::new(),
+        schema: schema_fingerprint(&tables),
+        rows: rows.len() as u64,
+        changes: rows.iter().map(|r| 1 + r.cells.len() as u64).sum(),
+        min_hlc: if rows.is_empty() { 0 } else { min_hlc },
+        max_hlc,
+        inflated: None,
+        migrations: None,
+    };
+    encode(&Contents { header, tables, sites, rows }, false)
 }
 
 /// Encode a bundle (the header's `inflated` is set here: the body's size when compressed).
@@ -773,6 +808,23 @@ impl Header {
         }
         if self.min_hlc > self.max_hlc {
             return Err(Error::invalid_bundle("header HLC range is inverted"));
+        }
+        if let Some(ms) = &self.migrations {
+            if ms.is_empty() {
+                return Err(Error::invalid_bundle("an empty migrations list is written as no key (not canonical)"));
+            }
+            for m in ms {
+                check_stamp_range(m.5, "a migration stamp")?;
+                if m.0 != ADD_COLUMN {
+                    return Err(Error::invalid_bundle(format!("migration kind {:?} is not known to this build", m.0)));
+                }
+                if m.6.len() != 16 {
+                    return Err(Error::invalid_bundle("a migration's site id is not 16 bytes"));
+                }
+            }
+            if ms.windows(2).any(|w| (w[0].5, &w[0].6) >= (w[1].5, &w[1].6)) {
+                return Err(Error::invalid_bundle("migrations are not sorted by (hlc, site), or one repeats"));
+            }
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use crate::capture;
 use crate::conflict::{self, Conflict};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Hub, Observer, Subscription};
+use crate::evolve;
 use crate::export::{self, BundleStats};
 use crate::fold;
 use crate::meta::{self, SyncedTable};
@@ -309,8 +310,15 @@ impl SyncEngine {
                 if !capture::has_triggers(c, t.id)? {
                     // Dropped and created again: capture anew, and record what the table lost.
                     schema::check_columns(c, t.id, table)?;
-                    capture::install_triggers(c, t)?;
-                    shadow::reconcile(c, t, local_stamp(c)?)?;
+                    let mut t = t.clone();
+                    let stamp = local_stamp(c)?;
+                    for col in evolve::added_columns(c, &t)? {
+                        evolve::register_column(c, &mut t, &col)?;
+                        evolve::log(c, &evolve::detected(&t, &col, stamp), "detected", "applied")?;
+                    }
+                    capture::install_triggers(c, &t)?;
+                    shadow::reconcile(c, &t, stamp)?;
+                    apply::release(c, table)?;
                 }
                 return Ok(());
             }
@@ -334,8 +342,40 @@ impl SyncEngine {
             let affinities: Vec<&str> = info.pk.iter().map(|c| c.affinity).collect();
             capture::install(c, &t, &affinities)?;
             shadow::backfill(c, &t, local_stamp(c)?)?;
+            // Migrations received for this table before it was enabled here.
+            if evolve::policy(c)? == evolve::MigrationPolicy::Apply {
+                evolve::apply_held(c, Some(table))?;
+            }
+            // Rows received for it while it was not enabled here.
+            apply::release(c, table)?;
             Ok(())
         })
+    }
+
+    /// Add a column to a synced table through Syncline: the `ALTER TABLE .. ADD COLUMN`, its
+    /// capture and a migration record stamped with the clock, in one transaction. The
+    /// migration travels in bundles; peers apply it before the rows that use the column (or
+    /// hold it, see [`set_migration_policy`](Self::set_migration_policy)). `decl_type` is a
+    /// plain SQLite type name (`INTEGER`, `TEXT`, `VARCHAR(20)`), `default` the value rows
+    /// that never set the column hold.
+    pub fn add_column(&self, table: &str, column: &str, decl_type: &str, default: Value) -> Result<()> {
+        self.write(|c| evolve::add_column(c, table, column, decl_type, default).map(|_| ()))
+    }
+
+    /// What imports do with the migrations they receive (stored in the file; default `Apply`).
+    pub fn set_migration_policy(&self, policy: evolve::MigrationPolicy) -> Result<()> {
+        self.write(|c| evolve::set_policy(c, policy))
+    }
+
+    /// The migration policy in force.
+    pub fn migration_policy(&self) -> Result<evolve::MigrationPolicy> {
+        self.read(|c| evolve::policy(c))
+    }
+
+    /// Apply every held migration to its (synced) table now, whatever the policy. Returns how
+    /// many changed a table.
+    pub fn apply_held_migrations(&self) -> Result<u64> {
+        self.write(|c| evolve::apply_held(c, None))
     }
 
     /// Stop syncing a table: capture is removed with its sync state; the data stays.

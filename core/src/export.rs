@@ -3,6 +3,8 @@
 
 use crate::bundle::{self, Header, TableDict, VvEntry, WireCell, WireRow};
 use crate::error::{Error, ErrorKind, Result};
+use crate::evolve;
+use crate::held;
 use crate::meta::{self, SyncedTable, VersionVector};
 use crate::shadow;
 use crate::site::SiteId;
@@ -53,7 +55,7 @@ pub(crate) fn scan_delta(
     sites: &BTreeMap<i64, SiteId>,
     mut visit: impl FnMut(WireRow) -> Result<()>,
 ) -> Result<()> {
-    scan_delta_ordered(conn, t, known, sites, None, |row| visit(row).map(|()| true))
+    scan_delta_ordered(conn, t, known, sites, None, None, |row| visit(row).map(|()| true))
 }
 
 /// Where a paged export resumes: after the row `pk` of `table`. Tables are visited by name and
@@ -86,6 +88,7 @@ fn scan_delta_ordered(
     known: &VersionVector,
     sites: &BTreeMap<i64, SiteId>,
     resume: Option<Option<&[Value]>>,
+    held: Option<&Held>,
     mut visit: impl FnMut(WireRow) -> Result<bool>,
 ) -> Result<()> {
     let floor = sites.keys().map(|o| known.get(o).copied().unwrap_or(0)).min().unwrap_or(0);
@@ -113,12 +116,77 @@ fn scan_delta_ordered(
                     cells.push(WireCell { col: i as u32, value, hlc: s.hlc, site: s.site as u32 });
                 }
             }
+            // Held cells of columns this replica lacks, relayed as they came.
+            if let Some(h) = held {
+                h.add_cells(&pk, state.cl, t.cols.len(), &lacks, &mut cells);
+            }
         }
         if cells.is_empty() && !lacks(state.rh.hlc, state.rh.site) {
             continue;
         }
         let row = WireRow { table: t.id as u32, pk, cl: state.cl, hlc: state.rh.hlc, site: state.rh.site as u32, cells };
         if !visit(row)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The held cells of one table (see `held`), with the names of the columns they add to the
+/// table's wire dictionary: held column j has local index `first + j`.
+pub(crate) struct Held {
+    cells: HashMap<Vec<u8>, Vec<held::Cell>>,
+    columns: Vec<String>,
+}
+
+impl Held {
+    /// What is held for table `name` beyond its registered columns `registered`, if anything.
+    fn of(conn: &Connection, name: &str, registered: &[String]) -> Result<Option<Held>> {
+        let columns: Vec<String> = held::columns_of(conn, name)?.into_iter().filter(|c| !registered.contains(c)).collect();
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Held { cells: held::cells_of(conn, name)?, columns }))
+    }
+
+    /// Push the held cells of row `pk` (incarnation `cl`) that the peer lacks.
+    fn add_cells(&self, pk: &[Value], cl: u64, first: usize, lacks: &dyn Fn(u64, i64) -> bool, out: &mut Vec<WireCell>) {
+        let Some(cells) = self.cells.get(&held::key_bytes(pk)) else { return };
+        for c in cells.iter().filter(|c| c.cl == cl && lacks(c.stamp.hlc, c.stamp.site)) {
+            if let Some(j) = self.columns.iter().position(|n| *n == c.col) {
+                out.push(WireCell { col: (first + j) as u32, value: c.value.clone(), hlc: c.stamp.hlc, site: c.stamp.site as u32 });
+            }
+        }
+    }
+}
+
+/// [`scan_delta_ordered`] for a table held here (not enabled): its held rows in key order
+/// (the MessagePack bytes of the key), after `resume` when given.
+fn scan_held(
+    conn: &Connection,
+    name: &str,
+    held: Option<&Held>,
+    known: &VersionVector,
+    resume: Option<&[Value]>,
+    mut visit: impl FnMut(WireRow) -> Result<bool>,
+) -> Result<()> {
+    let lacks = |h: u64, s: i64| h > known.get(&s).copied().unwrap_or(0);
+    let after = resume.map(held::key_bytes);
+    let mut rows: Vec<(Vec<u8>, held::Row)> = held::rows_of(conn, name)?.into_iter().map(|r| (held::key_bytes(&r.pk), r)).collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, row) in rows {
+        if after.as_ref().is_some_and(|a| key <= *a) {
+            continue;
+        }
+        let mut cells = Vec::new();
+        if let (Some(h), true) = (held, row.cl % 2 == 1) {
+            h.add_cells(&row.pk, row.cl, 0, &lacks, &mut cells);
+        }
+        if cells.is_empty() && !lacks(row.rh.hlc, row.rh.site) {
+            continue;
+        }
+        let wire = WireRow { table: 0, pk: row.pk, cl: row.cl, hlc: row.rh.hlc, site: row.rh.site as u32, cells };
+        if !visit(wire)? {
             break;
         }
     }
@@ -282,31 +350,40 @@ fn collect<'c>(
     let mut rows = Spill::new(conn);
     let mut nrows = 0u64;
     let (mut min_hlc, mut max_hlc, mut changes, mut scanned) = (u64::MAX, 0u64, 0u64, 0u64);
-    for t in tables.values() {
+    // Synced tables and tables held here, by name.
+    let mut sources: Vec<(String, Vec<String>, Option<&SyncedTable>)> =
+        tables.values().map(|t| (t.name.clone(), t.pk.clone(), Some(t))).collect();
+    sources.extend(held::tables(conn)?.into_iter().filter(|(n, _)| !tables.contains_key(n)).map(|(n, k)| (n, k, None)));
+    sources.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, pk, synced) in &sources {
         if limit == 0 || next.is_some() {
             break;
         }
-        if after.is_some_and(|a| t.name < a.table) {
+        if after.is_some_and(|a| *name < a.table) {
             continue;
         }
-        // Columns on the wire are sorted by name; map shadow index to wire index.
-        let mut names: Vec<(&String, usize)> = t.cols.iter().zip(0..).collect();
+        let registered: &[String] = synced.map_or(&[], |t| t.cols.as_slice());
+        let held = Held::of(conn, name, registered)?;
+        // Columns on the wire are sorted by name; map local index (registered columns, then
+        // held ones) to wire index.
+        let local: Vec<&String> = registered.iter().chain(held.iter().flat_map(|h| h.columns.iter())).collect();
+        let mut names: Vec<(&String, usize)> = local.iter().copied().zip(0..).collect();
         names.sort();
-        let mut wire_col = vec![0u32; t.cols.len()];
+        let mut wire_col = vec![0u32; local.len()];
         for (w, (_, i)) in names.iter().enumerate() {
             wire_col[*i] = w as u32;
         }
         let table_idx = dict.len() as u32;
         let mut any = false;
-        let resume = page.map(|_| after.filter(|a| a.table == t.name).map(|a| a.pk.as_slice()));
-        scan_delta_ordered(conn, t, &known, &sites, resume, |mut row| {
+        let resume = page.map(|_| after.filter(|a| a.table == *name).map(|a| a.pk.as_slice()));
+        let visit = |mut row: WireRow| {
             if emitted == limit {
                 next = last.take();
                 return Ok(false);
             }
             emitted += 1;
             if page.is_some() {
-                last = Some(PageCursor { table: t.name.clone(), pk: row.pk.clone() });
+                last = Some(PageCursor { table: name.clone(), pk: row.pk.clone() });
             }
             scanned += 1;
             if scanned % 4096 == 0 {
@@ -328,9 +405,13 @@ fn collect<'c>(
             nrows += 1;
             rows.push(row)?;
             Ok(true)
-        })?;
+        };
+        match synced {
+            Some(t) => scan_delta_ordered(conn, t, &known, &sites, resume, held.as_ref(), visit)?,
+            None => scan_held(conn, name, held.as_ref(), &known, resume.flatten(), visit)?,
+        }
         if any {
-            dict.push(TableDict(t.name.clone(), t.pk.clone(), names.iter().map(|(n, _)| (*n).clone()).collect()));
+            dict.push(TableDict(name.clone(), pk.clone(), names.iter().map(|(n, _)| (*n).clone()).collect()));
         }
     }
     progress(total, total);
@@ -353,6 +434,7 @@ fn collect<'c>(
         min_hlc,
         max_hlc,
         inflated: None,
+        migrations: evolve::to_send(conn, &known, &sites)?,
     };
     Ok(Collected {
         header,

@@ -8,6 +8,7 @@
 use crate::capture::{OP_DELETE, OP_INSERT, OP_REKEY_INSERT};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
+use crate::evolve;
 use crate::hlc;
 use crate::meta::{self, SyncedTable};
 use crate::shadow::{self, LocalOp, Stamp, Stamped, Statements};
@@ -25,16 +26,27 @@ fn local_op(op: i64) -> Option<LocalOp> {
 }
 
 /// Whether any write waits for its stamp.
-pub fn pending(conn: &Connection) -> Result<bool> {
+fn queued(conn: &Connection) -> Result<bool> {
     Ok(conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM _syncline_queue)")?.query_row([], |r| r.get(0))?)
+}
+
+/// Whether a stamping pass has work: queued writes, or a schema that moved since the last
+/// pass (a column added to a synced table is adopted by the pass, see `evolve`).
+pub fn pending(conn: &Connection) -> Result<bool> {
+    Ok(queued(conn)? || evolve::schema_moved(conn)?)
 }
 
 /// Stamp every queued write, oldest first, and empty the queue. Must run inside a write
 /// transaction. Returns the local-change events of the stamped rows when `want_events`.
+/// Then, when the schema moved, adopt columns added to synced tables (`evolve::detect`).
 pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
-    if !pending(conn)? {
-        return Ok(Vec::new());
-    }
+    let events = if queued(conn)? { stamp_queue(conn, want_events)? } else { Vec::new() };
+    evolve::detect(conn)?;
+    Ok(events)
+}
+
+/// Stamp the queue (see [`fold`]).
+fn stamp_queue(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
     let tables: HashMap<i64, SyncedTable> = meta::synced_tables(conn)?.into_values().map(|t| (t.id, t)).collect();
     let statements: HashMap<i64, Statements> = tables.values().map(|t| (t.id, Statements::new(t))).collect();
     let width = tables.values().map(|t| t.pk.len()).max().unwrap_or(1);
@@ -93,7 +105,7 @@ pub fn fold(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
     if ticked {
         conn.prepare_cached("UPDATE _syncline_clock SET local = ?1 WHERE id = 0")?.execute([last as i64])?;
     }
-    if pending(conn)? {
+    if queued(conn)? {
         return Err(Error::new(
             ErrorKind::Corrupt,
             "a write was captured while this engine held the write lock, so another SQLite library in this process writes \

@@ -39,7 +39,8 @@ pub fn bundle_stats(s: &BundleStats) -> Json {
 /// What an import did.
 pub fn import_report(r: &ImportReport) -> Json {
     json!({ "sender": r.sender.map(|s| s.to_hex()), "rows": r.rows, "applied": r.applied, "already_known": r.already_known,
-            "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "released": r.released })
+            "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "released": r.released,
+            "migrated": r.migrated })
 }
 
 /// The replica's sync state.
@@ -53,6 +54,10 @@ pub fn status(s: &Status) -> Json {
         "unresolved_conflicts": s.unresolved_conflicts,
         "rejected": s.rejected,
         "quarantined": s.quarantined,
+        "schema_changes": s.schema_changes.iter().map(|c| json!({ "table": c.table, "column": c.column, "type": c.decl_type,
+            "source": c.source, "state": c.state, "hlc": c.hlc })).collect::<Vec<_>>(),
+        "held_cells": s.held_cells,
+        "held_rows": s.held_rows,
         "tombstones": s.tombstones,
         "purgeable": s.purgeable,
         "purge_horizon": version_vector(&s.purge_horizon),

@@ -28,8 +28,10 @@ mod digest;
 mod engine;
 mod error;
 mod events;
+mod evolve;
 mod export;
 mod fold;
+mod held;
 pub mod hlc;
 #[cfg(feature = "host-sqlite")]
 pub mod host;
@@ -58,6 +60,7 @@ pub use conflict::Conflict;
 pub use engine::{EnableOptions, ExportOptions, Options, Progress, QueryRows, SyncEngine};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Change, Event, Observer, Subscription};
+pub use evolve::{MigrationPolicy, SchemaChange};
 pub use export::BundleStats;
 pub use site::{uuid7, SiteId};
 pub use status::{PeerStatus, Status, TableStatus};

@@ -50,6 +50,8 @@ pub fn install(conn: &Connection) -> Result<()> {
     conn.execute_batch(DDL)?;
     conn.execute_batch(crate::capture::QUEUE_DDL)?;
     conn.execute_batch(crate::quarantine::DDL)?;
+    conn.execute_batch(crate::evolve::DDL)?;
+    conn.execute_batch(crate::held::DDL)?;
     let version: Option<i64> = conn.query_row("SELECT value FROM _syncline_meta WHERE key = 'version'", [], |r| r.get(0)).optional()?;
     match version {
         Some(v) if v > META_VERSION => {

@@ -43,6 +43,7 @@ pub fn store(conn: &Connection, header: &Header, table: &TableDict, sites: &[Sit
         min_hlc,
         max_hlc,
         inflated: None,
+        migrations: None,
     };
     let contents = Contents { header, tables, sites: used.iter().map(|s| sites[*s as usize]).collect(), rows: vec![row] };
     conn.prepare_cached("INSERT INTO _syncline_quarantine(sender, hlc, bundle) VALUES (?1, ?2, ?3)")?.execute(rusqlite::params![

@@ -130,30 +130,41 @@ impl TableInfo {
     }
 }
 
-/// A synced table's columns as recorded when it was enabled: (name, is key), key first.
-fn recorded_columns(conn: &Connection, table_id: i64) -> Result<Vec<(String, bool)>> {
-    let mut stmt = conn.prepare_cached("SELECT name, is_pk FROM _syncline_columns WHERE tbl = ?1 ORDER BY is_pk DESC, ord")?;
-    let rows = stmt.query_map([table_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+/// A synced table's columns as registered: (name, is key, declared type), key first.
+fn recorded_columns(conn: &Connection, table_id: i64) -> Result<Vec<(String, bool, String)>> {
+    let mut stmt = conn.prepare_cached("SELECT name, is_pk, decl_type FROM _syncline_columns WHERE tbl = ?1 ORDER BY is_pk DESC, ord")?;
+    let rows = stmt.query_map([table_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, String>(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The live table's stored columns: (name, is key); empty if there is no such table.
-fn live_columns(conn: &Connection, table: &str) -> Result<Vec<(String, bool)>> {
-    let mut stmt = conn.prepare_cached("SELECT name, pk > 0 FROM pragma_table_xinfo(?1) WHERE hidden = 0")?;
-    let rows = stmt.query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+/// The live table's stored columns: (name, is key, declared type upper-cased); empty if there
+/// is no such table.
+fn live_columns(conn: &Connection, table: &str) -> Result<Vec<(String, bool, String)>> {
+    let mut stmt = conn.prepare_cached("SELECT name, pk > 0, upper(type) FROM pragma_table_xinfo(?1) WHERE hidden = 0")?;
+    let rows = stmt.query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, String>(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-const WHAT_TO_DO: &str = "changing the columns of a synced table is not supported yet: undo the change, \
-     or disable sync on the table, change it, and enable it again (its rows are then sent anew)";
+/// The way out of an unsupported change, named in every such error.
+pub const WAY_OUT: &str = "Syncline supports adding columns (and tables); to make any other change, undo it, \
+     or reseed: make the change on one replica, take a snapshot of it (a copy of the file that gets a new site id \
+     with reset_site_id) and give it to the others in place of their files (spec/schema-evolution.md, \"Reseeding\")";
 
 /// Check that a synced table (`name`, registered under `table_id`) still has every column it
-/// was enabled with, with the same key: a renamed or dropped column, or a changed key, is a
-/// `SchemaMismatch` saying what happened and what to do. Added columns are allowed.
+/// registered, with the same key and declared types: a renamed or dropped column, a changed
+/// key or type, or a renamed table, is a `SchemaMismatch` naming the change and the way out.
+/// Added columns are allowed (the stamping pass adopts them).
 pub fn check_columns(conn: &Connection, table_id: i64, name: &str) -> Result<()> {
     let recorded = recorded_columns(conn, table_id)?;
     let live = live_columns(conn, name)?;
     if live.is_empty() {
+        let renamed: Option<String> = conn
+            .prepare_cached("SELECT tbl_name FROM sqlite_schema WHERE type = 'trigger' AND name = ?1")?
+            .query_row([format!("_syncline_{table_id}_insert")], |r| r.get(0))
+            .optional()?;
+        if let Some(now) = renamed {
+            return Err(Error::schema(format!("synced table {name:?} was renamed to {now:?} (RENAME TABLE is not supported); {WAY_OUT}")));
+        }
         return Err(Error::schema(format!(
             "synced table {name:?} no longer exists (dropped?): create it again with the same columns and run \
              `init` (enable_sync) on it, or disable sync for it"
@@ -163,11 +174,21 @@ pub fn check_columns(conn: &Connection, table_id: i64, name: &str) -> Result<()>
     if let Some(first) = missing.first() {
         let new: Vec<&str> = live.iter().filter(|l| !recorded.iter().any(|c| c.0 == l.0)).map(|l| l.0.as_str()).collect();
         let now = if new.is_empty() { String::new() } else { format!(" (the table now has {new:?} instead)") };
-        return Err(Error::schema(format!("column {first:?} of synced table {name:?} was renamed or dropped{now}; {WHAT_TO_DO}")));
+        return Err(Error::schema(format!(
+            "column {first:?} of synced table {name:?} was renamed or dropped{now} (RENAME COLUMN and DROP COLUMN are not \
+             supported); {WAY_OUT}"
+        )));
     }
     let changed_key = recorded.iter().any(|c| live.iter().any(|l| l.0 == c.0 && l.1 != c.1));
     if changed_key {
-        return Err(Error::schema(format!("the primary key of synced table {name:?} changed; {WHAT_TO_DO}")));
+        return Err(Error::schema(format!("the primary key of synced table {name:?} changed (not supported); {WAY_OUT}")));
+    }
+    for (col, _, was) in &recorded {
+        if let Some((_, _, now)) = live.iter().find(|l| l.0 == *col).filter(|l| l.2 != *was) {
+            return Err(Error::schema(format!(
+                "column {col:?} of synced table {name:?} changed its type from {was:?} to {now:?} (not supported); {WAY_OUT}"
+            )));
+        }
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::events::{Change, Event};
 use crate::meta::SyncedTable;
 use crate::schema::quote_ident;
 use crate::value::Value;
-use rusqlite::{params_from_iter, Connection, Row};
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use std::collections::{BTreeSet, HashMap};
 
 /// A stamp with the site as a local ordinal.
@@ -135,6 +135,14 @@ pub fn create(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Resul
            mh INTEGER NOT NULL{cell_cols}{key_clause}){without_rowid};",
         t.shadow()
     ))?;
+    Ok(())
+}
+
+/// Give the shadow of `t` (already listing its new column last) the stamp columns of that
+/// column: NULL everywhere, i.e. never stamped.
+pub fn add_column(conn: &Connection, t: &SyncedTable) -> Result<()> {
+    let i = t.cols.len() - 1;
+    conn.execute_batch(&format!("ALTER TABLE {sh} ADD COLUMN h{i} INTEGER; ALTER TABLE {sh} ADD COLUMN s{i} INTEGER;", sh = t.shadow()))?;
     Ok(())
 }
 
@@ -319,6 +327,11 @@ impl Statements {
         Ok(changed)
     }
 
+    /// The stored state of row `pk`, if any.
+    pub fn read(&self, conn: &Connection, t: &SyncedTable, pk: &[Value]) -> Result<Option<State>> {
+        Ok(conn.prepare_cached(&self.read)?.query_row(params_from_iter(pk), |r| read_state(r, 0, t)).optional()?)
+    }
+
     /// `SELECT` of a row's state, the key as parameters; read the row with [`read_state`] at 0.
     pub fn read_sql(&self) -> &str {
         &self.read
@@ -361,6 +374,23 @@ pub fn backfill(conn: &Connection, t: &SyncedTable, stamp: Stamp) -> Result<usiz
         quote_ident(&t.name),
         sh = t.shadow(),
         pks = key_list(t, ""),
+    );
+    Ok(conn.execute(&sql, rusqlite::params![stamp.hlc as i64, stamp.site])?)
+}
+
+/// Stamp, with one stamp, the cells of column `col` that live rows hold with a value other
+/// than the column's default `default` (an SQL expression from the table's own schema; none
+/// is NULL): values written to a column before it was registered. A cell holding the default
+/// stays unstamped, as on a replica that added the column itself.
+pub fn stamp_column(conn: &Connection, t: &SyncedTable, col: usize, default: Option<&str>, stamp: Stamp) -> Result<usize> {
+    let q = quote_ident(&t.cols[col]);
+    let sql = format!(
+        "UPDATE {sh} SET h{col} = ?1, s{col} = ?2, mh = max(mh, ?1) WHERE cl % 2 = 1 AND EXISTS \
+         (SELECT 1 FROM {tbl} u WHERE {join} AND u.{q} IS NOT ({d}))",
+        d = default.unwrap_or("NULL"),
+        sh = t.shadow(),
+        tbl = quote_ident(&t.name),
+        join = join_on(t, "u", &t.shadow()),
     );
     Ok(conn.execute(&sql, rusqlite::params![stamp.hlc as i64, stamp.site])?)
 }

@@ -49,6 +49,13 @@ pub struct Status {
     /// Per origin site, the newest delete stamp purged by compaction: a sender whose version
     /// vector does not cover it is refused with `NeedsSnapshot`.
     pub purge_horizon: Vec<(SiteId, u64)>,
+    /// Columns registered after their table was enabled, oldest first: detected ALTERs made
+    /// by other writers, migrations made here and migrations received (applied or held).
+    pub schema_changes: Vec<crate::evolve::SchemaChange>,
+    /// Cells held for columns this replica lacks, relayed and applied once it has them.
+    pub held_cells: u64,
+    /// Rows held for tables not enabled here, applied once they are.
+    pub held_rows: u64,
 }
 
 fn wire(vv: &meta::VersionVector, sites: &std::collections::BTreeMap<i64, SiteId>) -> Vec<(SiteId, u64)> {
@@ -77,6 +84,7 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
     }
     let clock = meta::clock(c)?;
     let (tombstones, purgeable) = crate::compact::counts(c)?;
+    let (held_cells, held_rows) = crate::held::counts(c)?;
     Ok(Status {
         site_id: meta::local_site(c)?,
         hlc: clock.hlc,
@@ -91,5 +99,8 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
         tombstones,
         purgeable,
         purge_horizon: wire(&crate::compact::horizon(c)?, &sites),
+        schema_changes: crate::evolve::changes(c)?,
+        held_cells,
+        held_rows,
     })
 }

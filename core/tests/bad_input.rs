@@ -75,6 +75,7 @@ fn forged(tables: Vec<TableDict>, sites: Vec<SiteId>, rows: Vec<WireRow>, vv_hlc
         min_hlc: hlcs.iter().copied().min().unwrap_or(0),
         max_hlc: hlcs.iter().copied().max().unwrap_or(0),
         inflated: None,
+        migrations: None,
     };
     bundle::encode(&Contents { header, tables, sites, rows }, false)
 }
@@ -115,19 +116,28 @@ fn unknown_tables_columns_and_sql_in_names_are_refused() {
     let b = replica(&dir, "b", Strategy::Lww);
     let h = now_hlc();
     let s = vec![SiteId::random()];
-    let unknown_table = forged(vec![TableDict("nope".into(), vec!["id".into()], vec!["x".into()])], s.clone(), vec![row(vec![], h)], h);
-    assert_refused(&b, &unknown_table, ErrorKind::UnknownTable);
+    // Names no replica could sync are refused; other unknown names are held as data (see
+    // mixed_versions.rs), never spliced into SQL.
+    let reserved_table =
+        forged(vec![TableDict("_syncline_queue".into(), vec!["id".into()], vec!["x".into()])], s.clone(), vec![row(vec![], h)], h);
+    assert_refused(&b, &reserved_table, ErrorKind::UnknownTable);
+    let control_column = forged(vec![todos_dict(&["ti\ntle"])], s.clone(), vec![row(vec![(0, Value::Integer(1))], h)], h);
+    assert_refused(&b, &control_column, ErrorKind::UnknownColumn);
+    let tables_before = rows(&b, "SELECT name, sql FROM sqlite_schema ORDER BY name");
     let sql_table =
         forged(vec![TableDict("todos\"; DROP TABLE todos; --".into(), vec!["id".into()], vec![])], s.clone(), vec![row(vec![], h)], h);
-    assert_refused(&b, &sql_table, ErrorKind::UnknownTable);
+    assert_eq!(b.import_bundle(&sql_table).unwrap().held, 1);
     let sql_column =
-        forged(vec![todos_dict(&["title\" = 1; DROP TABLE todos; --"])], s.clone(), vec![row(vec![(0, Value::Integer(1))], h)], h);
-    assert_refused(&b, &sql_column, ErrorKind::UnknownColumn);
+        forged(vec![todos_dict(&["title\" = 1; DROP TABLE todos; --"])], s.clone(), vec![row(vec![(0, Value::Integer(1))], h + 1)], h + 1);
+    assert_eq!(b.import_bundle(&sql_column).unwrap().held, 1);
+    assert_eq!(rows(&b, "SELECT name, sql FROM sqlite_schema ORDER BY name"), tables_before);
+    let status = b.status().unwrap();
+    assert_eq!((status.held_rows, status.held_cells), (1, 1));
     let wrong_pk = forged(vec![TableDict("todos".into(), vec!["title".into()], vec![])], s.clone(), vec![row(vec![], h)], h);
     assert_refused(&b, &wrong_pk, ErrorKind::SchemaMismatch);
     let bad_index = forged(vec![todos_dict(&["title"])], s.clone(), vec![row(vec![(5, Value::Integer(1))], h)], h);
     assert_refused(&b, &bad_index, ErrorKind::InvalidBundle);
-    assert_eq!(rows(&b, "SELECT count(*) FROM todos")[0][0], Value::Integer(0));
+    assert_eq!(rows(&b, "SELECT count(*) FROM todos")[0][0], Value::Integer(1));
 }
 
 #[test]
@@ -177,6 +187,7 @@ fn stamps_outside_the_header_range_are_refused() {
         min_hlc: h,
         max_hlc: h,
         inflated: None,
+        migrations: None,
     };
     let sites = vec![SiteId::from_slice(&header.site).unwrap()];
     let bytes = bundle::encode(&Contents { header, tables, sites, rows: bytes_rows }, false);

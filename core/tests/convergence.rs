@@ -2,6 +2,9 @@
 //! key space and exchange bundles on a random schedule (duplicated, reordered, relayed, stale).
 //! After everyone has exchanged with everyone, every replica holds the same data AND the same
 //! sync state, also with every clock frozen in one millisecond. Cases: 64 by default, `SYNCLINE_PROPTEST_CASES` for more.
+//! The second property mixes schema versions: replicas add the same column (`prio`) at
+//! different times, by an ALTER of their own or a migration through Syncline, write to it once
+//! they have it, and exchange meanwhile with replicas that lack it; all end equal.
 
 mod common;
 use common::*;
@@ -38,6 +41,29 @@ enum Op {
         idx: usize,
         to: usize,
     },
+    /// Replica `r` moves to schema version 2 (column `prio`): by its own ALTER, or through
+    /// `add_column` (a migration that travels). Nothing when it has the column already.
+    Upgrade {
+        r: usize,
+        migrate: bool,
+    },
+}
+
+const ALTER: &str = "ALTER TABLE todos ADD COLUMN prio INTEGER DEFAULT 0";
+
+fn has_prio(e: &SyncEngine) -> bool {
+    rows(e, "SELECT count(*) FROM pragma_table_info('todos') WHERE name = 'prio'")[0][0] == syncline::Value::Integer(1)
+}
+
+fn upgrade(e: &SyncEngine, migrate: bool) {
+    if has_prio(e) {
+        return;
+    }
+    if migrate {
+        e.add_column("todos", "prio", "INTEGER", syncline::Value::Integer(0)).unwrap();
+    } else {
+        e.execute_batch(ALTER).unwrap();
+    }
 }
 
 fn op(n: usize) -> impl proptest::strategy::Strategy<Value = Op> {
@@ -55,7 +81,20 @@ fn scenario() -> impl proptest::strategy::Strategy<Value = (usize, Vec<Op>, u8, 
     (2..=5usize).prop_flat_map(|n| (Just(n), prop::collection::vec(op(n), 1..40), 0..3u8, any::<bool>()))
 }
 
-fn run(n: usize, ops: &[Op], strategy: Merge, frozen_clock: bool) -> Result<(), TestCaseError> {
+/// [`op`] with upgrades, and updates of `prio` (column 3) by replicas that have it.
+fn evolving_op(n: usize) -> impl proptest::strategy::Strategy<Value = Op> {
+    prop_oneof![
+        4 => op(n),
+        1 => (0..n, any::<bool>()).prop_map(|(r, migrate)| Op::Upgrade { r, migrate }),
+        2 => (0..n, 0..4i64, any::<u8>()).prop_map(|(r, id, v)| Op::Update { r, id, col: 3, v }),
+    ]
+}
+
+fn evolving_scenario() -> impl proptest::strategy::Strategy<Value = (usize, Vec<Op>, Vec<bool>)> {
+    (2..=4usize).prop_flat_map(|n| (Just(n), prop::collection::vec(evolving_op(n), 1..40), prop::collection::vec(any::<bool>(), n)))
+}
+
+fn run(n: usize, ops: &[Op], strategy: Merge, frozen_clock: bool, finally_upgrade: Option<&[bool]>) -> Result<(), TestCaseError> {
     let dir = TempDir::new().unwrap();
     let reps: Vec<SyncEngine> = (0..n).map(|i| replica(&dir, &format!("r{i}"), strategy)).collect();
     if frozen_clock {
@@ -68,12 +107,22 @@ fn run(n: usize, ops: &[Op], strategy: Merge, frozen_clock: bool) -> Result<(), 
     for op in ops {
         match op {
             Op::Insert { r, id, title } => {
-                reps[*r].execute(&format!("INSERT OR IGNORE INTO todos(id, title) VALUES ({id}, 't{title}')"), &[]).unwrap();
+                // A replica on version 2 fills the new column too.
+                let sql = if finally_upgrade.is_some() && has_prio(&reps[*r]) {
+                    format!("INSERT OR IGNORE INTO todos(id, title, prio) VALUES ({id}, 't{title}', {title})")
+                } else {
+                    format!("INSERT OR IGNORE INTO todos(id, title) VALUES ({id}, 't{title}')")
+                };
+                reps[*r].execute(&sql, &[]).unwrap();
             }
             Op::Update { r, id, col, v } => {
-                let col = ["title", "done", "body"][*col as usize];
+                if *col == 3 && !has_prio(&reps[*r]) {
+                    continue;
+                }
+                let col = ["title", "done", "body", "prio"][*col as usize];
                 reps[*r].execute(&format!("UPDATE todos SET {col} = '{v}' WHERE id = {id}"), &[]).unwrap();
             }
+            Op::Upgrade { r, migrate } => upgrade(&reps[*r], *migrate),
             Op::Delete { r, id } => {
                 reps[*r].execute(&format!("DELETE FROM todos WHERE id = {id}"), &[]).unwrap();
             }
@@ -94,6 +143,19 @@ fn run(n: usize, ops: &[Op], strategy: Merge, frozen_clock: bool) -> Result<(), 
             }
         }
     }
+    // In the end everyone runs version 2 (those that still lack the column, by either path),
+    // after a round in which everyone learns what everyone holds: what a replica held for the
+    // column is then sent to it no more, and must come from its own held cells.
+    if let Some(finally) = finally_upgrade {
+        for i in 0..n {
+            for j in (0..n).filter(|j| *j != i) {
+                sync(&reps[i], &reps[j]);
+            }
+        }
+        for (r, migrate) in reps.iter().zip(finally) {
+            upgrade(r, *migrate);
+        }
+    }
     // Everyone exchanges with everyone until quiet (strategies that rewrite need a round more).
     for _ in 0..3 {
         for i in 0..n {
@@ -104,10 +166,20 @@ fn run(n: usize, ops: &[Op], strategy: Merge, frozen_clock: bool) -> Result<(), 
             }
         }
     }
-    let want_data = todos(&reps[0]);
+    let data = |e: &SyncEngine| {
+        rows(
+            e,
+            if finally_upgrade.is_some() {
+                "SELECT * FROM todos ORDER BY id"
+            } else {
+                "SELECT id, title, done, body FROM todos ORDER BY id"
+            },
+        )
+    };
+    let want_data = data(&reps[0]);
     let want_state = state_hash(&reps[0]);
     for (i, r) in reps.iter().enumerate().skip(1) {
-        prop_assert_eq!(&todos(r), &want_data, "replica {} data differs", i);
+        prop_assert_eq!(&data(r), &want_data, "replica {} data differs", i);
         prop_assert_eq!(&state_hash(r), &want_state, "replica {} sync state differs", i);
     }
     Ok(())
@@ -123,6 +195,11 @@ proptest! {
     #[test]
     fn replicas_converge_under_any_delivery_order((n, ops, s, frozen) in scenario()) {
         let strategy = [Merge::Lww, Merge::PreferLocal, Merge::PreferRemote][s as usize];
-        run(n, &ops, strategy, frozen)?;
+        run(n, &ops, strategy, frozen, None)?;
     }
+
+    #[test]
+    fn replicas_adding_a_column_at_different_times_converge((n, ops, finally) in evolving_scenario()) {
+        run(n, &ops, Merge::Lww, false, Some(&finally))?;
+        }
 }

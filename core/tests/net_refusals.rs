@@ -68,14 +68,14 @@ fn a_refused_push_binds_no_device() {
     let before = state_hash(&server);
     let device = replica(&dir, "device", Strategy::Lww);
     device.execute("INSERT INTO todos(id, title) VALUES (1, 'mine')", &[]).unwrap();
-    // A forger takes the device's id and pushes, under its own token, a table the server
-    // does not sync: refused (422), and the refusal must not bind the device to its token.
-    let forger = replica_with(&dir, "forger", &format!("{TODOS}; CREATE TABLE extra(id INTEGER PRIMARY KEY, v TEXT)"), "extra");
+    // A forger takes the device's id and pushes, under its own token, a table whose key
+    // differs from the server's: refused (422), and the refusal must not bind the device.
+    let forger = replica_with(&dir, "forger", "CREATE TABLE todos(k TEXT PRIMARY KEY, title TEXT)", "todos");
     forger.set_site_id(device.site_id().unwrap()).unwrap();
-    forger.execute("INSERT INTO extra(id, v) VALUES (1, 'x')", &[]).unwrap();
+    forger.execute("INSERT INTO todos(k, title) VALUES ('1', 'x')", &[]).unwrap();
     let answer = post(&handle.url(), "tb", &forger.generate_bundle(Some(&server.site_id().unwrap())).unwrap());
     assert!(status_of(&answer).contains(" 422 "), "{answer}");
-    assert_eq!(body_of(&answer)["error"], "UnknownTable", "{answer}");
+    assert_eq!(body_of(&answer)["error"], "SchemaMismatch", "{answer}");
     assert_eq!(devices(&server), vec![vec![Value::Integer(0)]]);
     assert_eq!(state_hash(&server), before);
     // The real device, under its own token, is not locked out.
