@@ -59,6 +59,15 @@ enum Command {
         #[arg(long)]
         compress: bool,
     },
+    /// Write a snapshot for a new device: a compact copy without this replica's site id,
+    /// re-keyed when first opened; its first sync carries only what changed since.
+    Snapshot {
+        #[command(flatten)]
+        db: Db,
+        /// The new file.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
     /// Import a bundle file.
     Import {
         #[command(flatten)]
@@ -223,6 +232,10 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
             })?;
             bar.finish_and_clear();
             out.import(&report)
+        }
+        Command::Snapshot { db, output } => {
+            open(&db)?.snapshot(&output)?;
+            out.snapshot(&output)
         }
         Command::Compact { db, retain } => out.compact(&open(&db)?.compact(retain)?),
         Command::Migrate { db, table, add_column, decl_type, default } => {

@@ -91,6 +91,13 @@ impl Out {
         })
     }
 
+    pub fn snapshot(&self, path: &Path) -> Result<(), Error> {
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        self.emit(json!({ "snapshot": path.display().to_string(), "bytes": bytes }), || {
+            format!("wrote snapshot {} ({bytes} bytes): copy it onto the new device and open it there", path.display())
+        })
+    }
+
     pub fn compact(&self, r: &syncline::CompactReport) -> Result<(), Error> {
         self.emit(doc::compact_report(r), || {
             format!("purged {} tombstones; the file went from {} to {} bytes", r.purged, r.bytes_before, r.bytes_after)

@@ -159,6 +159,7 @@ impl SyncEngine {
         let mut conn = connect(&path, &options)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         meta::install(&tx)?;
+        crate::snapshot::rekey_if_snapshot(&tx)?;
         // Writes made while no engine was open wait in the queue: stamp them now.
         fold::fold(&tx, false)?;
         tx.commit()?;
@@ -264,7 +265,6 @@ impl SyncEngine {
     /// must not be one this database has seen from another replica.
     pub fn set_site_id(&self, site: SiteId) -> Result<SiteId> {
         self.write(|c| {
-            let old = meta::clock(c)?;
             let current = meta::local_site(c)?;
             if current == site {
                 return Ok(site);
@@ -272,17 +272,7 @@ impl SyncEngine {
             if export::find_site(c, &site)?.is_some() {
                 return Err(Error::invalid_argument(format!("site id {site} is already known to this database")));
             }
-            let ord = meta::site_ord(c, &site)?;
-            if old.local > 0 {
-                let mut vv = meta::VersionVector::new();
-                vv.insert(old.site_ord, old.local);
-                meta::raise_local_vv(c, &vv)?;
-            } else {
-                // The old id never stamped anything: forget it, so it leaks into no bundle.
-                c.execute("DELETE FROM _syncline_sites WHERE ord = ?1", [old.site_ord])?;
-            }
-            // The new site starts its own count; `seen` keeps every later stamp above the old ones.
-            c.execute("UPDATE _syncline_clock SET site = ?1, seen = max(seen, local), local = 0 WHERE id = 0", [ord])?;
+            meta::adopt_site(c, &site)?;
             // Unless the clock ran far ahead: then it is rewound and the future stamps re-issued.
             crate::recover::rewind_if_ahead(c, self.options.max_drift_ms)?;
             Ok(site)
@@ -532,6 +522,16 @@ impl SyncEngine {
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         }
         Ok(crate::CompactReport { purged, bytes_before, bytes_after: size(&self.path) + size(&wal) })
+    }
+
+    /// Write a snapshot for a new device to `path` (a new file): the synced tables and sync
+    /// state, without this replica's site id. A device copies it into place and opens it;
+    /// the first open gives it a site id of its own, and the first exchange with this replica
+    /// carries only what changed since the snapshot.
+    pub fn snapshot(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.settle()?;
+        let mut held = self.hold()?;
+        crate::snapshot::write(held.conn()?, path.as_ref())
     }
 
     /// Run one SQL statement on the engine's connection (writes are captured like any other).

@@ -45,6 +45,7 @@ mod recover;
 mod schema;
 mod shadow;
 mod site;
+mod snapshot;
 mod spill;
 #[cfg(feature = "host-sqlite")]
 mod sql;

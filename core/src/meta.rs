@@ -81,6 +81,24 @@ pub fn install(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Make `site` (new to this database) the local site id. What the old id stamped stays, as
+/// another site's changes this replica holds; the new id starts its own count above them.
+pub fn adopt_site(c: &Connection, site: &SiteId) -> Result<()> {
+    let old = clock(c)?;
+    let ord = site_ord(c, site)?;
+    if old.local > 0 {
+        let mut vv = VersionVector::new();
+        vv.insert(old.site_ord, old.local);
+        raise_local_vv(c, &vv)?;
+    } else {
+        // The old id never stamped anything: forget it, so it leaks into no bundle.
+        c.execute("DELETE FROM _syncline_sites WHERE ord = ?1", [old.site_ord])?;
+    }
+    // The new site starts its own count; `seen` keeps every later stamp above the old ones.
+    c.execute("UPDATE _syncline_clock SET site = ?1, seen = max(seen, local), local = 0 WHERE id = 0", [ord])?;
+    Ok(())
+}
+
 /// The ordinal of a site id in the site dictionary, adding it if new.
 pub fn site_ord(conn: &Connection, site: &SiteId) -> Result<i64> {
     let mut stmt = conn.prepare_cached("SELECT ord FROM _syncline_sites WHERE site = ?1")?;
