@@ -333,6 +333,14 @@ fn collect<'c>(
     if let Some(p) = page {
         vv = vv.into_iter().filter_map(|(o, h)| p.snapshot.get(&o).map(|s| (o, h.min(*s)))).collect();
     }
+    // Deletes purged here cannot be delivered: to a peer not known to hold them, claim no
+    // more of their origin than it is known to hold (spec/merge-rules.md §8a).
+    for (origin, purged) in crate::compact::horizon(conn)? {
+        let holds = known.get(&origin).copied().unwrap_or(0);
+        if holds < purged {
+            vv.entry(origin).and_modify(|h| *h = (*h).min(holds));
+        }
+    }
 
     let floor = sites.keys().map(|o| known.get(o).copied().unwrap_or(0)).min().unwrap_or(0);
     let mut total = 0u64;

@@ -5,6 +5,10 @@
 //! The second property mixes schema versions: replicas add the same column (`prio`) at
 //! different times, by an ALTER of their own or a migration through Syncline, write to it once
 //! they have it, and exchange meanwhile with replicas that lack it; all end equal.
+//! The third adds compaction and stale peers: replicas purge acknowledged tombstones at random
+//! points; a bundle refused with NeedsSnapshot changes nothing (no purged row comes back); a
+//! refused replica restarts from a snapshot of the replica that refused it (the documented
+//! way back), and all end with the same data.
 
 mod common;
 use common::*;
@@ -46,6 +50,10 @@ enum Op {
     Upgrade {
         r: usize,
         migrate: bool,
+    },
+    /// Replica `r` purges every tombstone its known peers acknowledged (no retention).
+    Compact {
+        r: usize,
     },
 }
 
@@ -94,6 +102,76 @@ fn evolving_scenario() -> impl proptest::strategy::Strategy<Value = (usize, Vec<
     (2..=4usize).prop_flat_map(|n| (Just(n), prop::collection::vec(evolving_op(n), 1..40), prop::collection::vec(any::<bool>(), n)))
 }
 
+fn compacting_scenario() -> impl proptest::strategy::Strategy<Value = (usize, Vec<Op>)> {
+    (2..=4usize).prop_flat_map(|n| {
+        let op = prop_oneof![4 => op(n), 2 => (0..n).prop_map(|r| Op::Compact { r })];
+        (Just(n), prop::collection::vec(op, 1..80))
+    })
+}
+
+/// Import `bundle` into `to`; a `NeedsSnapshot` refusal must leave `to` exactly as it was.
+/// Returns false when refused.
+fn import_or_refused(to: &SyncEngine, bundle: &[u8]) -> Result<bool, TestCaseError> {
+    let before = full_dump(to);
+    match to.import_bundle(bundle) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == syncline::ErrorKind::NeedsSnapshot => {
+            prop_assert_eq!(full_dump(to), before, "a refused bundle changed the replica");
+            Ok(false)
+        }
+        Err(e) => Err(TestCaseError::fail(format!("import failed: {e}"))),
+    }
+}
+
+fn run_compacting(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+    let dir = TempDir::new().unwrap();
+    let mut reps: Vec<SyncEngine> = (0..n).map(|i| replica(&dir, &format!("r{i}"), Merge::Lww)).collect();
+    for op in ops {
+        match op {
+            Op::Insert { r, id, title } => {
+                reps[*r].execute(&format!("INSERT OR IGNORE INTO todos(id, title) VALUES ({id}, 't{title}')"), &[]).unwrap();
+            }
+            Op::Update { r, id, col, v } => {
+                let col = ["title", "done", "body"][(*col % 3) as usize];
+                reps[*r].execute(&format!("UPDATE todos SET {col} = '{v}' WHERE id = {id}"), &[]).unwrap();
+            }
+            Op::Delete { r, id } => {
+                reps[*r].execute(&format!("DELETE FROM todos WHERE id = {id}"), &[]).unwrap();
+            }
+            Op::Send { from, to, for_peer, .. } if from != to => {
+                let peer = reps[*to].site_id().unwrap();
+                let b = reps[*from].generate_bundle(if *for_peer { Some(&peer) } else { None }).unwrap();
+                import_or_refused(&reps[*to], &b)?;
+            }
+            Op::Compact { r } => {
+                reps[*r].compact(std::time::Duration::ZERO).unwrap();
+            }
+            _ => {}
+        }
+    }
+    // Everyone exchanges with everyone; a replica refused as stale restarts from a snapshot of
+    // the replica that refused it.
+    let mut reseeds = 0;
+    for _ in 0..4 {
+        for i in 0..n {
+            for j in (0..n).filter(|j| *j != i) {
+                let b = reps[i].generate_bundle(Some(&reps[j].site_id().unwrap())).unwrap();
+                if !import_or_refused(&reps[j], &b)? {
+                    reseeds += 1;
+                    let file = dir.path().join(format!("reseed{reseeds}.db"));
+                    reps[j].snapshot(&file).unwrap();
+                    reps[i] = SyncEngine::open(&file, syncline::Options::default()).unwrap();
+                }
+            }
+        }
+    }
+    let want = todos(&reps[0]);
+    for (i, r) in reps.iter().enumerate().skip(1) {
+        prop_assert_eq!(&todos(r), &want, "replica {} data differs", i);
+    }
+    Ok(())
+}
+
 fn run(n: usize, ops: &[Op], strategy: Merge, frozen_clock: bool, finally_upgrade: Option<&[bool]>) -> Result<(), TestCaseError> {
     let dir = TempDir::new().unwrap();
     let reps: Vec<SyncEngine> = (0..n).map(|i| replica(&dir, &format!("r{i}"), strategy)).collect();
@@ -123,6 +201,9 @@ fn run(n: usize, ops: &[Op], strategy: Merge, frozen_clock: bool, finally_upgrad
                 reps[*r].execute(&format!("UPDATE todos SET {col} = '{v}' WHERE id = {id}"), &[]).unwrap();
             }
             Op::Upgrade { r, migrate } => upgrade(&reps[*r], *migrate),
+            Op::Compact { r } => {
+                reps[*r].compact(std::time::Duration::ZERO).unwrap();
+            }
             Op::Delete { r, id } => {
                 reps[*r].execute(&format!("DELETE FROM todos WHERE id = {id}"), &[]).unwrap();
             }
@@ -201,5 +282,10 @@ proptest! {
     #[test]
     fn replicas_adding_a_column_at_different_times_converge((n, ops, finally) in evolving_scenario()) {
         run(n, &ops, Merge::Lww, false, Some(&finally))?;
-        }
+    }
+
+    #[test]
+    fn compaction_never_brings_a_row_back_and_stale_peers_get_back_in((n, ops) in compacting_scenario()) {
+        run_compacting(n, &ops)?;
+    }
 }
