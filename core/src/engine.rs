@@ -301,7 +301,7 @@ impl SyncEngine {
                     // Dropped and created again: capture anew, and record what the table lost.
                     schema::check_columns(c, t.id, table)?;
                     let mut t = t.clone();
-                    let stamp = local_stamp(c)?;
+                    let stamp = shadow::local_stamp(c)?;
                     for col in evolve::added_columns(c, &t)? {
                         evolve::register_column(c, &mut t, &col)?;
                         evolve::log(c, &evolve::detected(&t, &col, stamp), "detected", "applied")?;
@@ -331,7 +331,7 @@ impl SyncEngine {
             };
             let affinities: Vec<&str> = info.pk.iter().map(|c| c.affinity).collect();
             capture::install(c, &t, &affinities)?;
-            shadow::backfill(c, &t, local_stamp(c)?)?;
+            shadow::backfill(c, &t, shadow::local_stamp(c)?)?;
             // Migrations received for this table before it was enabled here.
             if evolve::policy(c)? == evolve::MigrationPolicy::Apply {
                 evolve::apply_held(c, Some(table))?;
@@ -615,13 +615,7 @@ fn write_local_cell(c: &Connection, t: &SyncedTable, pk: &[Value], column: &str,
     if n == 0 {
         return Err(Error::new(ErrorKind::NotFound, format!("the row {pk:?} of table {:?} no longer exists", t.name)));
     }
-    shadow::Statements::new(t).stamp(c, t, shadow::LocalOp::Update(col), pk, local_stamp(c)?, None)?;
+    shadow::Statements::new(t).stamp(c, t, shadow::LocalOp::Update(col), pk, shadow::local_stamp(c)?, None)?;
     fold::discard(c)?;
     Ok(())
-}
-
-/// A new local stamp (the send rule), with this site.
-fn local_stamp(c: &Connection) -> Result<shadow::Stamp> {
-    let hlc = meta::tick(c)?;
-    Ok(shadow::Stamp { hlc, site: meta::clock(c)?.site_ord })
 }

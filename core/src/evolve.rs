@@ -120,7 +120,7 @@ pub fn adopt_added(conn: &Connection, t: &mut SyncedTable) -> Result<usize> {
     }
     capture::uninstall_triggers(conn, t)?;
     for col in &added {
-        let stamp = local_stamp(conn)?;
+        let stamp = shadow::local_stamp(conn)?;
         register_column(conn, t, col)?;
         mark_applied(conn, &t.name, &col.name)?;
         let dflt = default_sql(conn, &t.name, &col.name)?;
@@ -169,11 +169,6 @@ pub fn changes(conn: &Connection) -> Result<Vec<SchemaChange>> {
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-fn local_stamp(conn: &Connection) -> Result<Stamp> {
-    let hlc = meta::tick(conn)?;
-    Ok(Stamp { hlc, site: meta::clock(conn)?.site_ord })
 }
 
 /// Held migrations of `table` adding `column` are settled: the column exists now.
@@ -372,7 +367,7 @@ pub fn add_column(conn: &Connection, table: &str, column: &str, decl_type: &str,
     if t.cols.contains(&m.column) || t.pk.contains(&m.column) || compatible(conn, &t, &m)? {
         return Err(Error::invalid_argument(format!("table {table:?} already has a column {column:?}")));
     }
-    let m = AddColumn { stamp: local_stamp(conn)?, ..m };
+    let m = AddColumn { stamp: shadow::local_stamp(conn)?, ..m };
     apply_to(conn, &mut t, &m)?;
     log(conn, &m, "local", "applied")?;
     Ok(m)

@@ -364,6 +364,12 @@ pub fn put_params(pk: &[Value], s: &State) -> Vec<Value> {
     params
 }
 
+/// A new local stamp (the send rule, `meta::tick`), with this site.
+pub fn local_stamp(conn: &Connection) -> Result<Stamp> {
+    let hlc = crate::meta::tick(conn)?;
+    Ok(Stamp { hlc, site: crate::meta::clock(conn)?.site_ord })
+}
+
 /// Record every row already in the table as inserted now, with one stamp (enable).
 pub fn backfill(conn: &Connection, t: &SyncedTable, stamp: Stamp) -> Result<usize> {
     let pk_vals: String = t.pk.iter().map(|c| format!("{}, ", quote_ident(c))).collect();
