@@ -352,6 +352,28 @@ final class VectorsTests: XCTestCase {
         print("golden vectors: \(passed)/\(paths.count) scenarios passed")
     }
 
+    /// The migration steps are checked too: a wrong `held` count in an import report fails the run.
+    func testTheRunnerNoticesAWrongHeldCount() throws {
+        let src = vectorsDir.appendingPathComponent("migrations/02-held-migration-and-table.json")
+        var sc = try obj(JSONSerialization.jsonObject(with: Data(contentsOf: src)))
+        var steps = try arr(sc["steps"])
+        let k = try XCTUnwrap(steps.firstIndex { (($0 as? [String: Any])?["report"] as? [String: Any])?["held"] != nil })
+        var step = try obj(steps[k])
+        var report = try obj(step["report"])
+        report["held"] = try uint64(report["held"]) + 1
+        step["report"] = report
+        steps[k] = step
+        sc["steps"] = steps
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("syncline-vectors-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("scenario.json")
+        try JSONSerialization.data(withJSONObject: sc).write(to: path)
+        XCTAssertThrowsError(try runScenario(path, in: dir)) { error in
+            XCTAssertTrue("\(error)".contains("import report") && "\(error)".contains("held"), "\(error)")
+        }
+    }
+
     /// The runner itself refuses a wrong expectation (a changed state hash), so a green run means something.
     func testTheRunnerNoticesAWrongStateHash() throws {
         let src = vectorsDir.appendingPathComponent("01-insert-to-new-peer.json")

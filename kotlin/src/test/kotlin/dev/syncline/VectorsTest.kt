@@ -317,6 +317,20 @@ class VectorsTest {
         }
     }
 
+    /** The migration steps are checked too: a wrong `held` count in an import report fails the run. */
+    @Test
+    fun theRunnerNoticesAWrongHeldCount() {
+        val sc = JSONObject(VECTORS_DIR.resolve("migrations/02-held-migration-and-table.json").readText())
+        val steps = sc.getJSONArray("steps")
+        val report = (0 until steps.length()).map { steps.getJSONObject(it) }
+            .mapNotNull { it.optJSONObject("report") }.first { it.has("held") }
+        report.put("held", report.getLong("held") + 1)
+        val file = dir.resolve("scenario.json").toFile().apply { writeText(sc.toString()) }
+        val sub = Files.createTempDirectory(dir, "run").toFile()
+        val e = assertThrows<VectorFailure> { runScenario(file, sub) }
+        assertTrue(e.message!!.contains("import report") && e.message!!.contains("held"), e.message)
+    }
+
     /** The runner itself refuses a wrong expectation (a changed state hash), so a green run means something. */
     @Test
     fun theRunnerNoticesAWrongStateHash() {
