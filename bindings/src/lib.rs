@@ -336,6 +336,11 @@ pub struct ImportReport {
     /// Changes quarantined by earlier imports and applied by this one.
     pub released: u64,
     pub rejected: u64,
+    /// Migrations the bundle carried that changed a local table (spec/schema-evolution.md).
+    pub migrated: u64,
+    /// Changes for a column or table this replica's schema lacks: kept with their stamps,
+    /// relayed to peers, and applied once the schema has them.
+    pub held: u64,
 }
 
 impl From<syncline::ImportReport> for ImportReport {
@@ -349,7 +354,74 @@ impl From<syncline::ImportReport> for ImportReport {
             quarantined: r.quarantined,
             released: r.released,
             rejected: r.rejected,
+            migrated: r.migrated,
+            held: r.held,
         }
+    }
+}
+
+/// What imports do with the migrations they receive (spec/schema-evolution.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum MigrationPolicy {
+    /// Apply additive migrations to the local table as they arrive (the default).
+    Apply,
+    /// Keep them (listed in `status` as held, relayed to peers) until the app applies them,
+    /// by running the ALTER itself or calling `apply_held_migrations`.
+    Hold,
+}
+
+impl From<syncline::MigrationPolicy> for MigrationPolicy {
+    fn from(p: syncline::MigrationPolicy) -> Self {
+        match p {
+            syncline::MigrationPolicy::Apply => MigrationPolicy::Apply,
+            syncline::MigrationPolicy::Hold => MigrationPolicy::Hold,
+        }
+    }
+}
+
+impl From<MigrationPolicy> for syncline::MigrationPolicy {
+    fn from(p: MigrationPolicy) -> Self {
+        match p {
+            MigrationPolicy::Apply => syncline::MigrationPolicy::Apply,
+            MigrationPolicy::Hold => syncline::MigrationPolicy::Hold,
+        }
+    }
+}
+
+/// One entry of the schema log, as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SchemaChange {
+    pub table: String,
+    pub column: String,
+    /// The declared type, upper-cased.
+    pub decl_type: String,
+    /// `detected`, `local` or `remote`.
+    pub source: String,
+    /// `applied` or `held`.
+    pub state: String,
+    /// The stamp the change was recorded with.
+    pub hlc: u64,
+}
+
+impl From<syncline::SchemaChange> for SchemaChange {
+    fn from(c: syncline::SchemaChange) -> Self {
+        SchemaChange { table: c.table, column: c.column, decl_type: c.decl_type, source: c.source, state: c.state, hlc: c.hlc }
+    }
+}
+
+/// What `compact` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct CompactReport {
+    /// Tombstones purged.
+    pub purged: u64,
+    /// File plus WAL size before and after, in bytes.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+impl From<syncline::CompactReport> for CompactReport {
+    fn from(r: syncline::CompactReport) -> Self {
+        CompactReport { purged: r.purged, bytes_before: r.bytes_before, bytes_after: r.bytes_after }
     }
 }
 
@@ -537,6 +609,18 @@ pub struct Status {
     pub rejected: u64,
     /// Remote rows stamped too far ahead of the local clock, waiting in quarantine.
     pub quarantined: u64,
+    /// Tombstones (deleted rows' sync state) kept, and how many of them every known peer has
+    /// acknowledged (what `compact` with no retention would purge).
+    pub tombstones: u64,
+    pub purgeable: u64,
+    /// Per origin site, the newest delete stamp compaction purged: a sender whose version
+    /// vector does not cover it is refused with `NeedsSnapshot`.
+    pub purge_horizon: Vec<VersionEntry>,
+    /// The schema log: columns added through Syncline, detected, or received.
+    pub schema_changes: Vec<SchemaChange>,
+    /// Cells and rows kept for a column or table this replica's schema lacks.
+    pub held_cells: u64,
+    pub held_rows: u64,
 }
 
 impl From<syncline::Status> for Status {
@@ -554,6 +638,12 @@ impl From<syncline::Status> for Status {
             unresolved_conflicts: s.unresolved_conflicts,
             rejected: s.rejected,
             quarantined: s.quarantined,
+            tombstones: s.tombstones,
+            purgeable: s.purgeable,
+            purge_horizon: vv(s.purge_horizon),
+            schema_changes: s.schema_changes.into_iter().map(Into::into).collect(),
+            held_cells: s.held_cells,
+            held_rows: s.held_rows,
         }
     }
 }
@@ -944,6 +1034,36 @@ impl SyncEngine {
     /// Site, tables, peers with pending changes, version vector, open conflicts.
     pub fn status(&self) -> Result<Status> {
         Ok(self.inner.status()?.into())
+    }
+
+    /// Add a column to a synced table through Syncline (ALTER TABLE, capture and a migration
+    /// record, one transaction); the migration travels in bundles to the peers. `decl_type`: a
+    /// plain SQLite type name; `default_value`: the value rows that never set the column hold.
+    #[uniffi::method(default(default_value = None))]
+    pub fn add_column(&self, table: String, column: String, decl_type: String, default_value: Option<Value>) -> Result<()> {
+        Ok(self.inner.add_column(&table, &column, &decl_type, default_value.map(Into::into).unwrap_or(syncline::Value::Null))?)
+    }
+
+    /// What imports do with the migrations they receive (stored in the file; default `Apply`).
+    pub fn set_migration_policy(&self, policy: MigrationPolicy) -> Result<()> {
+        Ok(self.inner.set_migration_policy(policy.into())?)
+    }
+
+    /// The migration policy in force.
+    pub fn migration_policy(&self) -> Result<MigrationPolicy> {
+        Ok(self.inner.migration_policy()?.into())
+    }
+
+    /// Apply every held migration now, whatever the policy; returns how many changed a table.
+    pub fn apply_held_migrations(&self) -> Result<u64> {
+        Ok(self.inner.apply_held_migrations()?)
+    }
+
+    /// Purge the tombstones every known peer has acknowledged and older than `retain_ms`, then
+    /// vacuum the file (spec/merge-rules.md §8a). Afterwards a sender that has not seen a
+    /// purged delete is refused with `NeedsSnapshot`.
+    pub fn compact(&self, retain_ms: u64) -> Result<CompactReport> {
+        Ok(self.inner.compact(std::time::Duration::from_millis(retain_ms))?.into())
     }
 
     /// A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal

@@ -1433,9 +1433,21 @@ public func FfiConverterTypeSubscription_lower(_ value: Subscription) -> UInt64 
 public protocol SyncEngineProtocol: AnyObject, Sendable {
     
     /**
+     * Add a column to a synced table through Syncline (ALTER TABLE, capture and a migration
+     * record, one transaction); the migration travels in bundles to the peers. `decl_type`: a
+     * plain SQLite type name; `default_value`: the value rows that never set the column hold.
+     */
+    func addColumn(table: String, column: String, declType: String, defaultValue: Value?) throws 
+    
+    /**
      * Every stored conflict, resolved ones included.
      */
     func allConflicts() throws  -> [Conflict]
+    
+    /**
+     * Apply every held migration now, whatever the policy; returns how many changed a table.
+     */
+    func applyHeldMigrations() throws  -> UInt64
     
     /**
      * Remove a table's resolver.
@@ -1448,6 +1460,13 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
      * (Kotlin: `closeEngine()`; `close()`/`use {}` there frees the object, which closes too.)
      */
     func close() throws 
+    
+    /**
+     * Purge the tombstones every known peer has acknowledged and older than `retain_ms`, then
+     * vacuum the file (spec/merge-rules.md §8a). Afterwards a sender that has not seen a
+     * purged delete is refused with `NeedsSnapshot`.
+     */
+    func compact(retainMs: UInt64) throws  -> CompactReport
     
     /**
      * Open conflicts (manual tables), oldest first.
@@ -1495,6 +1514,11 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
     func isClosed()  -> Bool
     
     /**
+     * The migration policy in force.
+     */
+    func migrationPolicy() throws  -> MigrationPolicy
+    
+    /**
      * The database file.
      */
     func path()  -> String
@@ -1518,6 +1542,11 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
      * Fix the wall clock (Unix ms) used for new stamps and drift checks; none: the system clock.
      */
     func setManualClock(ms: UInt64?) throws 
+    
+    /**
+     * What imports do with the migrations they receive (stored in the file; default `Apply`).
+     */
+    func setMigrationPolicy(policy: MigrationPolicy) throws 
     
     /**
      * Register the resolver of a `Custom` table (in memory: register again after each open).
@@ -1651,12 +1680,41 @@ public static func openBound(path: String, options: EngineOptions? = nil)throws 
 
     
     /**
+     * Add a column to a synced table through Syncline (ALTER TABLE, capture and a migration
+     * record, one transaction); the migration travels in bundles to the peers. `decl_type`: a
+     * plain SQLite type name; `default_value`: the value rows that never set the column hold.
+     */
+open func addColumn(table: String, column: String, declType: String, defaultValue: Value? = nil)throws   {try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_syncengine_add_column(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(table),
+        FfiConverterString.lower(column),
+        FfiConverterString.lower(declType),
+        FfiConverterOptionTypeValue.lower(defaultValue),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * Every stored conflict, resolved ones included.
      */
 open func allConflicts()throws  -> [Conflict]  {
     return try  FfiConverterSequenceTypeConflict.lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
         uniffiCallStatus in
     uniffi_syncline_ffi_fn_method_syncengine_all_conflicts(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Apply every held migration now, whatever the policy; returns how many changed a table.
+     */
+open func applyHeldMigrations()throws  -> UInt64  {
+    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_syncengine_apply_held_migrations(
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
@@ -1685,6 +1743,21 @@ open func close()throws   {try rustCallWithError(FfiConverterTypeSynclineError_l
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 }
+}
+    
+    /**
+     * Purge the tombstones every known peer has acknowledged and older than `retain_ms`, then
+     * vacuum the file (spec/merge-rules.md §8a). Afterwards a sender that has not seen a
+     * purged delete is refused with `NeedsSnapshot`.
+     */
+open func compact(retainMs: UInt64)throws  -> CompactReport  {
+    return try  FfiConverterTypeCompactReport_lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_syncengine_compact(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(retainMs),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -1804,6 +1877,18 @@ open func isClosed() -> Bool  {
 }
     
     /**
+     * The migration policy in force.
+     */
+open func migrationPolicy()throws  -> MigrationPolicy  {
+    return try  FfiConverterTypeMigrationPolicy_lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_syncengine_migration_policy(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The database file.
      */
 open func path() -> String  {
@@ -1862,6 +1947,18 @@ open func setManualClock(ms: UInt64?)throws   {try rustCallWithError(FfiConverte
     uniffi_syncline_ffi_fn_method_syncengine_set_manual_clock(
             self.uniffiCloneHandle(),
         FfiConverterOptionUInt64.lower(ms),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * What imports do with the migrations they receive (stored in the file; default `Apply`).
+     */
+open func setMigrationPolicy(policy: MigrationPolicy)throws   {try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_syncengine_set_migration_policy(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeMigrationPolicy_lower(policy),uniffiCallStatus
     )
 }
 }
@@ -2372,6 +2469,79 @@ public func FfiConverterTypeCellVersion_lower(_ value: CellVersion) -> RustBuffe
 
 
 /**
+ * What `compact` did.
+ */
+public struct CompactReport: Equatable, Hashable {
+    /**
+     * Tombstones purged.
+     */
+    public var purged: UInt64
+    /**
+     * File plus WAL size before and after, in bytes.
+     */
+    public var bytesBefore: UInt64
+    public var bytesAfter: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Tombstones purged.
+         */purged: UInt64, 
+        /**
+         * File plus WAL size before and after, in bytes.
+         */bytesBefore: UInt64, bytesAfter: UInt64) {
+        self.purged = purged
+        self.bytesBefore = bytesBefore
+        self.bytesAfter = bytesAfter
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CompactReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCompactReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CompactReport {
+        return
+            try CompactReport(
+                purged: FfiConverterUInt64.read(from: &buf), 
+                bytesBefore: FfiConverterUInt64.read(from: &buf), 
+                bytesAfter: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CompactReport, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.purged, into: &buf)
+        FfiConverterUInt64.write(value.bytesBefore, into: &buf)
+        FfiConverterUInt64.write(value.bytesAfter, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCompactReport_lift(_ buf: RustBuffer) throws -> CompactReport {
+    return try FfiConverterTypeCompactReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCompactReport_lower(_ value: CompactReport) -> RustBuffer {
+    return FfiConverterTypeCompactReport.lower(value)
+}
+
+
+/**
  * A conflict (the same cell changed on two replicas since they last synced).
  */
 public struct Conflict: Equatable, Hashable {
@@ -2808,6 +2978,15 @@ public struct ImportReport: Equatable, Hashable {
      */
     public var released: UInt64
     public var rejected: UInt64
+    /**
+     * Migrations the bundle carried that changed a local table (spec/schema-evolution.md).
+     */
+    public var migrated: UInt64
+    /**
+     * Changes for a column or table this replica's schema lacks: kept with their stamps,
+     * relayed to peers, and applied once the schema has them.
+     */
+    public var held: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2821,7 +3000,14 @@ public struct ImportReport: Equatable, Hashable {
          */quarantined: UInt64, 
         /**
          * Changes quarantined by earlier imports and applied by this one.
-         */released: UInt64, rejected: UInt64) {
+         */released: UInt64, rejected: UInt64, 
+        /**
+         * Migrations the bundle carried that changed a local table (spec/schema-evolution.md).
+         */migrated: UInt64, 
+        /**
+         * Changes for a column or table this replica's schema lacks: kept with their stamps,
+         * relayed to peers, and applied once the schema has them.
+         */held: UInt64) {
         self.sender = sender
         self.rows = rows
         self.applied = applied
@@ -2830,6 +3016,8 @@ public struct ImportReport: Equatable, Hashable {
         self.quarantined = quarantined
         self.released = released
         self.rejected = rejected
+        self.migrated = migrated
+        self.held = held
     }
 
     
@@ -2855,7 +3043,9 @@ public struct FfiConverterTypeImportReport: FfiConverterRustBuffer {
                 conflicts: FfiConverterUInt64.read(from: &buf), 
                 quarantined: FfiConverterUInt64.read(from: &buf), 
                 released: FfiConverterUInt64.read(from: &buf), 
-                rejected: FfiConverterUInt64.read(from: &buf)
+                rejected: FfiConverterUInt64.read(from: &buf), 
+                migrated: FfiConverterUInt64.read(from: &buf), 
+                held: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -2868,6 +3058,8 @@ public struct FfiConverterTypeImportReport: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.quarantined, into: &buf)
         FfiConverterUInt64.write(value.released, into: &buf)
         FfiConverterUInt64.write(value.rejected, into: &buf)
+        FfiConverterUInt64.write(value.migrated, into: &buf)
+        FfiConverterUInt64.write(value.held, into: &buf)
     }
 }
 
@@ -3006,6 +3198,103 @@ public func FfiConverterTypeQueryRows_lower(_ value: QueryRows) -> RustBuffer {
 
 
 /**
+ * One entry of the schema log, as `status` reports it.
+ */
+public struct SchemaChange: Equatable, Hashable {
+    public var table: String
+    public var column: String
+    /**
+     * The declared type, upper-cased.
+     */
+    public var declType: String
+    /**
+     * `detected`, `local` or `remote`.
+     */
+    public var source: String
+    /**
+     * `applied` or `held`.
+     */
+    public var state: String
+    /**
+     * The stamp the change was recorded with.
+     */
+    public var hlc: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(table: String, column: String, 
+        /**
+         * The declared type, upper-cased.
+         */declType: String, 
+        /**
+         * `detected`, `local` or `remote`.
+         */source: String, 
+        /**
+         * `applied` or `held`.
+         */state: String, 
+        /**
+         * The stamp the change was recorded with.
+         */hlc: UInt64) {
+        self.table = table
+        self.column = column
+        self.declType = declType
+        self.source = source
+        self.state = state
+        self.hlc = hlc
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SchemaChange: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSchemaChange: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SchemaChange {
+        return
+            try SchemaChange(
+                table: FfiConverterString.read(from: &buf), 
+                column: FfiConverterString.read(from: &buf), 
+                declType: FfiConverterString.read(from: &buf), 
+                source: FfiConverterString.read(from: &buf), 
+                state: FfiConverterString.read(from: &buf), 
+                hlc: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SchemaChange, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.table, into: &buf)
+        FfiConverterString.write(value.column, into: &buf)
+        FfiConverterString.write(value.declType, into: &buf)
+        FfiConverterString.write(value.source, into: &buf)
+        FfiConverterString.write(value.state, into: &buf)
+        FfiConverterUInt64.write(value.hlc, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSchemaChange_lift(_ buf: RustBuffer) throws -> SchemaChange {
+    return try FfiConverterTypeSchemaChange.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSchemaChange_lower(_ value: SchemaChange) -> RustBuffer {
+    return FfiConverterTypeSchemaChange.lower(value)
+}
+
+
+/**
  * The SQLite library bound in this process.
  */
 public struct SqliteLibraryInfo: Equatable, Hashable {
@@ -3089,13 +3378,47 @@ public struct Status: Equatable, Hashable {
      * Remote rows stamped too far ahead of the local clock, waiting in quarantine.
      */
     public var quarantined: UInt64
+    /**
+     * Tombstones (deleted rows' sync state) kept, and how many of them every known peer has
+     * acknowledged (what `compact` with no retention would purge).
+     */
+    public var tombstones: UInt64
+    public var purgeable: UInt64
+    /**
+     * Per origin site, the newest delete stamp compaction purged: a sender whose version
+     * vector does not cover it is refused with `NeedsSnapshot`.
+     */
+    public var purgeHorizon: [VersionEntry]
+    /**
+     * The schema log: columns added through Syncline, detected, or received.
+     */
+    public var schemaChanges: [SchemaChange]
+    /**
+     * Cells and rows kept for a column or table this replica's schema lacks.
+     */
+    public var heldCells: UInt64
+    public var heldRows: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(siteId: String, hlc: UInt64, tables: [TableStatus], peers: [PeerStatus], versionVector: [VersionEntry], unresolvedConflicts: UInt64, rejected: UInt64, 
         /**
          * Remote rows stamped too far ahead of the local clock, waiting in quarantine.
-         */quarantined: UInt64) {
+         */quarantined: UInt64, 
+        /**
+         * Tombstones (deleted rows' sync state) kept, and how many of them every known peer has
+         * acknowledged (what `compact` with no retention would purge).
+         */tombstones: UInt64, purgeable: UInt64, 
+        /**
+         * Per origin site, the newest delete stamp compaction purged: a sender whose version
+         * vector does not cover it is refused with `NeedsSnapshot`.
+         */purgeHorizon: [VersionEntry], 
+        /**
+         * The schema log: columns added through Syncline, detected, or received.
+         */schemaChanges: [SchemaChange], 
+        /**
+         * Cells and rows kept for a column or table this replica's schema lacks.
+         */heldCells: UInt64, heldRows: UInt64) {
         self.siteId = siteId
         self.hlc = hlc
         self.tables = tables
@@ -3104,6 +3427,12 @@ public struct Status: Equatable, Hashable {
         self.unresolvedConflicts = unresolvedConflicts
         self.rejected = rejected
         self.quarantined = quarantined
+        self.tombstones = tombstones
+        self.purgeable = purgeable
+        self.purgeHorizon = purgeHorizon
+        self.schemaChanges = schemaChanges
+        self.heldCells = heldCells
+        self.heldRows = heldRows
     }
 
     
@@ -3129,7 +3458,13 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
                 versionVector: FfiConverterSequenceTypeVersionEntry.read(from: &buf), 
                 unresolvedConflicts: FfiConverterUInt64.read(from: &buf), 
                 rejected: FfiConverterUInt64.read(from: &buf), 
-                quarantined: FfiConverterUInt64.read(from: &buf)
+                quarantined: FfiConverterUInt64.read(from: &buf), 
+                tombstones: FfiConverterUInt64.read(from: &buf), 
+                purgeable: FfiConverterUInt64.read(from: &buf), 
+                purgeHorizon: FfiConverterSequenceTypeVersionEntry.read(from: &buf), 
+                schemaChanges: FfiConverterSequenceTypeSchemaChange.read(from: &buf), 
+                heldCells: FfiConverterUInt64.read(from: &buf), 
+                heldRows: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -3142,6 +3477,12 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.unresolvedConflicts, into: &buf)
         FfiConverterUInt64.write(value.rejected, into: &buf)
         FfiConverterUInt64.write(value.quarantined, into: &buf)
+        FfiConverterUInt64.write(value.tombstones, into: &buf)
+        FfiConverterUInt64.write(value.purgeable, into: &buf)
+        FfiConverterSequenceTypeVersionEntry.write(value.purgeHorizon, into: &buf)
+        FfiConverterSequenceTypeSchemaChange.write(value.schemaChanges, into: &buf)
+        FfiConverterUInt64.write(value.heldCells, into: &buf)
+        FfiConverterUInt64.write(value.heldRows, into: &buf)
     }
 }
 
@@ -3694,6 +4035,82 @@ public func FfiConverterTypeEventKind_lift(_ buf: RustBuffer) throws -> EventKin
 #endif
 public func FfiConverterTypeEventKind_lower(_ value: EventKind) -> RustBuffer {
     return FfiConverterTypeEventKind.lower(value)
+}
+
+
+
+/**
+ * What imports do with the migrations they receive (spec/schema-evolution.md).
+ */
+
+public enum MigrationPolicy: Equatable, Hashable {
+    
+    /**
+     * Apply additive migrations to the local table as they arrive (the default).
+     */
+    case apply
+    /**
+     * Keep them (listed in `status` as held, relayed to peers) until the app applies them,
+     * by running the ALTER itself or calling `apply_held_migrations`.
+     */
+    case hold
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension MigrationPolicy: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMigrationPolicy: FfiConverterRustBuffer {
+    typealias SwiftType = MigrationPolicy
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> MigrationPolicy {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .apply
+        
+        case 2: return .hold
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: MigrationPolicy, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .apply:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .hold:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMigrationPolicy_lift(_ buf: RustBuffer) throws -> MigrationPolicy {
+    return try FfiConverterTypeMigrationPolicy.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMigrationPolicy_lower(_ value: MigrationPolicy) -> RustBuffer {
+    return FfiConverterTypeMigrationPolicy.lower(value)
 }
 
 
@@ -4499,6 +4916,30 @@ fileprivate struct FfiConverterOptionTypeSynclineError: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeValue: FfiConverterRustBuffer {
+    typealias SwiftType = Value?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeValue.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeValue.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -4591,6 +5032,31 @@ fileprivate struct FfiConverterSequenceTypePeerStatus: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypePeerStatus.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeSchemaChange: FfiConverterRustBuffer {
+    typealias SwiftType = [SchemaChange]
+
+    public static func write(_ value: [SchemaChange], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeSchemaChange.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [SchemaChange] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [SchemaChange]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeSchemaChange.read(from: &buf))
         }
         return seq
     }
@@ -4928,13 +5394,22 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_subscription_is_closed() != 10136) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_syncline_ffi_checksum_method_syncengine_add_column() != 37043) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_syncline_ffi_checksum_method_syncengine_all_conflicts() != 23116) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_method_syncengine_apply_held_migrations() != 64652) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_clear_resolver() != 6967) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_close() != 43781) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_method_syncengine_compact() != 39449) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_conflicts() != 53131) {
@@ -4964,6 +5439,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_syncengine_is_closed() != 20411) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_syncline_ffi_checksum_method_syncengine_migration_policy() != 57809) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_syncline_ffi_checksum_method_syncengine_path() != 55575) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4977,6 +5455,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_set_manual_clock() != 29339) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_method_syncengine_set_migration_policy() != 4656) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_set_resolver() != 16073) {

@@ -386,9 +386,19 @@ void uniffi_syncline_ffi_fn_free_syncengine(uint64_t handle, RustCallStatus *_No
 uint64_t uniffi_syncline_ffi_fn_constructor_syncengine_open_bound(RustBuffer path, RustBuffer options, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_ADD_COLUMN
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_ADD_COLUMN
+void uniffi_syncline_ffi_fn_method_syncengine_add_column(uint64_t ptr, RustBuffer table, RustBuffer column, RustBuffer decl_type, RustBuffer default_value, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_ALL_CONFLICTS
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_ALL_CONFLICTS
 RustBuffer uniffi_syncline_ffi_fn_method_syncengine_all_conflicts(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_APPLY_HELD_MIGRATIONS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_APPLY_HELD_MIGRATIONS
+uint64_t uniffi_syncline_ffi_fn_method_syncengine_apply_held_migrations(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_CLEAR_RESOLVER
@@ -399,6 +409,11 @@ void uniffi_syncline_ffi_fn_method_syncengine_clear_resolver(uint64_t ptr, RustB
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_CLOSE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_CLOSE
 void uniffi_syncline_ffi_fn_method_syncengine_close(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_COMPACT
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_COMPACT
+RustBuffer uniffi_syncline_ffi_fn_method_syncengine_compact(uint64_t ptr, uint64_t retain_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_CONFLICTS
@@ -446,6 +461,11 @@ RustBuffer uniffi_syncline_ffi_fn_method_syncengine_import_bundle_file(uint64_t 
 int8_t uniffi_syncline_ffi_fn_method_syncengine_is_closed(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_MIGRATION_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_MIGRATION_POLICY
+RustBuffer uniffi_syncline_ffi_fn_method_syncengine_migration_policy(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_PATH
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_PATH
 RustBuffer uniffi_syncline_ffi_fn_method_syncengine_path(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -469,6 +489,11 @@ void uniffi_syncline_ffi_fn_method_syncengine_resolve(uint64_t ptr, int64_t id, 
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SET_MANUAL_CLOCK
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SET_MANUAL_CLOCK
 void uniffi_syncline_ffi_fn_method_syncengine_set_manual_clock(uint64_t ptr, RustBuffer ms, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SET_MIGRATION_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SET_MIGRATION_POLICY
+void uniffi_syncline_ffi_fn_method_syncengine_set_migration_policy(uint64_t ptr, RustBuffer policy, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SET_RESOLVER
@@ -970,9 +995,21 @@ uint16_t uniffi_syncline_ffi_checksum_method_subscription_is_closed(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_ADD_COLUMN
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_ADD_COLUMN
+uint16_t uniffi_syncline_ffi_checksum_method_syncengine_add_column(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_ALL_CONFLICTS
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_ALL_CONFLICTS
 uint16_t uniffi_syncline_ffi_checksum_method_syncengine_all_conflicts(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_APPLY_HELD_MIGRATIONS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_APPLY_HELD_MIGRATIONS
+uint16_t uniffi_syncline_ffi_checksum_method_syncengine_apply_held_migrations(void
     
 );
 #endif
@@ -985,6 +1022,12 @@ uint16_t uniffi_syncline_ffi_checksum_method_syncengine_clear_resolver(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_CLOSE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_CLOSE
 uint16_t uniffi_syncline_ffi_checksum_method_syncengine_close(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_COMPACT
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_COMPACT
+uint16_t uniffi_syncline_ffi_checksum_method_syncengine_compact(void
     
 );
 #endif
@@ -1042,6 +1085,12 @@ uint16_t uniffi_syncline_ffi_checksum_method_syncengine_is_closed(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_MIGRATION_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_MIGRATION_POLICY
+uint16_t uniffi_syncline_ffi_checksum_method_syncengine_migration_policy(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_PATH
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_PATH
 uint16_t uniffi_syncline_ffi_checksum_method_syncengine_path(void
@@ -1069,6 +1118,12 @@ uint16_t uniffi_syncline_ffi_checksum_method_syncengine_resolve(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SET_MANUAL_CLOCK
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SET_MANUAL_CLOCK
 uint16_t uniffi_syncline_ffi_checksum_method_syncengine_set_manual_clock(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SET_MIGRATION_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SET_MIGRATION_POLICY
+uint16_t uniffi_syncline_ffi_checksum_method_syncengine_set_migration_policy(void
     
 );
 #endif

@@ -522,6 +522,80 @@ final class SynclineTests: XCTestCase {
 
     /// Writes a bundle and the expected table dump for the Kotlin and CLI interop checks, into
     /// $SYNCLINE_INTEROP_DIR (or a temporary folder, to keep the code path tested).
+    // MARK: schema evolution and compaction (spec/schema-evolution.md, spec/merge-rules.md §8a)
+
+    func testAddColumnReachesAnotherReplicaWithItsValues() throws {
+        let (a, b) = (try replica("a"), try replica("b"))
+        try a.addColumn(table: "todos", column: "prio", declType: "integer", defaultValue: .integer(0))
+        _ = try a.execute("INSERT INTO todos(id, title, prio) VALUES ('1', 'milk', 5)")
+        _ = try a.execute("INSERT INTO todos(id, title) VALUES ('2', 'eggs')")
+        let change = try XCTUnwrap(try a.status().schemaChanges.first)
+        XCTAssertEqual(try a.status().schemaChanges.count, 1)
+        XCTAssertEqual(change, SchemaChange(table: "todos", column: "prio", declType: "INTEGER", source: "local", state: "applied", hlc: change.hlc))
+        XCTAssertGreaterThan(change.hlc, 0)
+        let report = try sync(a, b)
+        XCTAssertEqual(report.migrated, 1)
+        XCTAssertEqual(report.held, 0)
+        XCTAssertEqual(try b.rows("SELECT id, prio FROM todos ORDER BY id"), [[.text("1"), .integer(5)], [.text("2"), .integer(0)]])
+        let there = try b.status().schemaChanges
+        XCTAssertEqual(there.map { [$0.table, $0.column, $0.source, $0.state] }, [["todos", "prio", "remote", "applied"]])
+        XCTAssertEqual(try a.stateHash(), try b.stateHash())
+        // the core's checks come through as its error kinds
+        expectError("InvalidArgument") { try a.addColumn(table: "todos", column: "prio", declType: "INTEGER") }
+        expectError("UnknownTable") { try a.addColumn(table: "nope", column: "x", declType: "TEXT") }
+    }
+
+    func testHeldMigrationsWaitForApplyHeldMigrations() throws {
+        let (a, b) = (try replica("a"), try replica("b"))
+        XCTAssertEqual(try b.migrationPolicy(), .apply)
+        try b.setMigrationPolicy(policy: .hold)
+        XCTAssertEqual(try b.migrationPolicy(), .hold)
+        try a.addColumn(table: "todos", column: "prio", declType: "INTEGER", defaultValue: .integer(0))
+        _ = try a.execute("INSERT INTO todos(id, title, prio) VALUES ('1', 'milk', 5)")
+        let report = try sync(a, b)
+        XCTAssertEqual(report.migrated, 0)
+        XCTAssertGreaterThan(report.held, 0, "\(report)")
+        var s = try b.status()
+        XCTAssertEqual(s.schemaChanges.map(\.state), ["held"])
+        XCTAssertGreaterThan(s.heldCells, 0, "\(s)")
+        XCTAssertFalse(try b.query(sql: "SELECT * FROM todos LIMIT 0", params: []).columns.contains("prio"))
+        XCTAssertEqual(try b.rows("SELECT title FROM todos"), [[.text("milk")]])
+        XCTAssertEqual(try b.applyHeldMigrations(), 1)
+        XCTAssertEqual(try b.applyHeldMigrations(), 0, "nothing is held any more")
+        XCTAssertEqual(try b.rows("SELECT prio FROM todos WHERE id = '1'"), [[.integer(5)]])
+        s = try b.status()
+        XCTAssertEqual(s.schemaChanges.map(\.state), ["applied"])
+        XCTAssertEqual(s.heldCells, 0)
+        XCTAssertEqual(s.heldRows, 0)
+        XCTAssertEqual(try a.stateHash(), try b.stateHash())
+    }
+
+    func testCompactPurgesAnAcknowledgedDelete() throws {
+        let (a, b) = (try replica("a"), try replica("b"))
+        _ = try a.execute("INSERT INTO todos(id, title) VALUES ('1', 'milk'), ('2', 'eggs')")
+        try sync(a, b)
+        _ = try a.execute("DELETE FROM todos WHERE id = '1'")
+        var s = try a.status()
+        XCTAssertEqual([s.tombstones, s.purgeable], [1, 0], "b has not seen the delete")
+        XCTAssertEqual(try a.compact(retainMs: 0).purged, 0)
+        try sync(a, b)
+        try sync(b, a)  // b's answer acknowledges the delete
+        s = try a.status()
+        XCTAssertEqual([s.tombstones, s.purgeable], [1, 1])
+        XCTAssertTrue(s.purgeHorizon.isEmpty, "nothing purged yet")
+        XCTAssertEqual(try a.compact(retainMs: 3_600_000).purged, 0, "retention keeps a young tombstone")
+        let report = try a.compact(retainMs: 0)
+        XCTAssertEqual(report.purged, 1)
+        XCTAssertTrue(report.bytesBefore > 0 && report.bytesAfter > 0, "\(report)")
+        s = try a.status()
+        XCTAssertEqual([s.tombstones, s.purgeable], [0, 0])
+        // the purged delete's origin and stamp: a sender that has not seen it gets NeedsSnapshot
+        XCTAssertEqual(s.purgeHorizon.map(\.siteId), [try a.siteId()])
+        XCTAssertGreaterThan(try XCTUnwrap(s.purgeHorizon.first).hlc, 0)
+        XCTAssertEqual(try a.rows("SELECT id FROM todos"), [[.text("2")]])
+        XCTAssertEqual(try b.rows("SELECT id FROM todos"), [[.text("2")]])
+    }
+
     func testInteropBundleFromSwift() throws {
         let out = ProcessInfo.processInfo.environment["SYNCLINE_INTEROP_DIR"].map { URL(fileURLWithPath: $0) } ?? dir!
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)

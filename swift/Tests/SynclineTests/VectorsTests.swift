@@ -142,7 +142,7 @@ func arr(_ j: Any?) throws -> [Any] {
 
 /// Keys every import step's report has; the optional ones are compared when present.
 let requiredReportKeys: Set<String> = ["applied", "already_known", "conflicts", "rejected"]
-let optionalReportKeys: Set<String> = ["quarantined", "released"]
+let optionalReportKeys: Set<String> = ["quarantined", "released", "migrated", "held"]
 
 func reportField(_ r: ImportReport, _ key: String) -> UInt64 {
     switch key {
@@ -152,6 +152,8 @@ func reportField(_ r: ImportReport, _ key: String) -> UInt64 {
     case "rejected": return r.rejected
     case "quarantined": return r.quarantined
     case "released": return r.released
+    case "migrated": return r.migrated
+    case "held": return r.held
     default: preconditionFailure("unknown report key \(key)")
     }
 }
@@ -232,7 +234,7 @@ func runScenario(_ path: URL, in dir: URL) throws {
                         throw VectorFailure("\(at): unexpected report keys \(w.keys.sorted())")
                     }
                     // the four required keys, then the optional ones the vector carries
-                    let names = ["applied", "already_known", "conflicts", "rejected", "quarantined", "released"].filter { keys.contains($0) }
+                    let names = ["applied", "already_known", "conflicts", "rejected", "quarantined", "released", "migrated", "held"].filter { keys.contains($0) }
                     let got = names.map { reportField(report, $0) }
                     let exp = try names.map { try uint64(w[$0]) }
                     if got != exp { throw VectorFailure("\(at): import report \(got) != \(exp) (\(names.joined(separator: ", ")))") }
@@ -257,6 +259,38 @@ func runScenario(_ path: URL, in dir: URL) throws {
             let got = UInt64(try rep(step["conflicts"]).conflicts().count)
             let want = try uint64(step["count"])
             if got != want { throw VectorFailure("\(at): \(got) open conflicts, want \(want)") }
+        } else if step["migrate"] != nil {
+            // spec/vectors/migrations (README.md there): the steps of schema evolution
+            let e = try rep(step["migrate"])
+            let dflt = try step["default"].map(taggedValue) ?? .null
+            let call = {
+                try e.addColumn(table: str(step["table"]), column: str(step["add_column"]), declType: str(step["type"]), defaultValue: dflt)
+            }
+            if let kind = step["error"] {
+                let want = try str(kind)
+                do {
+                    try call()
+                    throw VectorFailure("\(at): expected \(want), add_column succeeded")
+                } catch let err as SynclineError {
+                    if err.code != want { throw VectorFailure("\(at): expected \(want), got \(err)") }
+                }
+            } else {
+                do { try call() } catch { throw VectorFailure("\(at): \(error)") }
+            }
+        } else if step["migration_policy"] != nil {
+            let policy: MigrationPolicy
+            switch try str(step["policy"]) {
+            case "apply": policy = .apply
+            case "hold": policy = .hold
+            case let p: throw VectorFailure("\(at): unknown policy \(p)")
+            }
+            try rep(step["migration_policy"]).setMigrationPolicy(policy: policy)
+        } else if step["apply_held_migrations"] != nil {
+            let got = try rep(step["apply_held_migrations"]).applyHeldMigrations()
+            let want = try uint64(step["count"])
+            if got != want { throw VectorFailure("\(at): apply_held_migrations returned \(got), want \(want)") }
+        } else if step["enable"] != nil {
+            try rep(step["enable"]).enableSync(table: str(step["table"]), strategy: nil, allowAutoincrement: false)
         } else {
             throw VectorFailure("\(at): unknown step \(step)")
         }
@@ -286,17 +320,23 @@ func runScenario(_ path: URL, in dir: URL) throws {
 }
 
 final class VectorsTests: XCTestCase {
-    /// Every scenario of spec/vectors (interop.json is the interop script, not a scenario).
+    /// Every scenario of spec/vectors (interop.json is the interop script, not a scenario),
+    /// then those of spec/vectors/migrations (the schema-evolution steps).
     func scenarios() throws -> [URL] {
-        try FileManager.default.contentsOfDirectory(at: vectorsDir, includingPropertiesForKeys: nil)
-            .filter { $0.pathExtension == "json" && $0.lastPathComponent != "interop.json" }
-            .sorted { $0.lastPathComponent < $1.lastPathComponent }
+        func jsons(_ dir: URL) throws -> [URL] {
+            try FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)
+                .filter { $0.pathExtension == "json" && $0.lastPathComponent != "interop.json" }
+                .sorted { $0.lastPathComponent < $1.lastPathComponent }
+        }
+        return try jsons(vectorsDir) + jsons(vectorsDir.appendingPathComponent("migrations"))
     }
 
     func testGoldenVectors() throws {
         let paths = try scenarios()
         XCTAssertGreaterThanOrEqual(paths.count, 12, "the vectors are missing from \(vectorsDir.path)")
         XCTAssertTrue(paths.contains { $0.lastPathComponent == "12-hostile-bundles.json" }, "the hostile-bundle scenario is run")
+        XCTAssertGreaterThanOrEqual(paths.filter { $0.deletingLastPathComponent().lastPathComponent == "migrations" }.count, 2,
+                                    "the migration vectors are run")
         var passed = 0
         for p in paths {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("syncline-vectors-\(UUID().uuidString)")
@@ -310,6 +350,28 @@ final class VectorsTests: XCTestCase {
             }
         }
         print("golden vectors: \(passed)/\(paths.count) scenarios passed")
+    }
+
+    /// The migration steps are checked too: a wrong `held` count in an import report fails the run.
+    func testTheRunnerNoticesAWrongHeldCount() throws {
+        let src = vectorsDir.appendingPathComponent("migrations/02-held-migration-and-table.json")
+        var sc = try obj(JSONSerialization.jsonObject(with: Data(contentsOf: src)))
+        var steps = try arr(sc["steps"])
+        let k = try XCTUnwrap(steps.firstIndex { (($0 as? [String: Any])?["report"] as? [String: Any])?["held"] != nil })
+        var step = try obj(steps[k])
+        var report = try obj(step["report"])
+        report["held"] = try uint64(report["held"]) + 1
+        step["report"] = report
+        steps[k] = step
+        sc["steps"] = steps
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("syncline-vectors-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("scenario.json")
+        try JSONSerialization.data(withJSONObject: sc).write(to: path)
+        XCTAssertThrowsError(try runScenario(path, in: dir)) { error in
+            XCTAssertTrue("\(error)".contains("import report") && "\(error)".contains("held"), "\(error)")
+        }
     }
 
     /// The runner itself refuses a wrong expectation (a changed state hash), so a green run means something.

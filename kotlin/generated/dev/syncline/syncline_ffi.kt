@@ -780,11 +780,17 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_subscription_is_closed(
     ): Int
+    external fun uniffi_syncline_ffi_checksum_method_syncengine_add_column(
+    ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_all_conflicts(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_method_syncengine_apply_held_migrations(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_clear_resolver(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_close(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_method_syncengine_compact(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_conflicts(
     ): Int
@@ -804,6 +810,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_is_closed(
     ): Int
+    external fun uniffi_syncline_ffi_checksum_method_syncengine_migration_policy(
+    ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_path(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_query(
@@ -813,6 +821,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_syncline_ffi_checksum_method_syncengine_resolve(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_set_manual_clock(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_method_syncengine_set_migration_policy(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_set_resolver(
     ): Int
@@ -905,12 +915,18 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_syncline_ffi_fn_constructor_syncengine_open_bound(`path`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_syncline_ffi_fn_method_syncengine_add_column(`ptr`: Long,`table`: RustBuffer.ByValue,`column`: RustBuffer.ByValue,`declType`: RustBuffer.ByValue,`defaultValue`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_syncline_ffi_fn_method_syncengine_all_conflicts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_method_syncengine_apply_held_migrations(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_syncline_ffi_fn_method_syncengine_clear_resolver(`ptr`: Long,`table`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_syncline_ffi_fn_method_syncengine_close(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_syncline_ffi_fn_method_syncengine_compact(`ptr`: Long,`retainMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_conflicts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_disable_sync(`ptr`: Long,`table`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -929,6 +945,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_is_closed(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
+    external fun uniffi_syncline_ffi_fn_method_syncengine_migration_policy(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_path(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_query(`ptr`: Long,`sql`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -938,6 +956,8 @@ internal object UniffiLib {
     external fun uniffi_syncline_ffi_fn_method_syncengine_resolve(`ptr`: Long,`id`: Long,`resolution`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_syncline_ffi_fn_method_syncengine_set_manual_clock(`ptr`: Long,`ms`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_syncline_ffi_fn_method_syncengine_set_migration_policy(`ptr`: Long,`policy`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_syncline_ffi_fn_method_syncengine_set_resolver(`ptr`: Long,`table`: RustBuffer.ByValue,`resolver`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -1160,13 +1180,22 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_subscription_is_closed() and 0xFFFF) != 10136) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_add_column() and 0xFFFF) != 37043) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_all_conflicts() and 0xFFFF) != 23116) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_apply_held_migrations() and 0xFFFF) != 64652) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_clear_resolver() and 0xFFFF) != 6967) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_close() and 0xFFFF) != 43781) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_compact() and 0xFFFF) != 39449) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_conflicts() and 0xFFFF) != 53131) {
@@ -1196,6 +1225,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_is_closed() and 0xFFFF) != 20411) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_migration_policy() and 0xFFFF) != 57809) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_path() and 0xFFFF) != 55575) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1209,6 +1241,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_set_manual_clock() and 0xFFFF) != 29339) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_set_migration_policy() and 0xFFFF) != 4656) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_set_resolver() and 0xFFFF) != 16073) {
@@ -3077,9 +3112,21 @@ public object FfiConverterTypeSubscription: FfiConverter<Subscription, Long> {
 public interface SyncEngineInterface {
     
     /**
+     * Add a column to a synced table through Syncline (ALTER TABLE, capture and a migration
+     * record, one transaction); the migration travels in bundles to the peers. `decl_type`: a
+     * plain SQLite type name; `default_value`: the value rows that never set the column hold.
+     */
+    fun `addColumn`(`table`: kotlin.String, `column`: kotlin.String, `declType`: kotlin.String, `defaultValue`: Value? = null)
+    
+    /**
      * Every stored conflict, resolved ones included.
      */
     fun `allConflicts`(): List<Conflict>
+    
+    /**
+     * Apply every held migration now, whatever the policy; returns how many changed a table.
+     */
+    fun `applyHeldMigrations`(): kotlin.ULong
     
     /**
      * Remove a table's resolver.
@@ -3092,6 +3139,13 @@ public interface SyncEngineInterface {
      * (Kotlin: `closeEngine()`; `close()`/`use {}` there frees the object, which closes too.)
      */
     fun `closeEngine`()
+    
+    /**
+     * Purge the tombstones every known peer has acknowledged and older than `retain_ms`, then
+     * vacuum the file (spec/merge-rules.md §8a). Afterwards a sender that has not seen a
+     * purged delete is refused with `NeedsSnapshot`.
+     */
+    fun `compact`(`retainMs`: kotlin.ULong): CompactReport
     
     /**
      * Open conflicts (manual tables), oldest first.
@@ -3139,6 +3193,11 @@ public interface SyncEngineInterface {
     fun `isClosed`(): kotlin.Boolean
     
     /**
+     * The migration policy in force.
+     */
+    fun `migrationPolicy`(): MigrationPolicy
+    
+    /**
      * The database file.
      */
     fun `path`(): kotlin.String
@@ -3162,6 +3221,11 @@ public interface SyncEngineInterface {
      * Fix the wall clock (Unix ms) used for new stamps and drift checks; none: the system clock.
      */
     fun `setManualClock`(`ms`: kotlin.ULong?)
+    
+    /**
+     * What imports do with the migrations they receive (stored in the file; default `Apply`).
+     */
+    fun `setMigrationPolicy`(`policy`: MigrationPolicy)
     
     /**
      * Register the resolver of a `Custom` table (in memory: register again after each open).
@@ -3330,6 +3394,28 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
 
     
     /**
+     * Add a column to a synced table through Syncline (ALTER TABLE, capture and a migration
+     * record, one transaction); the migration travels in bundles to the peers. `decl_type`: a
+     * plain SQLite type name; `default_value`: the value rows that never set the column hold.
+     */
+    @Throws(SynclineException::class)override fun `addColumn`(`table`: kotlin.String, `column`: kotlin.String, `declType`: kotlin.String, `defaultValue`: Value?)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_add_column(
+        it,
+        
+        FfiConverterString.lower(`table`),
+        FfiConverterString.lower(`column`),
+        FfiConverterString.lower(`declType`),
+        FfiConverterOptionalTypeValue.lower(`defaultValue`),_status)
+}
+    }
+    
+    
+
+    
+    /**
      * Every stored conflict, resolved ones included.
      */
     @Throws(SynclineException::class)override fun `allConflicts`(): List<Conflict> {
@@ -3337,6 +3423,23 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
     callWithHandle {
     uniffiRustCallWithError(SynclineException) { _status ->
     UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_all_conflicts(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Apply every held migration now, whatever the policy; returns how many changed a table.
+     */
+    @Throws(SynclineException::class)override fun `applyHeldMigrations`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_apply_held_migrations(
         it,
         _status)
 }
@@ -3377,6 +3480,26 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
 }
     }
     
+    
+
+    
+    /**
+     * Purge the tombstones every known peer has acknowledged and older than `retain_ms`, then
+     * vacuum the file (spec/merge-rules.md §8a). Afterwards a sender that has not seen a
+     * purged delete is refused with `NeedsSnapshot`.
+     */
+    @Throws(SynclineException::class)override fun `compact`(`retainMs`: kotlin.ULong): CompactReport {
+            return FfiConverterTypeCompactReport.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_compact(
+        it,
+        
+        FfiConverterULong.lower(`retainMs`),_status)
+}
+    }
+    )
+    }
     
 
     
@@ -3541,6 +3664,23 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
 
     
     /**
+     * The migration policy in force.
+     */
+    @Throws(SynclineException::class)override fun `migrationPolicy`(): MigrationPolicy {
+            return FfiConverterTypeMigrationPolicy.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_migration_policy(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * The database file.
      */override fun `path`(): kotlin.String {
             return FfiConverterString.lift(
@@ -3621,6 +3761,23 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
         it,
         
         FfiConverterOptionalULong.lower(`ms`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * What imports do with the migrations they receive (stored in the file; default `Apply`).
+     */
+    @Throws(SynclineException::class)override fun `setMigrationPolicy`(`policy`: MigrationPolicy)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_set_migration_policy(
+        it,
+        
+        FfiConverterTypeMigrationPolicy.lower(`policy`),_status)
 }
     }
     
@@ -4311,6 +4468,58 @@ public object FfiConverterTypeCellVersion: FfiConverterRustBuffer<CellVersion> {
 
 
 /**
+ * What `compact` did.
+ */
+data class CompactReport (
+    /**
+     * Tombstones purged.
+     */
+    var `purged`: kotlin.ULong
+    , 
+    /**
+     * File plus WAL size before and after, in bytes.
+     */
+    var `bytesBefore`: kotlin.ULong
+    , 
+    var `bytesAfter`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCompactReport: FfiConverterRustBuffer<CompactReport> {
+    override fun read(buf: ByteBuffer): CompactReport {
+        return CompactReport(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CompactReport) = (
+            FfiConverterULong.allocationSize(value.`purged`) +
+            FfiConverterULong.allocationSize(value.`bytesBefore`) +
+            FfiConverterULong.allocationSize(value.`bytesAfter`)
+    )
+
+    override fun write(value: CompactReport, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`purged`, buf)
+            FfiConverterULong.write(value.`bytesBefore`, buf)
+            FfiConverterULong.write(value.`bytesAfter`, buf)
+    }
+}
+
+
+
+/**
  * A conflict (the same cell changed on two replicas since they last synced).
  */
 data class Conflict (
@@ -4655,6 +4864,17 @@ data class ImportReport (
     var `released`: kotlin.ULong
     , 
     var `rejected`: kotlin.ULong
+    , 
+    /**
+     * Migrations the bundle carried that changed a local table (spec/schema-evolution.md).
+     */
+    var `migrated`: kotlin.ULong
+    , 
+    /**
+     * Changes for a column or table this replica's schema lacks: kept with their stamps,
+     * relayed to peers, and applied once the schema has them.
+     */
+    var `held`: kotlin.ULong
     
 ){
     
@@ -4679,6 +4899,8 @@ public object FfiConverterTypeImportReport: FfiConverterRustBuffer<ImportReport>
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
@@ -4690,7 +4912,9 @@ public object FfiConverterTypeImportReport: FfiConverterRustBuffer<ImportReport>
             FfiConverterULong.allocationSize(value.`conflicts`) +
             FfiConverterULong.allocationSize(value.`quarantined`) +
             FfiConverterULong.allocationSize(value.`released`) +
-            FfiConverterULong.allocationSize(value.`rejected`)
+            FfiConverterULong.allocationSize(value.`rejected`) +
+            FfiConverterULong.allocationSize(value.`migrated`) +
+            FfiConverterULong.allocationSize(value.`held`)
     )
 
     override fun write(value: ImportReport, buf: ByteBuffer) {
@@ -4702,6 +4926,8 @@ public object FfiConverterTypeImportReport: FfiConverterRustBuffer<ImportReport>
             FfiConverterULong.write(value.`quarantined`, buf)
             FfiConverterULong.write(value.`released`, buf)
             FfiConverterULong.write(value.`rejected`, buf)
+            FfiConverterULong.write(value.`migrated`, buf)
+            FfiConverterULong.write(value.`held`, buf)
     }
 }
 
@@ -4795,6 +5021,79 @@ public object FfiConverterTypeQueryRows: FfiConverterRustBuffer<QueryRows> {
 
 
 /**
+ * One entry of the schema log, as `status` reports it.
+ */
+data class SchemaChange (
+    var `table`: kotlin.String
+    , 
+    var `column`: kotlin.String
+    , 
+    /**
+     * The declared type, upper-cased.
+     */
+    var `declType`: kotlin.String
+    , 
+    /**
+     * `detected`, `local` or `remote`.
+     */
+    var `source`: kotlin.String
+    , 
+    /**
+     * `applied` or `held`.
+     */
+    var `state`: kotlin.String
+    , 
+    /**
+     * The stamp the change was recorded with.
+     */
+    var `hlc`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSchemaChange: FfiConverterRustBuffer<SchemaChange> {
+    override fun read(buf: ByteBuffer): SchemaChange {
+        return SchemaChange(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SchemaChange) = (
+            FfiConverterString.allocationSize(value.`table`) +
+            FfiConverterString.allocationSize(value.`column`) +
+            FfiConverterString.allocationSize(value.`declType`) +
+            FfiConverterString.allocationSize(value.`source`) +
+            FfiConverterString.allocationSize(value.`state`) +
+            FfiConverterULong.allocationSize(value.`hlc`)
+    )
+
+    override fun write(value: SchemaChange, buf: ByteBuffer) {
+            FfiConverterString.write(value.`table`, buf)
+            FfiConverterString.write(value.`column`, buf)
+            FfiConverterString.write(value.`declType`, buf)
+            FfiConverterString.write(value.`source`, buf)
+            FfiConverterString.write(value.`state`, buf)
+            FfiConverterULong.write(value.`hlc`, buf)
+    }
+}
+
+
+
+/**
  * The SQLite library bound in this process.
  */
 data class SqliteLibraryInfo (
@@ -4863,6 +5162,32 @@ data class Status (
      * Remote rows stamped too far ahead of the local clock, waiting in quarantine.
      */
     var `quarantined`: kotlin.ULong
+    , 
+    /**
+     * Tombstones (deleted rows' sync state) kept, and how many of them every known peer has
+     * acknowledged (what `compact` with no retention would purge).
+     */
+    var `tombstones`: kotlin.ULong
+    , 
+    var `purgeable`: kotlin.ULong
+    , 
+    /**
+     * Per origin site, the newest delete stamp compaction purged: a sender whose version
+     * vector does not cover it is refused with `NeedsSnapshot`.
+     */
+    var `purgeHorizon`: List<VersionEntry>
+    , 
+    /**
+     * The schema log: columns added through Syncline, detected, or received.
+     */
+    var `schemaChanges`: List<SchemaChange>
+    , 
+    /**
+     * Cells and rows kept for a column or table this replica's schema lacks.
+     */
+    var `heldCells`: kotlin.ULong
+    , 
+    var `heldRows`: kotlin.ULong
     
 ){
     
@@ -4887,6 +5212,12 @@ public object FfiConverterTypeStatus: FfiConverterRustBuffer<Status> {
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterSequenceTypeVersionEntry.read(buf),
+            FfiConverterSequenceTypeSchemaChange.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
@@ -4898,7 +5229,13 @@ public object FfiConverterTypeStatus: FfiConverterRustBuffer<Status> {
             FfiConverterSequenceTypeVersionEntry.allocationSize(value.`versionVector`) +
             FfiConverterULong.allocationSize(value.`unresolvedConflicts`) +
             FfiConverterULong.allocationSize(value.`rejected`) +
-            FfiConverterULong.allocationSize(value.`quarantined`)
+            FfiConverterULong.allocationSize(value.`quarantined`) +
+            FfiConverterULong.allocationSize(value.`tombstones`) +
+            FfiConverterULong.allocationSize(value.`purgeable`) +
+            FfiConverterSequenceTypeVersionEntry.allocationSize(value.`purgeHorizon`) +
+            FfiConverterSequenceTypeSchemaChange.allocationSize(value.`schemaChanges`) +
+            FfiConverterULong.allocationSize(value.`heldCells`) +
+            FfiConverterULong.allocationSize(value.`heldRows`)
     )
 
     override fun write(value: Status, buf: ByteBuffer) {
@@ -4910,6 +5247,12 @@ public object FfiConverterTypeStatus: FfiConverterRustBuffer<Status> {
             FfiConverterULong.write(value.`unresolvedConflicts`, buf)
             FfiConverterULong.write(value.`rejected`, buf)
             FfiConverterULong.write(value.`quarantined`, buf)
+            FfiConverterULong.write(value.`tombstones`, buf)
+            FfiConverterULong.write(value.`purgeable`, buf)
+            FfiConverterSequenceTypeVersionEntry.write(value.`purgeHorizon`, buf)
+            FfiConverterSequenceTypeSchemaChange.write(value.`schemaChanges`, buf)
+            FfiConverterULong.write(value.`heldCells`, buf)
+            FfiConverterULong.write(value.`heldRows`, buf)
     }
 }
 
@@ -5285,6 +5628,50 @@ public object FfiConverterTypeEventKind: FfiConverterRustBuffer<EventKind> {
     override fun allocationSize(value: EventKind) = 4UL
 
     override fun write(value: EventKind, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What imports do with the migrations they receive (spec/schema-evolution.md).
+ */
+
+enum class MigrationPolicy {
+    
+    /**
+     * Apply additive migrations to the local table as they arrive (the default).
+     */
+    APPLY,
+    /**
+     * Keep them (listed in `status` as held, relayed to peers) until the app applies them,
+     * by running the ALTER itself or calling `apply_held_migrations`.
+     */
+    HOLD;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeMigrationPolicy: FfiConverterRustBuffer<MigrationPolicy> {
+    override fun read(buf: ByteBuffer) = try {
+        MigrationPolicy.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: MigrationPolicy) = 4UL
+
+    override fun write(value: MigrationPolicy, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -6376,6 +6763,38 @@ public object FfiConverterOptionalTypeSynclineError: FfiConverterRustBuffer<Sync
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeValue: FfiConverterRustBuffer<Value?> {
+    override fun read(buf: ByteBuffer): Value? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeValue.read(buf)
+    }
+
+    override fun allocationSize(value: Value?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeValue.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Value?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeValue.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
     override fun read(buf: ByteBuffer): List<kotlin.String> {
         val len = buf.getInt()
@@ -6478,6 +6897,34 @@ public object FfiConverterSequenceTypePeerStatus: FfiConverterRustBuffer<List<Pe
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypePeerStatus.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeSchemaChange: FfiConverterRustBuffer<List<SchemaChange>> {
+    override fun read(buf: ByteBuffer): List<SchemaChange> {
+        val len = buf.getInt()
+        return List<SchemaChange>(len) {
+            FfiConverterTypeSchemaChange.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<SchemaChange>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeSchemaChange.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<SchemaChange>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeSchemaChange.write(it, buf)
         }
     }
 }

@@ -524,4 +524,93 @@ class SyncEngineTest {
         } catch (_: IllegalArgumentException) {
         }
     }
+
+    // ---- schema evolution and compaction (spec/schema-evolution.md, spec/merge-rules.md §8a) ----
+
+    @Test
+    fun addColumnReachesAnotherReplicaWithItsValues() {
+        replica("a").use { a ->
+            replica("b").use { b ->
+                a.addColumn("todos", "prio", "integer", Value.Integer(0))
+                a.exec("INSERT INTO todos(id, title, prio) VALUES ('1', 'milk', 5)")
+                a.exec("INSERT INTO todos(id, title) VALUES ('2', 'eggs')")
+                val change = a.status().schemaChanges.single()
+                assertEquals(SchemaChange("todos", "prio", "INTEGER", "local", "applied", change.hlc), change)
+                assertTrue(change.hlc > 0uL)
+                val report = sync(a, b)
+                assertEquals(1uL, report.migrated)
+                assertEquals(0uL, report.held)
+                assertEquals(
+                    listOf(listOf(Value.Text("1"), Value.Integer(5)), listOf(Value.Text("2"), Value.Integer(0))),
+                    b.rows("SELECT id, prio FROM todos ORDER BY id"),
+                )
+                val there = b.status().schemaChanges.single()
+                assertEquals(listOf("todos", "prio", "remote", "applied"), listOf(there.table, there.column, there.source, there.state))
+                assertEquals(a.stateHash(), b.stateHash())
+                // the core's checks come through as its error kinds
+                expectError<SynclineException.InvalidArgument> { a.addColumn("todos", "prio", "INTEGER") }
+                expectError<SynclineException.UnknownTable> { a.addColumn("nope", "x", "TEXT") }
+            }
+        }
+    }
+
+    @Test
+    fun heldMigrationsWaitForApplyHeldMigrations() {
+        replica("a").use { a ->
+            replica("b").use { b ->
+                assertEquals(MigrationPolicy.APPLY, b.migrationPolicy())
+                b.setMigrationPolicy(MigrationPolicy.HOLD)
+                assertEquals(MigrationPolicy.HOLD, b.migrationPolicy())
+                a.addColumn("todos", "prio", "INTEGER", Value.Integer(0))
+                a.exec("INSERT INTO todos(id, title, prio) VALUES ('1', 'milk', 5)")
+                val report = sync(a, b)
+                assertEquals(0uL, report.migrated)
+                assertTrue(report.held > 0uL, "$report")
+                var s = b.status()
+                assertEquals("held", s.schemaChanges.single().state)
+                assertTrue(s.heldCells > 0uL, "$s")
+                assertFalse("prio" in b.query("SELECT * FROM todos LIMIT 0", emptyList()).columns)
+                assertEquals(listOf(listOf(Value.Text("milk"))), b.rows("SELECT title FROM todos"))
+                assertEquals(1uL, b.applyHeldMigrations())
+                assertEquals(0uL, b.applyHeldMigrations(), "nothing is held any more")
+                assertEquals(listOf(listOf(Value.Integer(5))), b.rows("SELECT prio FROM todos WHERE id = '1'"))
+                s = b.status()
+                assertEquals("applied", s.schemaChanges.single().state)
+                assertEquals(0uL, s.heldCells)
+                assertEquals(0uL, s.heldRows)
+                assertEquals(a.stateHash(), b.stateHash())
+            }
+        }
+    }
+
+    @Test
+    fun compactPurgesAnAcknowledgedDelete() {
+        replica("a").use { a ->
+            replica("b").use { b ->
+                a.exec("INSERT INTO todos(id, title) VALUES ('1', 'milk'), ('2', 'eggs')")
+                sync(a, b)
+                a.exec("DELETE FROM todos WHERE id = '1'")
+                var s = a.status()
+                assertEquals(1uL to 0uL, s.tombstones to s.purgeable, "b has not seen the delete")
+                assertEquals(0uL, a.compact(0uL).purged)
+                sync(a, b)
+                sync(b, a) // b's answer acknowledges the delete
+                s = a.status()
+                assertEquals(1uL to 1uL, s.tombstones to s.purgeable)
+                assertTrue(s.purgeHorizon.isEmpty(), "nothing purged yet")
+                assertEquals(0uL, a.compact(3_600_000uL).purged, "retention keeps a young tombstone")
+                val report = a.compact(0uL)
+                assertEquals(1uL, report.purged)
+                assertTrue(report.bytesBefore > 0uL && report.bytesAfter > 0uL, "$report")
+                s = a.status()
+                assertEquals(0uL to 0uL, s.tombstones to s.purgeable)
+                // the purged delete's origin and stamp: a sender that has not seen it gets NeedsSnapshot
+                val horizon = s.purgeHorizon.single()
+                assertEquals(a.siteId(), horizon.siteId)
+                assertTrue(horizon.hlc > 0uL)
+                assertEquals(listOf(listOf(Value.Text("2"))), a.rows("SELECT id FROM todos"))
+                assertEquals(listOf(listOf(Value.Text("2"))), b.rows("SELECT id FROM todos"))
+            }
+        }
+    }
 }

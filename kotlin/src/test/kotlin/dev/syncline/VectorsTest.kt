@@ -29,7 +29,7 @@ class VectorFailure(message: String) : AssertionError(message)
 
 /** Keys every import step's report has; the optional ones are compared when present. */
 val REQUIRED_REPORT_KEYS = listOf("applied", "already_known", "conflicts", "rejected")
-val OPTIONAL_REPORT_KEYS = listOf("quarantined", "released")
+val OPTIONAL_REPORT_KEYS = listOf("quarantined", "released", "migrated", "held")
 
 fun reportField(r: ImportReport, key: String): ULong = when (key) {
     "applied" -> r.applied
@@ -38,6 +38,8 @@ fun reportField(r: ImportReport, key: String): ULong = when (key) {
     "rejected" -> r.rejected
     "quarantined" -> r.quarantined
     "released" -> r.released
+    "migrated" -> r.migrated
+    "held" -> r.held
     else -> throw VectorFailure("unknown report key $key")
 }
 
@@ -219,6 +221,43 @@ fun runScenario(scenario: File, dir: File) {
                     val want = step.getLong("count")
                     if (got != want) throw VectorFailure("$at: $got open conflicts, want $want")
                 }
+                step.has("migrate") -> {
+                    // spec/vectors/migrations (README.md there): the steps of schema evolution
+                    val e = rep(step.getString("migrate"))
+                    val dflt = if (step.has("default")) taggedValue(step.get("default")) else Value.Null
+                    val call = { e.addColumn(step.getString("table"), step.getString("add_column"), step.getString("type"), dflt) }
+                    if (step.has("error")) {
+                        val want = step.getString("error")
+                        val ok = try {
+                            call()
+                            true
+                        } catch (err: SynclineException) {
+                            if (err.code != want) throw VectorFailure("$at: expected $want, got ${err.code}: ${err.text}")
+                            false
+                        }
+                        if (ok) throw VectorFailure("$at: expected $want, add_column succeeded")
+                    } else {
+                        try {
+                            call()
+                        } catch (err: SynclineException) {
+                            throw VectorFailure("$at: ${err.code}: ${err.text}")
+                        }
+                    }
+                }
+                step.has("migration_policy") -> {
+                    val policy = when (val p = step.getString("policy")) {
+                        "apply" -> MigrationPolicy.APPLY
+                        "hold" -> MigrationPolicy.HOLD
+                        else -> throw VectorFailure("$at: unknown policy $p")
+                    }
+                    rep(step.getString("migration_policy")).setMigrationPolicy(policy)
+                }
+                step.has("apply_held_migrations") -> {
+                    val got = rep(step.getString("apply_held_migrations")).applyHeldMigrations()
+                    val want = step.getLong("count").toULong()
+                    if (got != want) throw VectorFailure("$at: apply_held_migrations returned $got, want $want")
+                }
+                step.has("enable") -> rep(step.getString("enable")).enableSync(step.getString("table"))
                 else -> throw VectorFailure("$at: unknown step $step")
             }
         }
@@ -247,11 +286,16 @@ fun runScenario(scenario: File, dir: File) {
     }
 }
 
-/** Every scenario of spec/vectors (interop.json is the interop script, not a scenario). */
-fun scenarioFiles(): List<File> =
-    (VECTORS_DIR.listFiles() ?: emptyArray())
+/**
+ * Every scenario of spec/vectors (interop.json is the interop script, not a scenario), then those
+ * of spec/vectors/migrations (the schema-evolution steps).
+ */
+fun scenarioFiles(): List<File> {
+    fun jsons(d: File) = (d.listFiles() ?: emptyArray())
         .filter { it.isFile && it.name.endsWith(".json") && it.name != "interop.json" }
         .sortedBy { it.name }
+    return jsons(VECTORS_DIR) + jsons(VECTORS_DIR.resolve("migrations"))
+}
 
 class VectorsTest {
     @TempDir
@@ -261,15 +305,30 @@ class VectorsTest {
     fun theVectorsArePresent() {
         assertTrue(scenarioFiles().size >= 12, "the vectors are missing from $VECTORS_DIR")
         assertTrue(scenarioFiles().any { it.name == "12-hostile-bundles.json" }, "the hostile-bundle scenario is run")
+        assertTrue(scenarioFiles().count { it.parentFile.name == "migrations" } >= 2, "the migration vectors are run")
     }
 
     /** One test per scenario. */
     @TestFactory
     fun goldenVectors(): List<DynamicTest> = scenarioFiles().map { f ->
-        DynamicTest.dynamicTest(f.nameWithoutExtension) {
+        DynamicTest.dynamicTest((if (f.parentFile.name == "migrations") "migrations/" else "") + f.nameWithoutExtension) {
             val sub = Files.createTempDirectory(dir, f.nameWithoutExtension).toFile()
             runScenario(f, sub)
         }
+    }
+
+    /** The migration steps are checked too: a wrong `held` count in an import report fails the run. */
+    @Test
+    fun theRunnerNoticesAWrongHeldCount() {
+        val sc = JSONObject(VECTORS_DIR.resolve("migrations/02-held-migration-and-table.json").readText())
+        val steps = sc.getJSONArray("steps")
+        val report = (0 until steps.length()).map { steps.getJSONObject(it) }
+            .mapNotNull { it.optJSONObject("report") }.first { it.has("held") }
+        report.put("held", report.getLong("held") + 1)
+        val file = dir.resolve("scenario.json").toFile().apply { writeText(sc.toString()) }
+        val sub = Files.createTempDirectory(dir, "run").toFile()
+        val e = assertThrows<VectorFailure> { runScenario(file, sub) }
+        assertTrue(e.message!!.contains("import report") && e.message!!.contains("held"), e.message)
     }
 
     /** The runner itself refuses a wrong expectation (a changed state hash), so a green run means something. */
