@@ -868,9 +868,9 @@ impl Engine {
 
     /// Add a column to a synced table through Syncline (ALTER, capture and a migration that
     /// travels in bundles, in one transaction).
-    #[pyo3(signature = (table, column, decl_type, default=PyValue(sl::Value::Null)))]
-    fn add_column(&self, py: Python<'_>, table: &str, column: &str, decl_type: &str, default: PyValue) -> PyResult<()> {
-        let default = default.0;
+    #[pyo3(signature = (table, column, decl_type, default=None))]
+    fn add_column(&self, py: Python<'_>, table: &str, column: &str, decl_type: &str, default: Option<PyValue>) -> PyResult<()> {
+        let default = default.map_or(sl::Value::Null, |v| v.0);
         self.run(py, |e| e.add_column(table, column, decl_type, default))
     }
     /// "apply" (default) or "hold": what imports do with the migrations they receive.
