@@ -1077,6 +1077,11 @@ impl Task for ImportTask {
     type JsValue = ImportReport;
     fn compute(&mut self) -> napi::Result<Self::Output> {
         let core = &self.shared.core;
+        // The core decodes a bundle before it looks at the connection: a closed engine still
+        // answers Closed first, as every other call does.
+        if core.is_closed() {
+            return Ok(Err(syncline::Error::new(ErrorKind::Closed, "the engine is closed")));
+        }
         Ok(match self.source.take() {
             Some(Ok(Source::Bytes(b))) => core.import_bundle(&b),
             Some(Ok(Source::Path(p))) => core.import_bundle_file(p),
