@@ -11,6 +11,8 @@ export type SqlValue = null | number | bigint | string | Uint8Array
 
 /** Conflict strategy of a synced table. */
 export type Strategy = 'lww' | 'manual' | 'prefer_local' | 'prefer_remote' | 'custom'
+/** What imports do with received migrations (spec/schema-evolution.md). */
+export type MigrationPolicy = 'apply' | 'hold'
 
 /** How a conflict is settled (by `resolve` or by a custom resolver). */
 export type Resolution =

@@ -271,6 +271,11 @@ pub struct ImportReport {
     /// Changes refused by a local constraint or stamped beyond the quarantine horizon (kept
     /// in `_syncline_rejected`).
     pub rejected: i64,
+    /// Migrations the bundle carried that changed a local table.
+    pub migrated: i64,
+    /// Changes for a column or table this replica's schema lacks: kept with their stamps,
+    /// relayed to peers, applied once the schema has them.
+    pub held: i64,
 }
 
 impl From<syncline::ImportReport> for ImportReport {
@@ -284,8 +289,36 @@ impl From<syncline::ImportReport> for ImportReport {
             quarantined: count(r.quarantined),
             released: count(r.released),
             rejected: count(r.rejected),
+            migrated: count(r.migrated),
+            held: count(r.held),
         }
     }
+}
+
+/// What a compaction did.
+#[napi(object, object_from_js = false)]
+pub struct CompactReport {
+    /// Tombstones purged.
+    pub purged: i64,
+    /// The database file's size (with its WAL) before and after.
+    pub bytes_before: i64,
+    pub bytes_after: i64,
+}
+
+/// A column registered after its table was enabled (the schema log).
+#[napi(object, object_from_js = false)]
+pub struct SchemaChange {
+    pub table: String,
+    pub column: String,
+    /// The declared type, upper-cased.
+    pub decl_type: String,
+    /// How it came: an ALTER by another writer, a migration made here, or one received.
+    #[napi(ts_type = "'detected' | 'local' | 'remote'")]
+    pub source: String,
+    /// `'held'`: received while the policy holds migrations, not applied yet.
+    #[napi(ts_type = "'applied' | 'held'")]
+    pub state: String,
+    pub hlc: u64,
 }
 
 /// What a written bundle holds.
@@ -430,6 +463,18 @@ pub struct EngineStatus {
     /// Remote rows stamped too far ahead of the local clock, waiting in
     /// `_syncline_quarantine` until the clock catches up.
     pub quarantined: i64,
+    /// Shadow rows of deleted rows.
+    pub tombstones: i64,
+    /// Tombstones every known peer acknowledged (what `compact()` with no retention purges).
+    pub purgeable: i64,
+    /// Per origin site, the newest delete stamp purged by compaction.
+    pub purge_horizon: Vec<VersionEntry>,
+    /// Columns registered after their table was enabled, oldest first.
+    pub schema_changes: Vec<SchemaChange>,
+    /// Cells held for columns this replica lacks.
+    pub held_cells: i64,
+    /// Rows held for tables not enabled here.
+    pub held_rows: i64,
 }
 
 fn status(s: syncline::Status) -> EngineStatus {
@@ -450,6 +495,16 @@ fn status(s: syncline::Status) -> EngineStatus {
         unresolved_conflicts: count(s.unresolved_conflicts),
         rejected: count(s.rejected),
         quarantined: count(s.quarantined),
+        tombstones: count(s.tombstones),
+        purgeable: count(s.purgeable),
+        purge_horizon: vv(s.purge_horizon),
+        schema_changes: s
+            .schema_changes
+            .into_iter()
+            .map(|c| SchemaChange { table: c.table, column: c.column, decl_type: c.decl_type, source: c.source, state: c.state, hlc: c.hlc })
+            .collect(),
+        held_cells: count(s.held_cells),
+        held_rows: count(s.held_rows),
     }
 }
 
@@ -1022,6 +1077,11 @@ impl Task for ImportTask {
     type JsValue = ImportReport;
     fn compute(&mut self) -> napi::Result<Self::Output> {
         let core = &self.shared.core;
+        // The core decodes a bundle before it looks at the connection: a closed engine still
+        // answers Closed first, as every other call does.
+        if core.is_closed() {
+            return Ok(Err(syncline::Error::new(ErrorKind::Closed, "the engine is closed")));
+        }
         Ok(match self.source.take() {
             Some(Ok(Source::Bytes(b))) => core.import_bundle(&b),
             Some(Ok(Source::Path(p))) => core.import_bundle_file(p),
@@ -1204,6 +1264,53 @@ impl SyncEngine {
     #[napi]
     pub fn status(&self) -> napi::Result<EngineStatus, Code> {
         sync(self.shared.core().and_then(|c| c.status())).map(status)
+    }
+
+    /// Add a column to a synced table through Syncline: the ALTER, its capture and a migration
+    /// stamped with the clock, in one transaction. The migration travels in bundles; peers
+    /// apply it (or hold it, see `setMigrationPolicy`) before the rows that use the column.
+    /// `declType` is a plain SQLite type name, `defaultValue` what rows that never set it hold
+    /// (default null).
+    #[napi(ts_args_type = "table: string, column: string, declType: string, defaultValue?: SqlValue")]
+    pub fn add_column(&self, table: String, column: String, decl_type: String, default_value: Option<Param>) -> napi::Result<(), Code> {
+        sync((|| {
+            let default = match default_value {
+                Some(p) => p.0.map_err(|m| invalid(format!("defaultValue: {m}")))?,
+                None => Value::Null,
+            };
+            self.shared.core()?.add_column(&table, &column, &decl_type, default)
+        })())
+    }
+
+    /// What imports do with received migrations: `'apply'` (the default) or `'hold'` (listed
+    /// in `status().schemaChanges` as held, for the app to apply). Stored in the file.
+    #[napi(ts_args_type = "policy: MigrationPolicy")]
+    pub fn set_migration_policy(&self, policy: String) -> napi::Result<(), Code> {
+        sync((|| self.shared.core()?.set_migration_policy(policy.parse()?))())
+    }
+
+    /// The migration policy in force.
+    #[napi(ts_return_type = "MigrationPolicy")]
+    pub fn migration_policy(&self) -> napi::Result<String, Code> {
+        sync(self.shared.core().and_then(|c| c.migration_policy())).map(|p| p.as_str().to_owned())
+    }
+
+    /// Apply every held migration now, whatever the policy; returns how many changed a table.
+    #[napi]
+    pub fn apply_held_migrations(&self) -> napi::Result<i64, Code> {
+        sync(self.shared.core().and_then(|c| c.apply_held_migrations())).map(count)
+    }
+
+    /// Purge the tombstones every known peer acknowledged that are older than `retainMs`
+    /// (default 0), then vacuum the file (spec/merge-rules.md §8a). With no peer known nothing
+    /// is purged; afterwards a sender that missed a purged delete gets `NeedsSnapshot`.
+    #[napi]
+    pub fn compact(&self, retain_ms: Option<i64>) -> napi::Result<CompactReport, Code> {
+        sync((|| {
+            let retain = millis("retainMs", retain_ms.unwrap_or(0))?;
+            self.shared.core()?.compact(retain)
+        })())
+        .map(|r| CompactReport { purged: count(r.purged), bytes_before: count(r.bytes_before), bytes_after: count(r.bytes_after) })
     }
 
     /// A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal

@@ -23,6 +23,10 @@ import {
   type SqliteDatabase,
   type SqliteLibrary,
   type BundleStats,
+  type CompactReport,
+  type MigrationPolicy,
+  type SchemaChange,
+  type VersionEntry,
   type ChangeEvent,
   type Conflict,
   type ConflictInput,
@@ -105,6 +109,41 @@ test('typed API', async () => {
       assert.ok(isSynclineError(e))
       assert.equal(e.code, 'InvalidBundle')
     }
+    // schema evolution: a column added on a, held by b until it applies it
+    const policy: MigrationPolicy = 'hold'
+    b.setMigrationPolicy(policy)
+    const now: MigrationPolicy = b.migrationPolicy()
+    assert.equal(now, 'hold')
+    a.addColumn('notes', 'prio', 'INTEGER', 3)
+    a.addColumn('notes', 'tag', 'TEXT')
+    const moved: ImportReport = await b.importBundle(await a.generateBundle({ peer: b.siteId }))
+    const migrated: number = moved.migrated
+    const heldChanges: number = moved.held
+    assert.equal(migrated, 0)
+    assert.ok(heldChanges >= 0)
+    const changes: SchemaChange[] = b.status().schemaChanges
+    const state: 'applied' | 'held' = changes[0].state
+    const source: 'detected' | 'local' | 'remote' = changes[0].source
+    const stamp: bigint = changes[0].hlc
+    assert.deepEqual([state, source, changes[0].declType], ['held', 'remote', 'INTEGER'])
+    assert.ok(stamp > 0n)
+    const appliedNow: number = b.applyHeldMigrations()
+    assert.equal(appliedNow, 2)
+    const heldCells: number = b.status().heldCells
+    const heldRows: number = b.status().heldRows
+    assert.deepEqual([heldCells, heldRows], [0, 0])
+    // @ts-expect-error: not a migration policy
+    assert.throws(() => b.setMigrationPolicy('later'))
+    // compaction: nothing acknowledged to purge here
+    const compacted: CompactReport = b.compact(0)
+    const purged: number = compacted.purged
+    assert.equal(purged, 0)
+    assert.ok(compacted.bytesAfter > 0 && compacted.bytesBefore > 0)
+    assert.equal(b.compact().purged, 0)
+    const tomb: number = b.status().tombstones + b.status().purgeable
+    assert.equal(tomb, 0)
+    const horizon: VersionEntry[] = b.status().purgeHorizon
+    assert.deepEqual(horizon, [])
     b.setManualClock(Date.now())
     b.setManualClock(null)
     b.setStrategy('notes', 'lww')

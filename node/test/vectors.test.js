@@ -27,17 +27,31 @@ const REPORT_FIELDS = {
   rejected: 'rejected',
   quarantined: 'quarantined',
   released: 'released',
+  migrated: 'migrated',
+  held: 'held',
 }
-/** Always present; quarantined and released are optional (compared when present). */
+/** Always present; the others are optional (compared when present). */
 const REPORT_KEYS = ['applied', 'already_known', 'conflicts', 'rejected']
 
-/** Every scenario file (interop.json is the interop script, not a scenario). */
+/** Every scenario file (interop.json is the interop script, not a scenario), then those of
+ * spec/vectors/migrations (schema-evolution steps, its README.md) as `migrations/NAME.json`. */
 function scenarioFiles() {
   if (!fs.existsSync(VECTORS)) return []
-  return fs
+  const top = fs
     .readdirSync(VECTORS)
     .filter((f) => f.endsWith('.json') && f !== 'interop.json')
     .sort()
+  return top.concat(migrationFiles())
+}
+
+function migrationFiles() {
+  const dir = path.join(VECTORS, 'migrations')
+  if (!fs.existsSync(dir)) return []
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => `migrations/${f}`)
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
@@ -222,6 +236,26 @@ async function run(t, file) {
       e.resolve(c.id, resolution)
     } else if (step.conflicts !== undefined) {
       assert.equal(rep(step.conflicts).conflicts().length, step.count, `${at}: open conflicts`)
+    } else if (step.migrate !== undefined) {
+      const e = rep(step.migrate)
+      const dflt = step.default !== undefined ? param(step.default) : null
+      const call = () => e.addColumn(step.table, step.add_column, step.type, dflt)
+      if (step.error !== undefined) {
+        assert.throws(call, (err) => {
+          assert.equal(err.code, step.error, `${at}: error code of: ${err.message}`)
+          return true
+        })
+      } else {
+        call()
+      }
+    } else if (step.migration_policy !== undefined) {
+      const e = rep(step.migration_policy)
+      e.setMigrationPolicy(step.policy)
+      assert.equal(e.migrationPolicy(), step.policy, `${at}: policy`)
+    } else if (step.apply_held_migrations !== undefined) {
+      assert.equal(rep(step.apply_held_migrations).applyHeldMigrations(), step.count, `${at}: migrations applied`)
+    } else if (step.enable !== undefined) {
+      rep(step.enable).enableSync(step.table)
     } else {
       throw new Error(`${at}: unknown step ${JSON.stringify(step)}`)
     }
@@ -252,6 +286,7 @@ test('the golden vectors are found (SYNCLINE_REPO)', () => {
   assert.ok(fs.existsSync(VECTORS), `no ${VECTORS}: set SYNCLINE_REPO to the repository root`)
   assert.ok(scenarioFiles().length >= 12, `the vectors are missing from ${VECTORS}`)
   assert.ok(scenarioFiles().includes('12-hostile-bundles.json'), 'the hostile-bundle scenario is run')
+  assert.ok(migrationFiles().length >= 2, 'spec/vectors/migrations is run')
 })
 
 for (const file of scenarioFiles()) {

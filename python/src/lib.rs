@@ -313,6 +313,10 @@ struct ImportReport {
     /// Changes quarantined by earlier imports and applied by this one.
     released: u64,
     rejected: u64,
+    /// Migrations the bundle carried that changed a local table.
+    migrated: u64,
+    /// Changes for a column or table this replica's schema lacks (kept, relayed, applied later).
+    held: u64,
 }
 
 #[pymethods]
@@ -334,7 +338,7 @@ impl ImportReport {
     }
     fn __repr__(&self) -> String {
         format!(
-            "ImportReport(sender={}, rows={}, applied={}, already_known={}, conflicts={}, quarantined={}, released={}, rejected={})",
+            "ImportReport(sender={}, rows={}, applied={}, already_known={}, conflicts={}, quarantined={}, released={}, rejected={}, migrated={}, held={})",
             self.sender.as_ref().map_or("None".to_owned(), |s| format!("'{s}'")),
             self.rows,
             self.applied,
@@ -342,7 +346,9 @@ impl ImportReport {
             self.conflicts,
             self.quarantined,
             self.released,
-            self.rejected
+            self.rejected,
+            self.migrated,
+            self.held
         )
     }
 }
@@ -358,6 +364,8 @@ impl From<sl::ImportReport> for ImportReport {
             quarantined: r.quarantined,
             released: r.released,
             rejected: r.rejected,
+            migrated: r.migrated,
+            held: r.held,
         }
     }
 }
@@ -374,6 +382,47 @@ struct BundleStats {
 impl BundleStats {
     fn __repr__(&self) -> String {
         format!("BundleStats(rows={}, changes={}, bytes={})", self.rows, self.changes, self.bytes)
+    }
+}
+
+/// What a compaction did.
+#[pyclass(frozen, get_all, module = "syncline")]
+struct CompactReport {
+    /// Tombstones purged.
+    purged: u64,
+    /// The database file's size (with its WAL) before and after.
+    bytes_before: u64,
+    bytes_after: u64,
+}
+
+#[pymethods]
+impl CompactReport {
+    fn __repr__(&self) -> String {
+        format!("CompactReport(purged={}, bytes_before={}, bytes_after={})", self.purged, self.bytes_before, self.bytes_after)
+    }
+}
+
+/// One entry of the schema log: a column registered after its table was enabled.
+#[pyclass(frozen, get_all, module = "syncline")]
+struct SchemaChange {
+    table: String,
+    column: String,
+    /// The declared type, upper-cased.
+    decl_type: String,
+    /// "detected", "local" or "remote".
+    source: String,
+    /// "applied" or "held".
+    state: String,
+    hlc: u64,
+}
+
+#[pymethods]
+impl SchemaChange {
+    fn __repr__(&self) -> String {
+        format!(
+            "SchemaChange(table='{}', column='{}', decl_type='{}', source='{}', state='{}', hlc={})",
+            self.table, self.column, self.decl_type, self.source, self.state, self.hlc
+        )
     }
 }
 
@@ -424,13 +473,25 @@ struct Status {
     rejected: u64,
     /// Rows waiting in `_syncline_quarantine` for the local clock to catch up.
     quarantined: u64,
+    /// Tombstones, and how many every known peer acknowledged (what `compact(0)` would purge).
+    tombstones: u64,
+    purgeable: u64,
+    /// Per origin site, the newest delete stamp purged by compaction.
+    purge_horizon: Py<PyDict>,
+    /// Columns registered after their table was enabled (list of SchemaChange), oldest first.
+    schema_changes: Py<PyList>,
+    /// Cells held for columns this replica lacks.
+    held_cells: u64,
+    /// Rows held for tables not enabled here.
+    held_rows: u64,
 }
 
 #[pymethods]
 impl Status {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
-            "Status(site_id='{}', hlc={}, tables={}, peers={}, version_vector={}, unresolved_conflicts={}, rejected={}, quarantined={})",
+            "Status(site_id='{}', hlc={}, tables={}, peers={}, version_vector={}, unresolved_conflicts={}, rejected={}, quarantined={}, \
+             tombstones={}, purgeable={}, purge_horizon={}, schema_changes={}, held_cells={}, held_rows={})",
             self.site_id,
             self.hlc,
             self.tables.bind(py).repr()?,
@@ -438,7 +499,13 @@ impl Status {
             self.version_vector.bind(py).repr()?,
             self.unresolved_conflicts,
             self.rejected,
-            self.quarantined
+            self.quarantined,
+            self.tombstones,
+            self.purgeable,
+            self.purge_horizon.bind(py).repr()?,
+            self.schema_changes.bind(py).repr()?,
+            self.held_cells,
+            self.held_rows
         ))
     }
 }
@@ -464,6 +531,23 @@ fn status_to_py(py: Python<'_>, s: &sl::Status) -> PyResult<Status> {
             Py::new(py, PeerStatus { site_id: p.site_id.to_hex(), version_vector: vv_to_py(py, &p.version_vector)?, pending: p.pending })
         })
         .collect::<PyResult<Vec<_>>>()?;
+    let changes = s
+        .schema_changes
+        .iter()
+        .map(|c| {
+            Py::new(
+                py,
+                SchemaChange {
+                    table: c.table.clone(),
+                    column: c.column.clone(),
+                    decl_type: c.decl_type.clone(),
+                    source: c.source.clone(),
+                    state: c.state.clone(),
+                    hlc: c.hlc,
+                },
+            )
+        })
+        .collect::<PyResult<Vec<_>>>()?;
     Ok(Status {
         site_id: s.site_id.to_hex(),
         hlc: s.hlc,
@@ -473,6 +557,12 @@ fn status_to_py(py: Python<'_>, s: &sl::Status) -> PyResult<Status> {
         unresolved_conflicts: s.unresolved_conflicts,
         rejected: s.rejected,
         quarantined: s.quarantined,
+        tombstones: s.tombstones,
+        purgeable: s.purgeable,
+        purge_horizon: vv_to_py(py, &s.purge_horizon)?,
+        schema_changes: PyList::new(py, changes)?.unbind(),
+        held_cells: s.held_cells,
+        held_rows: s.held_rows,
     })
 }
 
@@ -774,6 +864,33 @@ impl Engine {
     fn status(&self, py: Python<'_>) -> PyResult<Status> {
         let s = self.run(py, |e| e.status())?;
         status_to_py(py, &s)
+    }
+
+    /// Add a column to a synced table through Syncline (ALTER, capture and a migration that
+    /// travels in bundles, in one transaction).
+    #[pyo3(signature = (table, column, decl_type, default=None))]
+    fn add_column(&self, py: Python<'_>, table: &str, column: &str, decl_type: &str, default: Option<PyValue>) -> PyResult<()> {
+        let default = default.map_or(sl::Value::Null, |v| v.0);
+        self.run(py, |e| e.add_column(table, column, decl_type, default))
+    }
+    /// "apply" (default) or "hold": what imports do with the migrations they receive.
+    fn set_migration_policy(&self, py: Python<'_>, policy: &str) -> PyResult<()> {
+        let policy: sl::MigrationPolicy = policy.parse().py_err()?;
+        self.run(py, |e| e.set_migration_policy(policy))
+    }
+    fn migration_policy(&self, py: Python<'_>) -> PyResult<String> {
+        self.run(py, |e| e.migration_policy()).map(|p| p.as_str().to_owned())
+    }
+    /// Apply every held migration now; returns how many changed a table.
+    fn apply_held_migrations(&self, py: Python<'_>) -> PyResult<u64> {
+        self.run(py, |e| e.apply_held_migrations())
+    }
+    /// Purge acknowledged tombstones older than `retain` seconds, then vacuum.
+    #[pyo3(signature = (retain=0.0))]
+    fn compact(&self, py: Python<'_>, retain: f64) -> PyResult<CompactReport> {
+        let retain = seconds("retain", retain)?;
+        let r = self.run(py, |e| e.compact(retain))?;
+        Ok(CompactReport { purged: r.purged, bytes_before: r.bytes_before, bytes_after: r.bytes_after })
     }
 
     fn state_hash(&self, py: Python<'_>) -> PyResult<String> {
@@ -1114,6 +1231,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ImportReport>()?;
     m.add_class::<BundleStats>()?;
     m.add_class::<Status>()?;
+    m.add_class::<CompactReport>()?;
+    m.add_class::<SchemaChange>()?;
     m.add_class::<TableStatus>()?;
     m.add_class::<PeerStatus>()?;
     m.add_class::<Event>()?;

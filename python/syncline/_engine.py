@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, List, Literal, Optional, Sequence, T
 from . import _native, _sqlite
 from ._native import (
     BundleStats,
+    CompactReport,
     Conflict,
     Event,
     ImportReport,
@@ -46,6 +47,8 @@ StrPath: TypeAlias = Union[str, "os.PathLike[str]"]
 BundleSource: TypeAlias = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
 Strategy: TypeAlias = Literal["lww", "manual", "prefer_local", "prefer_remote", "custom"]
 """Conflict strategies, chosen per table."""
+MigrationPolicy: TypeAlias = Literal["apply", "hold"]
+"""What imports do with the migrations they receive (spec/schema-evolution.md)."""
 Resolver: TypeAlias = Callable[[Conflict], Resolution]
 """A custom resolver: shown the conflict, returns Resolution.LOCAL / REMOTE / with_value(v)."""
 
@@ -394,6 +397,35 @@ class SyncEngine:
         """SHA-256 (hex) of every synced row and its sync state; equal on converged replicas
         (spec/merge-rules.md section 9)."""
         return self._engine.state_hash()
+
+    # -- schema evolution and compaction ---------------------------------------------------
+
+    def add_column(self, table: str, column: str, decl_type: str, default: SqlParam = None) -> None:
+        """Add a column to a synced table through Syncline: the ALTER, its capture and a
+        migration stamped with the clock, in one transaction. The migration travels in bundles;
+        peers apply it (or hold it, see `set_migration_policy`) before the rows that use it.
+        `decl_type` is a plain SQLite type name, `default` the value of rows that never set it
+        (spec/schema-evolution.md)."""
+        self._engine.add_column(table, column, decl_type, default)
+
+    def set_migration_policy(self, policy: MigrationPolicy) -> None:
+        """What imports do with received migrations: "apply" (the default) or "hold" (listed in
+        `status().schema_changes` as held, for the app to apply). Stored in the file."""
+        self._engine.set_migration_policy(policy)
+
+    def migration_policy(self) -> MigrationPolicy:
+        """The migration policy in force: "apply" or "hold"."""
+        return self._engine.migration_policy()
+
+    def apply_held_migrations(self) -> int:
+        """Apply every held migration now, whatever the policy; returns how many changed a table."""
+        return self._engine.apply_held_migrations()
+
+    def compact(self, retain: float = 0.0) -> CompactReport:
+        """Purge the tombstones every known peer acknowledged that are older than `retain`
+        seconds, then vacuum the file (spec/merge-rules.md section 8a). With no peer known nothing
+        is purged; afterwards a sender that missed a purged delete gets `NeedsSnapshotError`."""
+        return self._engine.compact(retain)
 
     def subscribe(self, callback: Callable[[Event], object]) -> Subscription:
         """Call `callback(event)` for every change: local writes by any connection (noticed

@@ -107,23 +107,32 @@ def test_corrupt_bundles_raise_and_change_nothing(make_replica: MakeReplica) -> 
     assert (todos(b), status.hlc, status.peers) == before
 
 
-def test_bundle_naming_a_table_not_synced_here(make_replica: MakeReplica) -> None:
+def test_bundle_naming_a_table_not_synced_here_is_held(make_replica: MakeReplica) -> None:
+    # spec/schema-evolution.md section 5: rows of a table not enabled here are kept, not refused.
     a = make_replica("a")
     b = make_replica("b", enable=False)
     a.execute("INSERT INTO todos(id, title) VALUES (1, 'a')")
-    with pytest.raises(syncline.UnknownTableError, match="todos"):
-        sync(a, b)
+    report = sync(a, b)
+    assert report.held > 0
+    assert b.status().held_rows == 1
     assert b.query("SELECT count(*) FROM todos") == [(0,)]
+    b.enable_sync("todos")
+    assert b.status().held_rows == 0
+    assert todos(b) == [(1, "a", 0, None)]
 
 
-def test_bundle_naming_an_unknown_column(make_replica: MakeReplica) -> None:
+def test_bundle_naming_an_unknown_column_is_held(make_replica: MakeReplica) -> None:
     a = make_replica("a", enable=False)
     a.execute_batch("ALTER TABLE todos ADD COLUMN extra TEXT")
     a.enable_sync("todos")
     a.execute("INSERT INTO todos(id, extra) VALUES (1, 'e')")
     b = make_replica("b")
-    with pytest.raises(syncline.UnknownColumnError, match="extra"):
-        sync(a, b)
+    report = sync(a, b)
+    assert report.held > 0
+    assert b.status().held_cells > 0
+    b.add_column("todos", "extra", "TEXT")  # b gets the column: the held cell applies
+    assert list(b.query("SELECT id, extra FROM todos")) == [(1, "e")]
+    assert b.status().held_cells == 0
 
 
 def test_far_future_bundles_are_quarantined(make_replica: MakeReplica) -> None:

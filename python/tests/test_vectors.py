@@ -17,11 +17,14 @@ import syncline
 from syncline import Resolution, SyncEngine
 
 VECTORS = pathlib.Path(__file__).resolve().parents[2] / "spec" / "vectors"
-SCENARIOS = sorted(p for p in VECTORS.glob("*.json") if p.name != "interop.json")
+# spec/vectors/migrations holds the scenarios with schema-evolution steps (its README.md).
+SCENARIOS = sorted(p for p in VECTORS.glob("*.json") if p.name != "interop.json") + sorted(
+    (VECTORS / "migrations").glob("*.json")
+)
 # An import step's report always has these keys...
 REPORT_KEYS = ["applied", "already_known", "conflicts", "rejected"]
 # ...and may have these (compared when present).
-OPTIONAL_REPORT_KEYS = ["quarantined", "released"]
+OPTIONAL_REPORT_KEYS = ["quarantined", "released", "migrated", "held"]
 
 
 def value(tagged: Any) -> syncline.SqlValue:
@@ -67,7 +70,11 @@ def dump(e: SyncEngine) -> str:
     return repr([(n, table_rows(e, n)) for n in names])
 
 
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def scenario_id(p: pathlib.Path) -> str:
+    return p.stem if p.parent == VECTORS else f"{p.parent.name}/{p.stem}"
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[scenario_id(p) for p in SCENARIOS])
 def test_golden_vector(path: pathlib.Path, tmp_path: pathlib.Path) -> None:
     sc: Dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     reps: Dict[str, SyncEngine] = {}
@@ -128,6 +135,25 @@ def test_golden_vector(path: pathlib.Path, tmp_path: pathlib.Path) -> None:
                     e.resolve(c, value=value(w["value"]))
             elif "conflicts" in step:
                 assert len(reps[step["conflicts"]].conflicts()) == step["count"], at
+            elif "migrate" in step:
+                e = reps[step["migrate"]]
+                default = value(step["default"]) if "default" in step else None
+                args = (step["table"], step["add_column"], step["type"], default)
+                if "error" in step:
+                    with pytest.raises(syncline.SynclineError) as info:
+                        e.add_column(*args)
+                    assert info.value.code == step["error"], f"{at}: {info.value}"
+                else:
+                    e.add_column(*args)
+            elif "migration_policy" in step:
+                policy = step["policy"]
+                assert policy in ("apply", "hold"), f"{at}: unknown policy {policy}"
+                reps[step["migration_policy"]].set_migration_policy(policy)
+                assert reps[step["migration_policy"]].migration_policy() == policy, at
+            elif "apply_held_migrations" in step:
+                assert reps[step["apply_held_migrations"]].apply_held_migrations() == step["count"], at
+            elif "enable" in step:
+                reps[step["enable"]].enable_sync(step["table"])
             else:
                 raise AssertionError(f"{at}: unknown step {step}")
         for name, want in sc["expect"].items():
@@ -148,3 +174,5 @@ def test_golden_vector(path: pathlib.Path, tmp_path: pathlib.Path) -> None:
 def test_every_scenario_is_run() -> None:
     assert len(SCENARIOS) >= 12
     assert "12-hostile-bundles" in [p.stem for p in SCENARIOS]
+    migrations = [p for p in SCENARIOS if p.parent.name == "migrations"]
+    assert len(migrations) >= 2, "spec/vectors/migrations is not run"
