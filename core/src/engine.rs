@@ -436,12 +436,22 @@ impl SyncEngine {
     /// The file is never held in memory: it is checked in a first pass and streamed in a
     /// second, one row at a time, in one transaction.
     pub fn import_bundle_file_with(&self, path: impl AsRef<Path>, progress: Progress<'_>) -> Result<ImportReport> {
+        self.refuse_if_closed()?;
         self.import_decoded(crate::bundle::decode_file(path.as_ref(), Default::default())?, progress)
     }
 
     /// [`import_bundle`](Self::import_bundle) with progress (rows done, rows total).
     pub fn import_bundle_with(&self, bytes: &[u8], progress: Progress<'_>) -> Result<ImportReport> {
+        self.refuse_if_closed()?;
         self.import_decoded(crate::bundle::decode(bytes)?, progress)
+    }
+
+    /// `Closed` before any work (an import decodes its bundle before it takes the connection).
+    fn refuse_if_closed(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::new(ErrorKind::Closed, "the engine is closed"));
+        }
+        Ok(())
     }
 
     fn import_decoded(&self, decoded: crate::bundle::Decoded<'_>, progress: Progress<'_>) -> Result<ImportReport> {

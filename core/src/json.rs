@@ -40,7 +40,7 @@ pub fn bundle_stats(s: &BundleStats) -> Json {
 pub fn import_report(r: &ImportReport) -> Json {
     json!({ "sender": r.sender.map(|s| s.to_hex()), "rows": r.rows, "applied": r.applied, "already_known": r.already_known,
             "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "released": r.released,
-            "migrated": r.migrated })
+            "migrated": r.migrated, "held": r.held })
 }
 
 /// The replica's sync state.

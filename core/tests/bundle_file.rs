@@ -119,3 +119,12 @@ fn a_file_that_changes_between_its_passes_is_refused_before_the_last_row() {
     assert_eq!(err.kind(), ErrorKind::Io);
     assert_eq!(state_hash(&b), before);
 }
+
+#[test]
+fn a_closed_engine_answers_closed_before_reading_a_bundle() {
+    let dir = TempDir::new().unwrap();
+    let b = replica(&dir, "b", Strategy::Lww);
+    b.close().unwrap();
+    assert_eq!(b.import_bundle(b"garbage").unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(b.import_bundle_file(dir.path().join("missing.bundle")).unwrap_err().kind(), ErrorKind::Closed);
+}

@@ -501,7 +501,14 @@ fn status(s: syncline::Status) -> EngineStatus {
         schema_changes: s
             .schema_changes
             .into_iter()
-            .map(|c| SchemaChange { table: c.table, column: c.column, decl_type: c.decl_type, source: c.source, state: c.state, hlc: c.hlc })
+            .map(|c| SchemaChange {
+                table: c.table,
+                column: c.column,
+                decl_type: c.decl_type,
+                source: c.source,
+                state: c.state,
+                hlc: c.hlc,
+            })
             .collect(),
         held_cells: count(s.held_cells),
         held_rows: count(s.held_rows),
@@ -1310,7 +1317,11 @@ impl SyncEngine {
             let retain = millis("retainMs", retain_ms.unwrap_or(0))?;
             self.shared.core()?.compact(retain)
         })())
-        .map(|r| CompactReport { purged: count(r.purged), bytes_before: count(r.bytes_before), bytes_after: count(r.bytes_after) })
+        .map(|r| CompactReport {
+            purged: count(r.purged),
+            bytes_before: count(r.bytes_before),
+            bytes_after: count(r.bytes_after),
+        })
     }
 
     /// A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
