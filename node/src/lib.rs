@@ -1332,6 +1332,14 @@ impl SyncEngine {
         sync(self.shared.core().and_then(|c| c.state_hash()))
     }
 
+    /// Write a snapshot for a new device to `path` (a new file): the synced tables and sync
+    /// state without this replica's site id. The device copies it into place and opens it (it
+    /// gets a site id of its own); its first sync carries only what changed since.
+    #[napi]
+    pub fn snapshot(&self, path: String) -> napi::Result<(), Code> {
+        sync(self.shared.core().and_then(|c| c.snapshot(&path)))
+    }
+
     /// Subscribe to change events (local writes by any connection or process, imported
     /// changes, conflicts). Events arrive asynchronously on the JS thread. The subscription
     /// lasts until `close()` on the returned handle or on the engine (dropping the handle does

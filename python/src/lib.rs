@@ -893,6 +893,11 @@ impl Engine {
         Ok(CompactReport { purged: r.purged, bytes_before: r.bytes_before, bytes_after: r.bytes_after })
     }
 
+    /// Write a snapshot for a new device to `path` (a new file).
+    fn snapshot(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        self.run(py, |e| e.snapshot(&path))
+    }
+
     fn state_hash(&self, py: Python<'_>) -> PyResult<String> {
         self.run(py, |e| e.state_hash())
     }

@@ -427,6 +427,12 @@ class SyncEngine:
         is purged; afterwards a sender that missed a purged delete gets `NeedsSnapshotError`."""
         return self._engine.compact(retain)
 
+    def snapshot(self, path: StrPath) -> None:
+        """Write a snapshot for a new device to `path` (a new file): the synced tables and sync
+        state without this replica's site id. The device copies it into place and opens it
+        (it gets a site id of its own); its first sync carries only what changed since."""
+        self._engine.snapshot(os.fspath(path))
+
     def subscribe(self, callback: Callable[[Event], object]) -> Subscription:
         """Call `callback(event)` for every change: local writes by any connection (noticed
         by a watcher thread within `watch_interval_ms`), imports and conflicts. The callback
