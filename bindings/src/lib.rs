@@ -1066,6 +1066,13 @@ impl SyncEngine {
         Ok(self.inner.compact(std::time::Duration::from_millis(retain_ms))?.into())
     }
 
+    /// Write a snapshot for a new device to `path` (a new file): the synced tables and sync
+    /// state without this replica's site id. The device copies it into place and opens it (it
+    /// gets a site id of its own); its first sync carries only what changed since.
+    pub fn snapshot(&self, path: String) -> Result<()> {
+        Ok(self.inner.snapshot(path)?)
+    }
+
     /// A SHA-256 (64 hex digits) over every synced table's rows and their sync state (causal
     /// length, row and cell stamps with site ids): replicas that converged have equal hashes.
     pub fn state_hash(&self) -> Result<String> {

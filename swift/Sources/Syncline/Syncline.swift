@@ -1569,6 +1569,13 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
     func siteId() throws  -> String
     
     /**
+     * Write a snapshot for a new device to `path` (a new file): the synced tables and sync
+     * state without this replica's site id. The device copies it into place and opens it (it
+     * gets a site id of its own); its first sync carries only what changed since.
+     */
+    func snapshot(path: String) throws 
+    
+    /**
      * Sync with the server at `url` in the background (first pass at once, then every
      * `interval_ms`, backing off after failures) until the handle is stopped or freed.
      * Returns at once; errors of the passes go to the handle's `status()`. Options: none for the
@@ -2012,6 +2019,20 @@ open func siteId()throws  -> String  {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Write a snapshot for a new device to `path` (a new file): the synced tables and sync
+     * state without this replica's site id. The device copies it into place and opens it (it
+     * gets a site id of its own); its first sync carries only what changed since.
+     */
+open func snapshot(path: String)throws   {try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_syncengine_snapshot(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(path),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -5470,6 +5491,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_site_id() != 8224) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_method_syncengine_snapshot() != 24233) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_start_sync() != 27306) {

@@ -516,6 +516,11 @@ void uniffi_syncline_ffi_fn_method_syncengine_set_strategy(uint64_t ptr, RustBuf
 RustBuffer uniffi_syncline_ffi_fn_method_syncengine_site_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SNAPSHOT
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SNAPSHOT
+void uniffi_syncline_ffi_fn_method_syncengine_snapshot(uint64_t ptr, RustBuffer path, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_START_SYNC
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_START_SYNC
 uint64_t uniffi_syncline_ffi_fn_method_syncengine_start_sync(uint64_t ptr, RustBuffer url, RustBuffer token, RustBuffer options, RustCallStatus *_Nonnull out_status
@@ -1148,6 +1153,12 @@ uint16_t uniffi_syncline_ffi_checksum_method_syncengine_set_strategy(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SITE_ID
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SITE_ID
 uint16_t uniffi_syncline_ffi_checksum_method_syncengine_site_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SNAPSHOT
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_SYNCENGINE_SNAPSHOT
+uint16_t uniffi_syncline_ffi_checksum_method_syncengine_snapshot(void
     
 );
 #endif

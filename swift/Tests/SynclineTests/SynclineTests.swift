@@ -596,6 +596,20 @@ final class SynclineTests: XCTestCase {
         XCTAssertEqual(try b.rows("SELECT id FROM todos"), [[.text("2")]])
     }
 
+    func testADeviceStartsFromASnapshotAndCatchesUpWithTheDeltaOnly() throws {
+        let a = try replica("a")
+        for i in 0..<50 { _ = try a.execute("INSERT INTO todos(id, title) VALUES ('\(i)', 'todo')") }
+        try a.snapshot(path: dir.appendingPathComponent("device.db").path)
+        XCTAssertThrowsError(try a.snapshot(path: dir.appendingPathComponent("device.db").path), "never over an existing file")
+        let d = try open("device")
+        XCTAssertNotEqual(try d.siteId(), try a.siteId())
+        XCTAssertEqual(try todos(d), try todos(a))
+        _ = try a.execute("INSERT INTO todos(id, title) VALUES ('late', 'after the snapshot')")
+        try sync(d, a)  // the device speaks first: the source learns what it holds
+        XCTAssertEqual(try sync(a, d).rows, 1)
+        XCTAssertEqual(try a.stateHash(), try d.stateHash())
+    }
+
     func testInteropBundleFromSwift() throws {
         let out = ProcessInfo.processInfo.environment["SYNCLINE_INTEROP_DIR"].map { URL(fileURLWithPath: $0) } ?? dir!
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)

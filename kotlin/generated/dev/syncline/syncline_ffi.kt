@@ -832,6 +832,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_site_id(
     ): Int
+    external fun uniffi_syncline_ffi_checksum_method_syncengine_snapshot(
+    ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_start_sync(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_syncengine_state_hash(
@@ -967,6 +969,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_syncline_ffi_fn_method_syncengine_site_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_syncline_ffi_fn_method_syncengine_snapshot(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_syncline_ffi_fn_method_syncengine_start_sync(`ptr`: Long,`url`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_syncline_ffi_fn_method_syncengine_state_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1256,6 +1260,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_site_id() and 0xFFFF) != 8224) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_snapshot() and 0xFFFF) != 24233) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_start_sync() and 0xFFFF) != 27306) {
@@ -3248,6 +3255,13 @@ public interface SyncEngineInterface {
     fun `siteId`(): kotlin.String
     
     /**
+     * Write a snapshot for a new device to `path` (a new file): the synced tables and sync
+     * state without this replica's site id. The device copies it into place and opens it (it
+     * gets a site id of its own); its first sync carries only what changed since.
+     */
+    fun `snapshot`(`path`: kotlin.String)
+    
+    /**
      * Sync with the server at `url` in the background (first pass at once, then every
      * `interval_ms`, backing off after failures) until the handle is stopped or freed.
      * Returns at once; errors of the passes go to the handle's `status()`. Options: none for the
@@ -3851,6 +3865,25 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
     }
     )
     }
+    
+
+    
+    /**
+     * Write a snapshot for a new device to `path` (a new file): the synced tables and sync
+     * state without this replica's site id. The device copies it into place and opens it (it
+     * gets a site id of its own); its first sync carries only what changed since.
+     */
+    @Throws(SynclineException::class)override fun `snapshot`(`path`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_snapshot(
+        it,
+        
+        FfiConverterString.lower(`path`),_status)
+}
+    }
+    
     
 
     

@@ -584,6 +584,23 @@ class SyncEngineTest {
     }
 
     @Test
+    fun aDeviceStartsFromASnapshotAndCatchesUpWithTheDeltaOnly() {
+        replica("a").use { a ->
+            for (i in 0 until 50) a.exec("INSERT INTO todos(id, title) VALUES ('$i', 'todo')")
+            a.snapshot(dir.resolve("device.db").toString())
+            assertThrows<SynclineException.InvalidArgument> { a.snapshot(dir.resolve("device.db").toString()) }
+            open("device").use { d ->
+                assertNotEquals(a.siteId(), d.siteId())
+                assertEquals(todos(a), todos(d))
+                a.exec("INSERT INTO todos(id, title) VALUES ('late', 'after the snapshot')")
+                sync(d, a) // the device speaks first: the source learns what it holds
+                assertEquals(1uL, sync(a, d).rows)
+                assertEquals(a.stateHash(), d.stateHash())
+            }
+        }
+    }
+
+    @Test
     fun compactPurgesAnAcknowledgedDelete() {
         replica("a").use { a ->
             replica("b").use { b ->
