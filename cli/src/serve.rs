@@ -1,5 +1,6 @@
-//! `syncline serve` (the sync server over HTTP) and `syncline sync` (one sync pass with a
-//! server, or a daemon that keeps syncing until ctrl-c/SIGTERM).
+//! `syncline serve` (the sync server over HTTP), `syncline sync` (one sync pass with a
+//! server, or a daemon that keeps syncing until ctrl-c/SIGTERM) and `syncline clone` (a new
+//! device from the server's snapshot).
 
 use crate::duration;
 use crate::output::Out;
@@ -88,6 +89,17 @@ pub struct Sync {
     max_drift: Option<Duration>,
 }
 
+#[derive(Args)]
+pub struct Clone {
+    /// The server, e.g. http://127.0.0.1:8740
+    url: String,
+    /// The new database file (must not exist).
+    db: PathBuf,
+    /// Bearer token (default: the SYNCLINE_TOKEN environment variable).
+    #[arg(long)]
+    token: Option<String>,
+}
+
 /// Open an existing database (never create one) with the `--max-drift` given.
 fn open(db: &PathBuf, max_drift: Option<Duration>) -> Result<Arc<SyncEngine>, Error> {
     Ok(Arc::new(SyncEngine::open(db, crate::existing(max_drift))?))
@@ -136,7 +148,9 @@ pub fn sync(args: Sync, out: &Out) -> Result<(), Error> {
     let token = args.token.or_else(|| std::env::var("SYNCLINE_TOKEN").ok());
     let engine = open(&args.db, args.max_drift)?;
     if !args.daemon {
-        let report = engine.sync(&args.url, token.as_deref())?;
+        let bar = crate::progress::rows_open("sync");
+        let report = engine.sync_with(&args.url, token.as_deref(), &mut crate::progress::follow(&bar))?;
+        bar.finish_and_clear();
         return out.emit(syncline::json::sync_report(&report), || report_text(&report));
     }
     if !(args.interval.is_finite() && args.interval > 0.0) {
@@ -171,4 +185,20 @@ pub fn sync(args: Sync, out: &Out) -> Result<(), Error> {
     }
     handle.stop();
     Ok(())
+}
+
+pub fn clone(args: Clone, out: &Out) -> Result<(), Error> {
+    let token = args.token.or_else(|| std::env::var("SYNCLINE_TOKEN").ok());
+    let bar = crate::progress::bytes("snapshot");
+    let bytes = net::clone_snapshot(&args.url, token.as_deref(), &args.db, &mut crate::progress::follow(&bar))?;
+    bar.finish_and_clear();
+    let engine = open(&args.db, None)?;
+    let bar = crate::progress::rows_open("catch up");
+    let report = engine.sync_with(&args.url, token.as_deref(), &mut crate::progress::follow(&bar))?;
+    bar.finish_and_clear();
+    let site = engine.site_id()?;
+    out.emit(
+        json!({ "cloned": args.db.display().to_string(), "bytes": bytes, "site_id": site.to_hex(), "sync": syncline::json::sync_report(&report) }),
+        || format!("cloned {} ({bytes} bytes) as site {site}; then {}", args.db.display(), report_text(&report)),
+    )
 }

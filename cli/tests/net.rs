@@ -75,6 +75,15 @@ fn serve_and_sync_commands() {
     let out = Command::new(BIN).args(["sync", b_db.to_str().unwrap(), &url]).env("SYNCLINE_TOKEN", "t2").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 applied"), "{}", String::from_utf8_lossy(&out.stdout));
+    // A new device from the server's snapshot, caught up in the same command.
+    let c_db = dir.path().join("c.db");
+    let out = syncline(&["clone", &url, c_db.to_str().unwrap(), "--token", "t1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cloned: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(cloned["bytes"].as_u64().unwrap() > 0, "{cloned}");
+    assert_eq!(ids(&SyncEngine::open(&c_db, Options::default()).unwrap()), vec!["1"]);
+    let out = syncline(&["clone", &url, c_db.to_str().unwrap(), "--token", "t1"]);
+    assert_eq!(out.status.code(), Some(1), "an existing file is never overwritten");
     let out = syncline(&["sync", b_db.to_str().unwrap(), &url, "--token", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error: Auth: server answered 401"), "{}", String::from_utf8_lossy(&out.stderr));

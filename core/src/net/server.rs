@@ -1,14 +1,15 @@
 //! The sync server (axum handlers on hyper, accept loop in `listen`): `GET /v1/info`,
 //! `POST /v1/sync` (import the client's bundle, acknowledge only after its transaction
-//! committed, answer with a page of what the client lacks) and `GET /v1/live` (WebSocket
-//! notices after each push that changed something). Bearer tokens, device binding (only after
+//! committed, answer with a page of what the client lacks), `GET /v1/live` (WebSocket
+//! notices after each push that changed something) and `GET /v1/snapshot` (a new device's
+//! starting file). Bearer tokens, device binding (only after
 //! an import succeeded), body and op limits (ops counted as decoded), body timeout, request
 //! deadline, a bounded number of concurrent imports, error bodies without internals.
 
 use super::auth::{Devices, TokenHash, Tokens};
 use super::listen::{self, Limits};
 use super::paging::{decode_token, encode_token, export_page};
-use super::{APPLIED_HEADER, BUNDLE_CONTENT_TYPE, CURSOR_HEADER, PAGE_ROWS_HEADER, PROTOCOL_VERSION};
+use super::{APPLIED_HEADER, BUNDLE_CONTENT_TYPE, CURSOR_HEADER, PAGE_ROWS_HEADER, PROTOCOL_VERSION, SNAPSHOT_CONTENT_TYPE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::export::PageCursor;
 use crate::meta::VersionVector;
@@ -131,6 +132,8 @@ struct Shared {
     slots: Arc<Semaphore>,
     /// Slots for upgraded `/v1/live` connections (`max_connections` more).
     live_slots: Arc<Semaphore>,
+    /// One snapshot is written at a time.
+    snapshot_slot: Arc<Semaphore>,
 }
 
 /// An error answered to the client: a status and a JSON body `{"error": kind, "message"}`.
@@ -313,6 +316,7 @@ async fn info(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let body = serde_json::json!({
         "protocol": PROTOCOL_VERSION, "site_id": st.site.to_hex(),
         "max_body": st.config.max_body, "max_ops": st.config.max_ops, "page_rows": st.config.page_rows,
+        "snapshot": true,
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
@@ -331,6 +335,60 @@ async fn live(State(st): State<Arc<Shared>>, headers: HeaderMap, ws: WebSocketUp
         notify(socket, notices, stopping).await;
         drop(slot);
     })
+}
+
+/// A snapshot written for one download, beside the served database; removed when the
+/// answer's body is dropped (sent, or the client went away).
+struct SnapshotFile(std::path::PathBuf);
+
+impl Drop for SnapshotFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `GET /v1/snapshot`: a fresh snapshot of the served database, streamed from a file.
+async fn snapshot(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    async fn inner(st: Arc<Shared>, headers: HeaderMap) -> Result<Response, HttpError> {
+        st.admit(&headers)?;
+        let deadline = tokio::time::Instant::now() + st.config.request_timeout;
+        let slot = tokio::time::timeout_at(deadline, st.snapshot_slot.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out(StatusCode::SERVICE_UNAVAILABLE, "the server is busy; try again later".into()))?
+            .map_err(|_| timed_out(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()))?;
+        let worker = st.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let served = worker.writer.path();
+            let file = SnapshotFile(served.with_extension(format!("snapshot-{}", uuid::Uuid::new_v4().simple())));
+            worker.reader().snapshot(&file.0)?;
+            let len = std::fs::metadata(&file.0)?.len();
+            Ok::<_, Error>((file, len))
+        })
+        .await
+        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, Error::new(ErrorKind::Io, e.to_string())))?;
+        let (file, len) = written?;
+        let reader = tokio::fs::File::open(&file.0).await.map_err(|e| HttpError::from(Error::from(e)))?;
+        let chunks = futures_util::stream::unfold(Some((reader, file)), |state| async move {
+            use tokio::io::AsyncReadExt;
+            let (mut reader, file) = state?;
+            let mut buf = vec![0u8; 256 << 10];
+            match reader.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(axum::body::Bytes::from(buf)), Some((reader, file))))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        let mut response = Response::new(Body::from_stream(chunks));
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SNAPSHOT_CONTENT_TYPE));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        Ok(response)
+    }
+    inner(st, headers).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Tell one live client about every accepted push that changed something.
@@ -377,6 +435,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
         live_slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
+        snapshot_slot: Arc::new(Semaphore::new(1)),
         devices: Devices::load(&engine)?,
         site: engine.site_id()?,
         writer: engine,
@@ -387,7 +446,12 @@ pub async fn serve(
         notices: broadcast::channel(256).0,
         stopping,
     });
-    let app = Router::new().route("/v1/info", get(info)).route("/v1/sync", post(sync)).route("/v1/live", get(live)).with_state(shared);
+    let app = Router::new()
+        .route("/v1/info", get(info))
+        .route("/v1/sync", post(sync))
+        .route("/v1/live", get(live))
+        .route("/v1/snapshot", get(snapshot))
+        .with_state(shared);
     listen::run(listener, app, limits, shutdown, stop_tx).await;
     Ok(())
 }
