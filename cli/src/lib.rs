@@ -4,6 +4,7 @@
 mod bench_sync;
 mod demo;
 mod duration;
+mod hub;
 mod output;
 mod progress;
 mod serve;
@@ -147,6 +148,9 @@ enum Command {
     /// Start a new device from a server's snapshot: download it to a new file, open it, and
     /// sync what changed since.
     Clone(serve::Clone),
+    /// Manage a hub directory: namespaces and their tokens (served with `serve --hub DIR`).
+    #[command(subcommand)]
+    Hub(hub::Hub),
     /// Load benchmark of network sync: a local server and many concurrent clients.
     #[command(hide = true)]
     BenchSync(bench_sync::BenchSync),
@@ -258,6 +262,7 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
         Command::Serve(args) => serve::serve(args, out),
         Command::Sync(args) => serve::sync(args, out),
         Command::Clone(args) => serve::clone(args, out),
+        Command::Hub(command) => hub::run(command, out),
         Command::BenchSync(args) => bench_sync::run(args, out),
     }
 }

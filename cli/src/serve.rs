@@ -17,7 +17,12 @@ use syncline::{Error, ErrorKind, SyncEngine};
 #[derive(Args)]
 pub struct Serve {
     /// The SQLite database served (its synced tables must be enabled with `init`).
-    db: PathBuf,
+    #[arg(required_unless_present = "hub", conflicts_with = "hub")]
+    db: Option<PathBuf>,
+    /// Serve every namespace of this hub directory instead (see `syncline hub`); clients reach
+    /// one at /ns/NAME/v1/... or through /v1/... with a token of that namespace.
+    #[arg(long, conflicts_with_all = ["tokens", "tokens_file"])]
+    hub: Option<PathBuf>,
     /// TCP port (0: any free port; the address is printed).
     #[arg(long, default_value_t = 8740)]
     port: u16,
@@ -114,10 +119,6 @@ pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
         let text = std::fs::read_to_string(file).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", file.display())))?;
         tokens.parse(&text)?;
     }
-    let engine = open(&args.db, args.max_drift)?;
-    if tokens.is_open() {
-        eprintln!("warning: no --token or --tokens given: every client is admitted");
-    }
     let config = ServerConfig {
         tokens,
         max_body: args.max_body,
@@ -131,9 +132,25 @@ pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
         request_timeout: args.request_timeout,
         ..Default::default()
     };
-    net::run_server(engine, SocketAddr::new(args.bind, args.port), config, |addr| {
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listening = |addr| {
         let _ = out.emit(json!({ "listening": format!("http://{addr}") }), || format!("listening on http://{addr}"));
-    })?;
+    };
+    match (&args.hub, &args.db) {
+        (Some(dir), _) => {
+            let d = syncline::Options::default();
+            let options = syncline::Options { max_drift_ms: args.max_drift.map_or(d.max_drift_ms, duration::millis), ..d };
+            net::run_hub(net::HubDir::open(dir, options)?, addr, config, listening)?
+        }
+        (None, db) => {
+            let db = db.as_ref().ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "say which database to serve, or --hub DIR"))?;
+            let engine = open(db, args.max_drift)?;
+            if config.tokens.is_open() {
+                eprintln!("warning: no --token or --tokens given: every client is admitted");
+            }
+            net::run_server(engine, addr, config, listening)?
+        }
+    }
     out.emit(json!({ "stopped": true }), || "stopped".into())
 }
 

@@ -8,12 +8,15 @@
 //!   pass of paged round trips; blocking, on a runtime the client owns.
 //! - [`background`]: [`SyncEngine::start_sync`](crate::SyncEngine::start_sync), a loop with
 //!   exponential backoff and jitter, status and a stop handle, optionally live over WebSocket.
+//! - [`HubDir`] (`hub`): namespaces, one SQLite file each, and their credentials, behind the
+//!   storage interface the server asks.
 //! - `fetch`: [`clone_snapshot`], a new device's download of the server's snapshot.
 
 mod auth;
 mod background;
 mod client;
 mod fetch;
+mod hub;
 mod listen;
 mod paging;
 mod server;
@@ -22,7 +25,8 @@ pub use auth::Tokens;
 pub use background::{SyncHandle, SyncStatus};
 pub use client::{SyncClient, SyncOptions, SyncReport};
 pub use fetch::clone_snapshot;
-pub use server::{run_server, serve, shutdown_signal, wait_for_shutdown_signal, ServerConfig, ServerHandle};
+pub use hub::{check_namespace, HubDir, NamespaceInfo, DEFAULT_NAMESPACE};
+pub use server::{run_hub, run_server, serve, serve_hub, shutdown_signal, wait_for_shutdown_signal, ServerConfig, ServerHandle};
 
 /// The protocol version, the first segment of every path.
 pub const PROTOCOL_VERSION: u32 = 1;
