@@ -34,7 +34,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, List, Optional, Set
+from typing import BinaryIO, Callable, List, Optional, Set
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENV_PY = ROOT / "python" / ".venv-test" / "bin" / "python"
@@ -198,20 +198,23 @@ class Server:
     def __init__(self, cli: str, db: pathlib.Path, port: int) -> None:
         self.cli, self.db, self.port = cli, db, port
         self.url = f"http://127.0.0.1:{port}"
-        self.proc: Optional[subprocess.Popen[str]] = None
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.log: Optional[BinaryIO] = None
 
     def start(self) -> None:
+        self.log = self.db.with_suffix(".log").open("wb")
         self.proc = subprocess.Popen(
             [self.cli, "serve", str(self.db), "--port", str(self.port), "--token", TOKEN],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            # a file, not a pipe: the server logs a line per request, and a full pipe nobody
+            # reads would stop it
+            stderr=self.log,
         )
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read() if self.proc.stderr else ""
+                err = self.db.with_suffix(".log").read_text(errors="replace")
                 raise Failure(f"syncline serve exited with {self.proc.returncode}: {err.strip()}")
             try:
                 req = urllib.request.Request(f"{self.url}/v1/info", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -232,8 +235,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
+        if self.log is not None:
+            self.log.close()
 
 
 def server_ids(db: pathlib.Path) -> Set[str]:

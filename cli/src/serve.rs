@@ -36,6 +36,10 @@ pub struct Serve {
     /// speak for; `#` starts a comment.
     #[arg(long = "tokens")]
     tokens_file: Option<PathBuf>,
+    /// The operator's credential for /metrics (default: the SYNCLINE_ADMIN_TOKEN environment
+    /// variable); without one /metrics answers 404.
+    #[arg(long)]
+    admin_token: Option<String>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 32 << 20)]
     max_body: usize,
@@ -119,8 +123,12 @@ pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
         let text = std::fs::read_to_string(file).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", file.display())))?;
         tokens.parse(&text)?;
     }
+    // One log line per request on stderr (RUST_LOG overrides the level, e.g. RUST_LOG=warn).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let config = ServerConfig {
         tokens,
+        admin_token: args.admin_token.or_else(|| std::env::var("SYNCLINE_ADMIN_TOKEN").ok()),
         max_body: args.max_body,
         max_ops: args.max_ops,
         page_rows: args.page_rows,

@@ -189,3 +189,57 @@ fn more_namespaces_than_stay_open_still_converge() {
         assert_eq!(state_hash(c), state_hash(&clients[(i + names.len()) % clients.len()]));
     }
 }
+
+#[test]
+fn metrics_health_and_request_ids() {
+    let dir = TempDir::new().unwrap();
+    let hub = hub(&dir, &["acme", "globex"]);
+    let (ta, tb) = (hub.issue_token("acme", &[]).unwrap(), hub.issue_token("globex", &[]).unwrap());
+    let config = ServerConfig { admin_token: Some("root".into()), ..Default::default() };
+    let handle = ServerHandle::start_hub(hub, "127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let url = handle.url();
+    let a = replica(&dir, "a", Strategy::Lww);
+    for i in 0..3 {
+        a.execute("INSERT INTO todos(id, title) VALUES (?1, 'x')", &[Value::Integer(i)]).unwrap();
+    }
+    a.sync(&url, Some(&ta)).unwrap();
+    let b = replica(&dir, "b", Strategy::Lww);
+    b.sync(&url, Some(&tb)).unwrap();
+    let _ = b.sync(&format!("{url}/ns/acme"), Some(&tb)); // refused: 404 NotFound
+                                                          // /metrics: the admin token only; namespace clients' tokens are refused.
+    assert_eq!(raw(&url, "GET", "/metrics", &ta, "").0, 401);
+    let (code, text) = raw(&url, "GET", "/metrics", "root", "");
+    assert_eq!(code, 200, "{text}");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("syncline_syncs_total{namespace=\"acme\"}"), 1.0);
+    assert_eq!(value("syncline_syncs_total{namespace=\"globex\"}"), 1.0);
+    assert_eq!(value("syncline_rows_total{direction=\"in\",namespace=\"acme\"}"), 3.0);
+    assert!(value("syncline_bytes_total{direction=\"in\",namespace=\"acme\"}") > 0.0);
+    assert_eq!(value("syncline_rejections_total{kind=\"NotFound\"}"), 1.0);
+    assert!(value("syncline_request_duration_seconds_count{endpoint=\"sync\"}") >= 2.0);
+    assert_eq!(value("syncline_open_namespaces"), 2.0);
+    // Health needs no token and tells nothing about namespaces.
+    assert_eq!(raw(&url, "GET", "/healthz", "", "").0, 200);
+    assert_eq!(raw(&url, "GET", "/readyz", "", ""), (200, "ready\n".into()));
+    // Every answer carries a request id; a client's own short id is kept.
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nx-request-id: trace-42\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.to_ascii_lowercase().contains("x-request-id: trace-42"), "{answer}");
+    drop(handle);
+    // Without an admin token, /metrics does not exist.
+    let hub2 = HubDir::open(dir.path().join("hub2"), Options::default()).unwrap();
+    let handle = ServerHandle::start_hub(hub2, "127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+    assert_eq!(raw(&handle.url(), "GET", "/metrics", "root", "").0, 404);
+}

@@ -11,7 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Iterator, List, Optional
+from typing import BinaryIO, Callable, Iterator, List, Optional
 
 import pytest
 
@@ -51,18 +51,22 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.log: Optional[BinaryIO] = None
 
     def start(self) -> None:
+        self.log = self.db.with_suffix(".log").open("wb")
         self.proc = subprocess.Popen(
             [cli_path(), "serve", str(self.db), "--port", str(self.port), "--token", self.token],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # a file, not a pipe: the server logs a line per request, and a full pipe nobody
+            # reads would stop it
+            stderr=self.log,
         )
         deadline = time.monotonic() + 20
         while True:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                err = self.db.with_suffix(".log").read_text(errors="replace")
                 pytest.fail(f"syncline serve exited with {self.proc.returncode}: {err}")
             try:
                 request = urllib.request.Request(f"{self.url}/v1/info", headers={"Authorization": f"Bearer {self.token}"})
@@ -82,8 +86,8 @@ class Server:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
+        if self.log is not None:
+            self.log.close()
 
 
 @pytest.fixture

@@ -145,7 +145,7 @@ impl Claim<'_> {
                 "INSERT OR IGNORE INTO _syncline_net_devices(site, token) VALUES (?1, ?2)",
                 &[Value::Blob(site.0.to_vec()), Value::Blob(token.to_vec())],
             ) {
-                eprintln!("syncline serve: cannot store the binding of device {site}: {}", e.message());
+                tracing::error!(%site, "cannot store the binding of the device: {}", e.message());
             }
             bound.insert(site, token);
         }

@@ -24,6 +24,8 @@ pub(crate) trait Store: Send + Sync {
     fn eager(&self) -> bool;
     /// The grant of an admitted token, or `None`.
     fn grant(&self, token: &TokenHash) -> Result<Option<Grant>>;
+    /// `Ok` while the storage answers (readiness).
+    fn check(&self) -> Result<()>;
     /// The engine that writes namespace `name`'s replica, or `None` if there is no such
     /// namespace.
     fn open(&self, name: &str) -> Result<Option<Arc<SyncEngine>>>;
@@ -42,6 +44,10 @@ impl Store for Single {
 
     fn eager(&self) -> bool {
         true
+    }
+
+    fn check(&self) -> Result<()> {
+        self.engine.query("SELECT 1", &[]).map(drop)
     }
 
     fn grant(&self, token: &TokenHash) -> Result<Option<Grant>> {
@@ -214,6 +220,10 @@ impl Store for HubDir {
 
     fn eager(&self) -> bool {
         false
+    }
+
+    fn check(&self) -> Result<()> {
+        Ok(self.catalog().query_row("SELECT count(*) FROM namespaces", [], |r| r.get::<_, i64>(0)).map(drop)?)
     }
 
     fn grant(&self, token: &TokenHash) -> Result<Option<Grant>> {

@@ -10,6 +10,7 @@
 //!   exponential backoff and jitter, status and a stop handle, optionally live over WebSocket.
 //! - [`HubDir`] (`hub`): namespaces, one SQLite file each, and their credentials, behind the
 //!   storage interface the server asks.
+//! - `observe`: `/metrics` (Prometheus), `/healthz`, `/readyz`, request ids and log lines.
 //! - `fetch`: [`clone_snapshot`], a new device's download of the server's snapshot.
 
 mod auth;
@@ -18,6 +19,7 @@ mod client;
 mod fetch;
 mod hub;
 mod listen;
+mod observe;
 mod paging;
 mod server;
 
@@ -26,6 +28,7 @@ pub use background::{SyncHandle, SyncStatus};
 pub use client::{SyncClient, SyncOptions, SyncReport};
 pub use fetch::clone_snapshot;
 pub use hub::{check_namespace, HubDir, NamespaceInfo, DEFAULT_NAMESPACE};
+pub use observe::REQUEST_ID_HEADER;
 pub use server::{run_hub, run_server, serve, serve_hub, shutdown_signal, wait_for_shutdown_signal, ServerConfig, ServerHandle};
 
 /// The protocol version, the first segment of every path.

@@ -9,6 +9,7 @@
 use super::auth::{bearer, Devices, Grant, TokenHash, Tokens};
 use super::hub::{HubDir, SharedStore, Single};
 use super::listen::{self, Limits};
+use super::observe::{self, Metrics};
 use super::paging::{decode_token, encode_token, export_page};
 use super::{APPLIED_HEADER, BUNDLE_CONTENT_TYPE, CURSOR_HEADER, PAGE_ROWS_HEADER, PROTOCOL_VERSION, SNAPSHOT_CONTENT_TYPE};
 use crate::error::{Error, ErrorKind, Result};
@@ -61,6 +62,8 @@ pub struct ServerConfig {
     /// A connection that sends nothing and has no request in flight for this long is closed.
     /// Default 60 s.
     pub idle_timeout: Duration,
+    /// The credential of the operator's endpoints (`/metrics`); without one they answer 404.
+    pub admin_token: Option<String>,
     /// Namespaces kept open at most (a hub); beyond it the least recently used one that no
     /// request or live connection holds is closed. Default 256.
     pub max_open_namespaces: usize,
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(60),
             max_open_namespaces: 256,
+            admin_token: None,
         }
     }
 }
@@ -179,7 +183,12 @@ struct Shared {
     live_slots: Arc<Semaphore>,
     /// One snapshot is written at a time.
     snapshot_slot: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
+
+/// The kind of a refused request's error, left on its response for the metrics.
+#[derive(Clone, Copy)]
+pub(crate) struct Refused(pub &'static str);
 
 /// An error answered to the client: a status and a JSON body `{"error": kind, "message"}`.
 struct HttpError(StatusCode, Error);
@@ -211,11 +220,13 @@ impl IntoResponse for HttpError {
         let message = if for_the_client(kind) && !self.1.message().to_ascii_lowercase().contains("_syncline_") {
             self.1.message().to_owned()
         } else {
-            eprintln!("syncline serve: {} answered {}: {}", kind.code(), self.0.as_u16(), self.1.message());
+            tracing::error!(kind = kind.code(), status = self.0.as_u16(), "{}", self.1.message());
             format!("the server failed ({}); its log has the details", kind.code())
         };
         let body = serde_json::json!({ "error": kind.code(), "message": message });
-        (self.0, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        let mut response = (self.0, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        response.extensions_mut().insert(Refused(kind.code()));
+        response
     }
 }
 
@@ -289,6 +300,7 @@ impl Shared {
             };
         }
         open.insert(name.to_owned(), fresh.clone());
+        self.metrics.open_namespaces.set(open.len() as i64);
         Ok(Some(fresh))
     }
 
@@ -323,6 +335,7 @@ impl Shared {
         }
         let (pass, after, snapshot) = d.passes.lock().unwrap_or_else(|p| p.into_inner()).resume(cursor, &site);
         let page = export_page(d.reader(), Some(&site), after.as_ref(), rows, snapshot.as_ref())?;
+        self.metrics.synced(&d.name, report.rows, body.len(), page.stats.rows, page.bytes.len(), report.conflicts);
         let mut response = Response::new(Body::from(page.bytes));
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(BUNDLE_CONTENT_TYPE));
@@ -431,8 +444,11 @@ async fn live(st: Arc<Shared>, named: Option<String>, headers: HeaderMap, ws: We
     };
     let notices = admitted.dataset.notices.subscribe();
     let stopping = st.stopping.clone();
+    let live = st.metrics.live.clone();
     ws.on_upgrade(move |socket| async move {
+        live.inc();
         notify(socket, notices, stopping).await;
+        live.dec();
         drop(slot);
     })
 }
@@ -560,11 +576,16 @@ async fn serve_store(
         open: Mutex::new(HashMap::new()),
         config,
         stopping,
+        metrics: Arc::new(Metrics::new()),
     });
     if shared.store.eager() {
         shared.dataset(super::hub::DEFAULT_NAMESPACE)?; // a broken database fails the start
     }
-    listen::run(listener, routes().with_state(shared), limits, shutdown, stop_tx).await;
+    let metrics = shared.metrics.clone();
+    let app = routes().with_state(shared).layer(axum::middleware::from_fn(move |request: Request, next: axum::middleware::Next| {
+        observe::around(metrics.clone(), request, next)
+    }));
+    listen::run(listener, app, limits, shutdown, stop_tx).await;
     Ok(())
 }
 
@@ -584,6 +605,31 @@ fn routes() -> Router<Arc<Shared>> {
         )
         .route("/v1/snapshot", get(|State(st): St, h: HeaderMap| snapshot(st, None, h)))
         .route("/ns/{ns}/v1/snapshot", get(|State(st): St, Path(ns): Path<String>, h: HeaderMap| snapshot(st, Some(ns), h)))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(observe::healthz))
+        .route("/readyz", get(readyz))
+}
+
+/// `/metrics`: the Prometheus text format, for the admin token only (namespace names are
+/// other clients' business); 404 when no admin token is configured.
+async fn metrics(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let Some(admin) = &st.config.admin_token else { return StatusCode::NOT_FOUND.into_response() };
+    let presented = bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    if presented.ok() != Some(super::auth::hash(admin)) {
+        return HttpError(StatusCode::UNAUTHORIZED, Error::new(ErrorKind::Auth, "the admin token is required")).into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+}
+
+/// `/readyz`: 200 while the storage answers and the server is not stopping, else 503.
+async fn readyz(State(st): State<Arc<Shared>>) -> Response {
+    let store = st.store.clone();
+    let usable = tokio::task::spawn_blocking(move || store.check()).await.map(|r| r.is_ok()).unwrap_or(false);
+    if usable && !*st.stopping.borrow() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
 }
 
 /// Completes on ctrl-c or (on Unix) SIGTERM.
