@@ -1,6 +1,7 @@
 //! `syncline bench-sync` (hidden): a load benchmark of network sync on 127.0.0.1 only: one
 //! in-process server and N concurrent clients (threads), each writing `changes` rows in
-//! batches and syncing after each batch, then a last pass each to pull everything.
+//! batches and syncing after each batch, then a last pass each to pull everything; with
+//! `--namespaces N`, a hub with the clients spread over N namespaces.
 //! Reports syncs/s and latency percentiles, and checks that every replica converged.
 
 use crate::output::Out;
@@ -8,8 +9,8 @@ use clap::Args;
 use serde_json::json;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use syncline::net::{ServerConfig, ServerHandle, SyncClient, SyncOptions, Tokens};
-use syncline::{EnableOptions, Error, ErrorKind, Options, SyncEngine, Value};
+use syncline::net::{HubDir, ServerConfig, ServerHandle, SyncClient, SyncOptions, Tokens};
+use syncline::{EnableOptions, Error, ErrorKind, Options, Strategy, SyncEngine, Value};
 
 #[derive(Args)]
 pub struct BenchSync {
@@ -22,6 +23,10 @@ pub struct BenchSync {
     /// Rows written between two syncs of a client.
     #[arg(long, default_value_t = 10)]
     batch: usize,
+    /// Spread the clients over this many namespaces of a hub (client n in namespace n mod N,
+    /// each with its own token); 0: one shared data set on a single-database server.
+    #[arg(long, default_value_t = 0)]
+    namespaces: usize,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -84,11 +89,26 @@ fn client(
 
 pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
     let dir = tempfile::tempdir().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
-    let server = Arc::new(replica(dir.path().join("server.db"))?);
-    let mut tokens = Tokens::default();
-    tokens.add("bench");
-    let handle =
-        ServerHandle::start(server.clone(), "127.0.0.1:0".parse().expect("address"), ServerConfig { tokens, ..Default::default() })?;
+    let addr = "127.0.0.1:0".parse().expect("address");
+    // The token of each client, and the rows every client of its data set ends with.
+    let (handle, tokens, per_set) = if a.namespaces == 0 {
+        let server = Arc::new(replica(dir.path().join("server.db"))?);
+        let mut tokens = Tokens::default();
+        tokens.add("bench");
+        let handle = ServerHandle::start(server, addr, ServerConfig { tokens, ..Default::default() })?;
+        (handle, vec!["bench".to_owned(); a.clients], vec![a.clients])
+    } else {
+        let hub = HubDir::open(dir.path().join("hub"), Options::default())?;
+        let mut per_namespace = Vec::new();
+        for i in 0..a.namespaces {
+            hub.create_namespace(&format!("ns{i}"), SCHEMA, &["todos".to_owned()], Strategy::Lww)?;
+            per_namespace.push(hub.issue_token(&format!("ns{i}"), &[])?);
+        }
+        let tokens = (0..a.clients).map(|n| per_namespace[n % a.namespaces].clone()).collect();
+        let per_set = (0..a.namespaces).map(|i| (0..a.clients).filter(|n| n % a.namespaces == i).count()).collect();
+        let config = ServerConfig { max_open_namespaces: a.namespaces, readers: 1, ..Default::default() };
+        (ServerHandle::start_hub(hub, addr, config)?, tokens, per_set)
+    };
     let url = handle.url();
     let start_line = Arc::new(Barrier::new(a.clients + 1));
     let all_pushed = Arc::new(Barrier::new(a.clients));
@@ -96,18 +116,18 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
     let results = Arc::new(Mutex::new(Vec::new()));
     let a = Arc::new(a);
     let mut threads = Vec::new();
-    for n in 0..a.clients {
+    for (n, token) in tokens.into_iter().enumerate() {
         let (path, url, a) = (dir.path().join(format!("client{n}.db")), url.clone(), a.clone());
         let (start_line, all_pushed, results) = (start_line.clone(), all_pushed.clone(), results.clone());
         threads.push(std::thread::spawn(move || {
-            let setup = replica(path).and_then(|e| Ok((e, SyncClient::new(&url, Some("bench"), SyncOptions::default())?)));
+            let setup = replica(path).and_then(|e| Ok((e, SyncClient::new(&url, Some(&token), SyncOptions::default())?)));
             start_line.wait();
             let outcome = setup.and_then(|(engine, sync)| {
                 let latencies = client(&engine, &sync, n, &a, &all_pushed, deadline)?;
                 let rows = engine.query("SELECT count(*) FROM todos", &[])?.rows[0][0].clone();
                 Ok((latencies, rows))
             });
-            results.lock().unwrap().push(outcome);
+            results.lock().unwrap().push((n, outcome));
         }));
     }
     start_line.wait();
@@ -117,9 +137,9 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
     }
     let elapsed = began.elapsed().as_secs_f64();
     handle.stop()?;
-    let want = Value::Integer((a.clients * a.changes) as i64);
     let (mut latencies, mut converged, mut first_error) = (Vec::new(), 0usize, None);
-    for r in results.lock().unwrap().drain(..) {
+    for (n, r) in results.lock().unwrap().drain(..) {
+        let want = Value::Integer((per_set[n % per_set.len()] * a.changes) as i64);
         match r {
             Ok((l, rows)) => {
                 latencies.extend(l);
@@ -134,14 +154,17 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
     latencies.sort();
     let syncs = latencies.len();
     let doc = json!({
-        "clients": a.clients, "changes_per_client": a.changes, "syncs": syncs, "seconds": elapsed,
+        "clients": a.clients, "namespaces": a.namespaces, "changes_per_client": a.changes, "syncs": syncs, "seconds": elapsed,
         "syncs_per_second": syncs as f64 / elapsed, "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99),
         "max_ms": percentile(&latencies, 1.0), "converged_clients": converged,
     });
     out.emit(doc.clone(), || {
         format!(
-            "{} clients x {} changes: {syncs} syncs in {elapsed:.1} s = {:.0} syncs/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {converged}/{} clients converged",
-            a.clients, a.changes, doc["syncs_per_second"].as_f64().unwrap_or(0.0), doc["p50_ms"].as_f64().unwrap_or(0.0),
+            "{} clients in {} x {} changes: {syncs} syncs in {elapsed:.1} s = {:.0} syncs/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {converged}/{} clients converged",
+            a.clients,
+            if a.namespaces == 0 { "one data set".to_owned() } else { format!("{} namespaces", a.namespaces) },
+            a.changes,
+            doc["syncs_per_second"].as_f64().unwrap_or(0.0), doc["p50_ms"].as_f64().unwrap_or(0.0),
             doc["p99_ms"].as_f64().unwrap_or(0.0), doc["max_ms"].as_f64().unwrap_or(0.0), a.clients
         )
     })?;
