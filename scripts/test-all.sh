@@ -51,6 +51,9 @@ python3 scripts/interop-matrix.py || failed+=("interop")
 step "network interop: Python, Node and the CLI converge through one server (killed and restarted)"
 python3 scripts/net-interop.py || failed+=("net-interop")
 
+step "hub admin page in headless Chromium (playwright-core)"
+bash scripts/admin-page/test.sh || failed+=("admin-page")
+
 echo
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED suites: ${failed[*]}"

@@ -190,16 +190,9 @@ pub(crate) fn existing(max_drift: Option<std::time::Duration>) -> Options {
     Options { create: false, max_drift_ms: max_drift.map_or(d.max_drift_ms, duration::millis), ..d }
 }
 
+/// A value given on the command line: a JSON scalar (or `{"blob": "<hex>"}`), else the text.
 fn parse_value(text: &str) -> Value {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Null) => Value::Null,
-        Ok(serde_json::Value::Number(n)) => match n.as_i64() {
-            Some(i) => Value::Integer(i),
-            None => Value::Real(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Ok(serde_json::Value::String(s)) => Value::Text(s),
-        _ => Value::Text(text.to_owned()),
-    }
+    serde_json::from_str(text).ok().and_then(|j| syncline::json::value_from(&j)).unwrap_or_else(|| Value::Text(text.to_owned()))
 }
 
 fn execute(command: Command, out: &Out) -> Result<(), Error> {

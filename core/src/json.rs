@@ -16,6 +16,18 @@ pub fn value(v: &Value) -> Json {
     }
 }
 
+/// The SQLite value a JSON document denotes, the inverse of [`value`]: null, a number (an
+/// integer if it is one), a string, or `{"blob": "<hex>"}`; `None` for anything else.
+pub fn value_from(j: &Json) -> Option<Value> {
+    match j {
+        Json::Null => Some(Value::Null),
+        Json::Number(n) => Some(n.as_i64().map_or_else(|| Value::Real(n.as_f64().unwrap_or(f64::NAN)), Value::Integer)),
+        Json::String(s) => Some(Value::Text(s.clone())),
+        Json::Object(o) if o.len() == 1 => o.get("blob")?.as_str().and_then(|h| hex::decode(h).ok()).map(Value::Blob),
+        _ => None,
+    }
+}
+
 /// A version vector: `{"<site hex>": stamp}`.
 pub fn version_vector(vv: &[(SiteId, u64)]) -> Json {
     Json::Object(vv.iter().map(|(s, h)| (s.to_hex(), json!(h))).collect())

@@ -28,11 +28,17 @@ fn count(e: &syncline::SyncEngine) -> i64 {
 
 /// One raw HTTP/1.1 request; the status code and the body.
 fn raw(url: &str, method: &str, path: &str, token: &str, extra: &str) -> (u16, String) {
+    raw_body(url, method, path, token, extra, "")
+}
+
+/// [`raw`] with a request body.
+fn raw_body(url: &str, method: &str, path: &str, token: &str, extra: &str, body: &str) -> (u16, String) {
     let addr = url.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
     // Read to the end, except after a 101 head: an upgraded connection stays open.
@@ -242,4 +248,60 @@ fn metrics_health_and_request_ids() {
     let hub2 = HubDir::open(dir.path().join("hub2"), Options::default()).unwrap();
     let handle = ServerHandle::start_hub(hub2, "127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
     assert_eq!(raw(&handle.url(), "GET", "/metrics", "root", "").0, 404);
+}
+
+#[test]
+fn the_admin_api_lists_devices_and_resolves_a_conflict_that_reaches_clients() {
+    let dir = TempDir::new().unwrap();
+    let hub = HubDir::open(dir.path().join("hub"), Options::default()).unwrap();
+    hub.create_namespace("team", TODOS, &["todos".to_owned()], Strategy::Manual).unwrap();
+    hub.create_namespace("other", TODOS, &["todos".to_owned()], Strategy::Lww).unwrap();
+    let t = hub.issue_token("team", &[]).unwrap();
+    let config = ServerConfig { admin_token: Some("root".into()), ..Default::default() };
+    let handle = ServerHandle::start_hub(hub, "127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let url = handle.url();
+    let (a, b) = (replica(&dir, "a", Strategy::Lww), replica(&dir, "b", Strategy::Lww));
+    a.execute("INSERT INTO todos(id, title) VALUES (1, 'first')", &[]).unwrap();
+    a.sync(&url, Some(&t)).unwrap();
+    b.sync(&url, Some(&t)).unwrap();
+    a.execute("UPDATE todos SET title = 'from a' WHERE id = 1", &[]).unwrap();
+    b.execute("UPDATE todos SET title = 'from b' WHERE id = 1", &[]).unwrap();
+    a.sync(&url, Some(&t)).unwrap();
+    b.sync(&url, Some(&t)).unwrap();
+    // Namespace tokens do not open the admin API; the admin token does.
+    assert_eq!(raw(&url, "GET", "/admin/api/namespaces", &t, "").0, 401);
+    let (code, body) = raw(&url, "GET", "/admin/api/namespaces", "root", "");
+    assert_eq!(
+        (code, serde_json::from_str::<serde_json::Value>(&body).unwrap()),
+        (200, serde_json::json!({"namespaces": ["other", "team"]}))
+    );
+    let (code, body) = raw(&url, "GET", "/admin/api/ns/team", "root", "");
+    assert_eq!(code, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let devices: Vec<&str> = doc["devices"].as_array().unwrap().iter().map(|d| d["site_id"].as_str().unwrap()).collect();
+    assert!(
+        devices.contains(&a.site_id().unwrap().to_hex().as_str()) && devices.contains(&b.site_id().unwrap().to_hex().as_str()),
+        "{doc}"
+    );
+    assert!(doc["devices"].as_array().unwrap().iter().all(|d| d["last_seen_ms"].as_u64().unwrap() > 0), "{doc}");
+    let conflicts = doc["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{doc}");
+    let id = conflicts[0]["id"].as_i64().unwrap();
+    assert_eq!(conflicts[0]["remote"]["value"], "from b", "{doc}");
+    // Bad requests change nothing.
+    assert_eq!(raw_body(&url, "POST", &format!("/admin/api/ns/team/conflicts/{id}"), "root", "", "{\"keep\": \"both\"}").0, 400);
+    assert_eq!(raw_body(&url, "POST", &format!("/admin/api/ns/team/conflicts/{id}"), &t, "", "{\"keep\": \"remote\"}").0, 401);
+    assert_eq!(raw(&url, "GET", "/admin/api/ns/nobody", "root", "").0, 404);
+    let (code, body) = raw_body(&url, "POST", &format!("/admin/api/ns/team/conflicts/{id}"), "root", "", "{\"keep\": \"remote\"}");
+    assert_eq!(code, 200, "{body}");
+    let (_, body) = raw(&url, "GET", "/admin/api/ns/team", "root", "");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["conflicts"], serde_json::json!([]));
+    for c in [&a, &b] {
+        c.sync(&url, Some(&t)).unwrap();
+        assert_eq!(rows(c, "SELECT title FROM todos WHERE id = 1"), vec![vec![Value::Text("from b".into())]]);
+    }
+    // The page itself is static and strict about what it loads.
+    let (code, page) = raw(&url, "GET", "/admin", "", "");
+    assert_eq!(code, 200);
+    assert!(page.contains("<label for=\"token\">Admin token</label>"), "{page}");
 }

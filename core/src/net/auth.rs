@@ -90,12 +90,26 @@ impl Tokens {
     }
 }
 
-/// Devices bound to tokens: a device that synced under one token is refused under another.
+/// Devices bound to tokens (a device that synced under one token is refused under another),
+/// and when each device last synced (kept in `_syncline_net_seen`, written at most once a
+/// minute and when the namespace closes).
 pub(crate) struct Devices {
     bound: Mutex<HashMap<SiteId, TokenHash>>,
+    seen: Mutex<Seen>,
 }
 
-const DDL: &str = "CREATE TABLE IF NOT EXISTS _syncline_net_devices(site BLOB PRIMARY KEY, token BLOB NOT NULL) WITHOUT ROWID";
+#[derive(Default)]
+struct Seen {
+    at: HashMap<SiteId, u64>,
+    dirty: bool,
+    flushed: Option<std::time::Instant>,
+}
+
+const DDL: &str = "CREATE TABLE IF NOT EXISTS _syncline_net_devices(site BLOB PRIMARY KEY, token BLOB NOT NULL) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS _syncline_net_seen(site BLOB PRIMARY KEY, last_seen_ms INTEGER NOT NULL) WITHOUT ROWID;";
+
+/// How often last-seen times are written.
+const SEEN_FLUSH: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Devices {
     /// Load the bindings stored in the served database (creating their table if needed).
@@ -109,7 +123,52 @@ impl Devices {
                 }
             }
         }
-        Ok(Devices { bound: Mutex::new(bound) })
+        let mut seen = Seen::default();
+        for row in engine.query("SELECT site, last_seen_ms FROM _syncline_net_seen", &[])?.rows {
+            if let [Value::Blob(site), Value::Integer(ms)] = &row[..] {
+                if let Ok(site) = SiteId::from_slice(site) {
+                    seen.at.insert(site, *ms as u64);
+                }
+            }
+        }
+        Ok(Devices { bound: Mutex::new(bound), seen: Mutex::new(seen) })
+    }
+
+    /// Device `site` synced now; writes the times if the last write is a minute old.
+    pub fn saw(&self, site: &SiteId, engine: &SyncEngine) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let due = {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.at.insert(*site, now);
+            seen.dirty = true;
+            seen.flushed.is_none_or(|t| t.elapsed() >= SEEN_FLUSH)
+        };
+        if due {
+            self.flush(engine);
+        }
+    }
+
+    /// When each device last synced, in milliseconds since the Unix epoch.
+    pub fn seen(&self) -> HashMap<SiteId, u64> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).at.clone()
+    }
+
+    /// Write the last-seen times if any changed (a failure is logged: they are informative).
+    pub fn flush(&self, engine: &SyncEngine) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.flushed = Some(std::time::Instant::now());
+        if !std::mem::take(&mut seen.dirty) {
+            return;
+        }
+        let mut sql = String::from("BEGIN;");
+        for (site, ms) in &seen.at {
+            sql += &format!("INSERT OR REPLACE INTO _syncline_net_seen(site, last_seen_ms) VALUES (x'{}', {ms});", site.to_hex());
+        }
+        sql += "COMMIT;";
+        if let Err(e) = engine.execute_batch(&sql) {
+            let _ = engine.execute_batch("ROLLBACK");
+            tracing::warn!("cannot store when devices last synced: {}", e.message());
+        }
     }
 
     /// Check that `token` may speak for `site` without writing anything. A device not yet

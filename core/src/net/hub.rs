@@ -24,6 +24,8 @@ pub(crate) trait Store: Send + Sync {
     fn eager(&self) -> bool;
     /// The grant of an admitted token, or `None`.
     fn grant(&self, token: &TokenHash) -> Result<Option<Grant>>;
+    /// Every namespace's name, sorted.
+    fn names(&self) -> Result<Vec<String>>;
     /// `Ok` while the storage answers (readiness).
     fn check(&self) -> Result<()>;
     /// The engine that writes namespace `name`'s replica, or `None` if there is no such
@@ -44,6 +46,10 @@ impl Store for Single {
 
     fn eager(&self) -> bool {
         true
+    }
+
+    fn names(&self) -> Result<Vec<String>> {
+        Ok(vec![DEFAULT_NAMESPACE.to_owned()])
     }
 
     fn check(&self) -> Result<()> {
@@ -220,6 +226,10 @@ impl Store for HubDir {
 
     fn eager(&self) -> bool {
         false
+    }
+
+    fn names(&self) -> Result<Vec<String>> {
+        Ok(self.namespaces()?.into_iter().map(|n| n.name).collect())
     }
 
     fn check(&self) -> Result<()> {

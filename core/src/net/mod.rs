@@ -10,9 +10,11 @@
 //!   exponential backoff and jitter, status and a stop handle, optionally live over WebSocket.
 //! - [`HubDir`] (`hub`): namespaces, one SQLite file each, and their credentials, behind the
 //!   storage interface the server asks.
+//! - `admin`: the admin page and its JSON API (namespaces, devices, conflicts, resolving).
 //! - `observe`: `/metrics` (Prometheus), `/healthz`, `/readyz`, request ids and log lines.
 //! - `fetch`: [`clone_snapshot`], a new device's download of the server's snapshot.
 
+mod admin;
 mod auth;
 mod background;
 mod client;

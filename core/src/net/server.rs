@@ -130,15 +130,15 @@ impl Passes {
 
 /// One namespace being served: its replica's writer and readers, device bindings, open pull
 /// passes and live notices.
-struct Dataset {
-    name: String,
-    writer: Arc<SyncEngine>,
+pub(crate) struct Dataset {
+    pub name: String,
+    pub writer: Arc<SyncEngine>,
     readers: Vec<SyncEngine>,
     next_reader: AtomicUsize,
-    devices: Devices,
+    pub devices: Devices,
     passes: Mutex<Passes>,
-    notices: broadcast::Sender<SiteId>,
-    site: SiteId,
+    pub notices: broadcast::Sender<SiteId>,
+    pub site: SiteId,
     /// When a request last used it (for closing the least recently used).
     used: Mutex<Instant>,
 }
@@ -164,6 +164,12 @@ impl Dataset {
     }
 }
 
+impl Drop for Dataset {
+    fn drop(&mut self) {
+        self.devices.flush(&self.writer);
+    }
+}
+
 /// A request's admission: the namespace it reaches and the token it presented (none on an
 /// open server).
 struct Admitted {
@@ -171,11 +177,11 @@ struct Admitted {
     token: Option<(TokenHash, Grant)>,
 }
 
-struct Shared {
-    store: SharedStore,
+pub(crate) struct Shared {
+    pub store: SharedStore,
     /// Namespaces open now, by name.
     open: Mutex<HashMap<String, Arc<Dataset>>>,
-    config: ServerConfig,
+    pub config: ServerConfig,
     stopping: watch::Receiver<bool>,
     /// Slots for decoding and importing (`max_concurrent`).
     slots: Arc<Semaphore>,
@@ -191,7 +197,7 @@ struct Shared {
 pub(crate) struct Refused(pub &'static str);
 
 /// An error answered to the client: a status and a JSON body `{"error": kind, "message"}`.
-struct HttpError(StatusCode, Error);
+pub(crate) struct HttpError(pub StatusCode, pub Error);
 
 /// Whether an error's message is meant for the client. Others (SQLite, files, the engine's
 /// own state) may name SQL or metadata tables: the client gets the kind and a generic message,
@@ -277,7 +283,7 @@ impl Shared {
 
     /// The open namespace `name`, opening it if needed (and closing the least recently used
     /// idle one beyond `max_open_namespaces`).
-    fn dataset(&self, name: &str) -> Result<Option<Arc<Dataset>>> {
+    pub(crate) fn dataset(&self, name: &str) -> Result<Option<Arc<Dataset>>> {
         if let Some(d) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
             *d.used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             return Ok(Some(d.clone()));
@@ -330,6 +336,7 @@ impl Shared {
         let claim = d.devices.check(admitted.token.as_ref(), &site)?;
         let report = d.writer.import_bundle(body)?;
         claim.bind(&d.writer);
+        d.devices.saw(&site, &d.writer);
         if report.applied > 0 {
             let _ = d.notices.send(site);
         }
@@ -410,7 +417,7 @@ async fn sync(st: Arc<Shared>, named: Option<String>, request: Request) -> Respo
     inner(st, named, request).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-fn joined(e: tokio::task::JoinError) -> HttpError {
+pub(crate) fn joined(e: tokio::task::JoinError) -> HttpError {
     HttpError(StatusCode::INTERNAL_SERVER_ERROR, Error::new(ErrorKind::Io, e.to_string()))
 }
 
@@ -605,6 +612,7 @@ fn routes() -> Router<Arc<Shared>> {
         )
         .route("/v1/snapshot", get(|State(st): St, h: HeaderMap| snapshot(st, None, h)))
         .route("/ns/{ns}/v1/snapshot", get(|State(st): St, Path(ns): Path<String>, h: HeaderMap| snapshot(st, Some(ns), h)))
+        .merge(super::admin::routes())
         .route("/metrics", get(metrics))
         .route("/healthz", get(observe::healthz))
         .route("/readyz", get(readyz))
@@ -613,10 +621,8 @@ fn routes() -> Router<Arc<Shared>> {
 /// `/metrics`: the Prometheus text format, for the admin token only (namespace names are
 /// other clients' business); 404 when no admin token is configured.
 async fn metrics(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let Some(admin) = &st.config.admin_token else { return StatusCode::NOT_FOUND.into_response() };
-    let presented = bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
-    if presented.ok() != Some(super::auth::hash(admin)) {
-        return HttpError(StatusCode::UNAUTHORIZED, Error::new(ErrorKind::Auth, "the admin token is required")).into_response();
+    if let Err(e) = super::admin::check_admin(&st, &headers) {
+        return e.into_response();
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
 }
