@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use syncline::net::{HubDir, ServerConfig, ServerHandle, SyncClient, SyncOptions, Tokens};
+use syncline::net::{Catalog, HubDir, ServerConfig, ServerHandle, SyncClient, SyncOptions, Tokens};
 use syncline::{EnableOptions, Error, ErrorKind, Options, Strategy, SyncEngine, Value};
 
 #[derive(Args)]

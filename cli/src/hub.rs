@@ -1,19 +1,48 @@
-//! `syncline hub ...`: the admin commands of a hub directory (namespaces and their tokens),
-//! served with `syncline serve --hub DIR`. They may run while a server serves the directory.
+//! `syncline hub ...`: the admin commands of a hub (namespaces and their tokens), in a
+//! directory (`--dir`) or PostgreSQL (`--postgres`), served with `syncline serve --hub DIR` or
+//! `--postgres URL`. They may run while servers serve it.
 
 use crate::output::Out;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
-use syncline::net::HubDir;
+use syncline::net::{Backend, HubDir};
 use syncline::{Error, ErrorKind, Options, SiteId, Strategy};
+
+/// Where a hub keeps its namespaces: a directory, or PostgreSQL.
+#[derive(Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct At {
+    /// A hub directory: one SQLite file per namespace (created if missing).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// A PostgreSQL database shared by several server nodes, e.g.
+    /// postgresql://syncline@127.0.0.1/syncline or "host=/run/postgresql user=syncline".
+    #[cfg(feature = "postgres")]
+    #[arg(long)]
+    pub postgres: Option<String>,
+}
+
+impl At {
+    /// Open the backend named, with `options` for its replicas.
+    pub fn open(&self, options: Options) -> Result<Backend, Error> {
+        #[cfg(feature = "postgres")]
+        if let Some(url) = &self.postgres {
+            return Ok(syncline::net::PgHub::connect(url, options)?.into());
+        }
+        match &self.dir {
+            Some(dir) => Ok(HubDir::open(dir, options)?.into()),
+            None => Err(Error::new(ErrorKind::InvalidArgument, "say --dir DIR or --postgres URL")),
+        }
+    }
+}
 
 #[derive(Subcommand)]
 pub enum Hub {
     /// Create a namespace: a new data set with its own schema, replica state and devices.
     Create {
-        /// The hub directory (created if missing).
-        dir: PathBuf,
+        #[command(flatten)]
+        at: At,
         /// The namespace: 1-63 characters of a-z, 0-9, '-' and '_'.
         name: String,
         /// A SQL file creating the namespace's tables.
@@ -27,50 +56,62 @@ pub enum Hub {
         strategy: String,
     },
     /// Delete a namespace, its tokens and its data.
-    Delete { dir: PathBuf, name: String },
+    Delete {
+        #[command(flatten)]
+        at: At,
+        name: String,
+    },
     /// List the namespaces.
-    List { dir: PathBuf },
+    List {
+        #[command(flatten)]
+        at: At,
+    },
     /// Issue a token for a namespace (printed once; the hub keeps its hash).
     Token {
-        dir: PathBuf,
+        #[command(flatten)]
+        at: At,
         name: String,
         /// Only these devices (site ids, 32 hex digits; repeatable). Default: any device.
         #[arg(long = "device")]
         devices: Vec<String>,
     },
     /// Revoke a token.
-    Revoke { dir: PathBuf, token: String },
+    Revoke {
+        #[command(flatten)]
+        at: At,
+        token: String,
+    },
 }
 
 pub fn run(command: Hub, out: &Out) -> Result<(), Error> {
-    let open = |dir: &PathBuf| HubDir::open(dir, Options::default());
+    let open = |at: &At| at.open(Options::default());
     match command {
-        Hub::Create { dir, name, schema, tables, strategy } => {
+        Hub::Create { at, name, schema, tables, strategy } => {
             let strategy: Strategy = strategy.parse()?;
             let sql = std::fs::read_to_string(&schema)
                 .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", schema.display())))?;
-            open(&dir)?.create_namespace(&name, &sql, &tables, strategy)?;
+            open(&at)?.catalog().create_namespace(&name, &sql, &tables, strategy)?;
             out.emit(json!({ "created": name, "tables": tables }), || format!("created namespace {name} ({})", tables.join(", ")))
         }
-        Hub::Delete { dir, name } => {
-            open(&dir)?.delete_namespace(&name)?;
+        Hub::Delete { at, name } => {
+            open(&at)?.catalog().delete_namespace(&name)?;
             out.emit(json!({ "deleted": name }), || format!("deleted namespace {name}"))
         }
-        Hub::List { dir } => {
-            let all = open(&dir)?.namespaces()?;
+        Hub::List { at } => {
+            let all = open(&at)?.catalog().namespaces()?;
             let doc: Vec<_> =
                 all.iter().map(|n| json!({ "name": n.name, "created_ms": n.created_ms, "credentials": n.credentials })).collect();
             out.emit(json!({ "namespaces": doc }), || {
                 all.iter().map(|n| format!("{}\t{} tokens", n.name, n.credentials)).collect::<Vec<_>>().join("\n")
             })
         }
-        Hub::Token { dir, name, devices } => {
+        Hub::Token { at, name, devices } => {
             let devices = devices.iter().map(|d| d.parse::<SiteId>()).collect::<Result<Vec<_>, _>>()?;
-            let token = open(&dir)?.issue_token(&name, &devices)?;
+            let token = open(&at)?.catalog().issue_token(&name, &devices)?;
             out.emit(json!({ "namespace": name, "token": token }), || token.clone())
         }
-        Hub::Revoke { dir, token } => {
-            if !open(&dir)?.revoke_token(&token)? {
+        Hub::Revoke { at, token } => {
+            if !open(&at)?.catalog().revoke_token(&token)? {
                 return Err(Error::new(ErrorKind::NotFound, "no such token"));
             }
             out.emit(json!({ "revoked": true }), || "revoked".into())

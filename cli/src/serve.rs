@@ -17,12 +17,16 @@ use syncline::{Error, ErrorKind, SyncEngine};
 #[derive(Args)]
 pub struct Serve {
     /// The SQLite database served (its synced tables must be enabled with `init`).
-    #[arg(required_unless_present = "hub", conflicts_with = "hub")]
     db: Option<PathBuf>,
     /// Serve every namespace of this hub directory instead (see `syncline hub`); clients reach
     /// one at /ns/NAME/v1/... or through /v1/... with a token of that namespace.
-    #[arg(long, conflicts_with_all = ["tokens", "tokens_file"])]
+    #[arg(long, conflicts_with_all = ["db", "tokens", "tokens_file"])]
     hub: Option<PathBuf>,
+    /// Serve the hub kept in this PostgreSQL database (see `syncline hub --postgres`); run as
+    /// many nodes over it as needed.
+    #[cfg(feature = "postgres")]
+    #[arg(long, conflicts_with_all = ["db", "hub", "tokens", "tokens_file"])]
+    postgres: Option<String>,
     /// TCP port (0: any free port; the address is printed).
     #[arg(long, default_value_t = 8740)]
     port: u16,
@@ -144,14 +148,19 @@ pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
     let listening = |addr| {
         let _ = out.emit(json!({ "listening": format!("http://{addr}") }), || format!("listening on http://{addr}"));
     };
+    let d = syncline::Options::default();
+    let options = syncline::Options { max_drift_ms: args.max_drift.map_or(d.max_drift_ms, duration::millis), ..d };
+    #[cfg(feature = "postgres")]
+    if let Some(url) = &args.postgres {
+        net::run_hub(net::PgHub::connect(url, options)?, addr, config, listening)?;
+        return out.emit(json!({ "stopped": true }), || "stopped".into());
+    }
     match (&args.hub, &args.db) {
-        (Some(dir), _) => {
-            let d = syncline::Options::default();
-            let options = syncline::Options { max_drift_ms: args.max_drift.map_or(d.max_drift_ms, duration::millis), ..d };
-            net::run_hub(net::HubDir::open(dir, options)?, addr, config, listening)?
-        }
+        (Some(dir), _) => net::run_hub(net::HubDir::open(dir, options)?, addr, config, listening)?,
         (None, db) => {
-            let db = db.as_ref().ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "say which database to serve, or --hub DIR"))?;
+            let db = db
+                .as_ref()
+                .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "say which database to serve, or --hub DIR, or --postgres URL"))?;
             let engine = open(db, args.max_drift)?;
             if config.tokens.is_open() {
                 eprintln!("warning: no --token or --tokens given: every client is admitted");

@@ -193,14 +193,14 @@ fn hub_commands_and_serve_hub() {
     std::fs::write(&schema, "CREATE TABLE todos(id TEXT PRIMARY KEY, title TEXT);").unwrap();
     let (hub_s, schema_s) = (hub.to_str().unwrap(), schema.to_str().unwrap());
     for ns in ["acme", "globex"] {
-        let out = syncline(&["hub", "create", hub_s, ns, "--schema", schema_s, "--table", "todos"]);
+        let out = syncline(&["hub", "create", "--dir", hub_s, ns, "--schema", schema_s, "--table", "todos"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let out = syncline(&["hub", "create", hub_s, "../evil", "--schema", schema_s, "--table", "todos"]);
+    let out = syncline(&["hub", "create", "--dir", hub_s, "../evil", "--schema", schema_s, "--table", "todos"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidArgument"), "{}", String::from_utf8_lossy(&out.stderr));
     let token = |ns: &str| {
-        let out = syncline(&["hub", "token", hub_s, ns, "--json"]);
+        let out = syncline(&["hub", "token", "--dir", hub_s, ns, "--json"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["token"].as_str().unwrap().to_owned()
     };
@@ -217,13 +217,13 @@ fn hub_commands_and_serve_hub() {
     let out = syncline(&["clone", &format!("{url}/ns/acme"), dir.path().join("c.db").to_str().unwrap(), "--token", &ta]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(ids(&SyncEngine::open(dir.path().join("c.db"), Options::default()).unwrap()), vec!["a1"]);
-    let out = syncline(&["hub", "list", hub_s, "--json"]);
+    let out = syncline(&["hub", "list", "--dir", hub_s, "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["namespaces"].as_array().unwrap().len(), 2, "{list}");
-    assert!(syncline(&["hub", "revoke", hub_s, &tb]).status.success());
+    assert!(syncline(&["hub", "revoke", "--dir", hub_s, &tb]).status.success());
     let out = syncline(&["sync", b.to_str().unwrap(), &url, "--token", &tb]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("Auth"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(syncline(&["hub", "delete", hub_s, "globex"]).status.success());
+    assert!(syncline(&["hub", "delete", "--dir", hub_s, "globex"]).status.success());
     server.kill().unwrap();
     server.wait().unwrap();
 }

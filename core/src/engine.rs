@@ -544,6 +544,17 @@ impl SyncEngine {
         crate::snapshot::write(held.conn()?, path.as_ref())
     }
 
+    /// Record that `peer` holds everything this replica holds now, so the next bundle for it
+    /// carries only what changes after this call (a server node's shared log, `net::PgHub`).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn peer_holds_all(&self, peer: &SiteId) -> Result<()> {
+        self.write(|tx| {
+            let ord = meta::site_ord(tx, peer)?;
+            let vv = meta::local_vv(tx)?;
+            meta::raise_peer_vv(tx, ord, &vv)
+        })
+    }
+
     /// Run one SQL statement on the engine's connection (writes are captured like any other).
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
         let mut held = self.hold()?;

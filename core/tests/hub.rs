@@ -7,7 +7,7 @@ use common::*;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use syncline::net::{HubDir, ServerConfig, ServerHandle, SyncOptions};
+use syncline::net::{Catalog, HubDir, ServerConfig, ServerHandle, SyncOptions};
 use syncline::{ErrorKind, Options, Strategy, Value};
 use tempfile::TempDir;
 

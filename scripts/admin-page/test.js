@@ -39,8 +39,8 @@ async function startServer(hub) {
 async function main() {
   const hub = path.join(dir, 'hub')
   fs.writeFileSync(path.join(dir, 'schema.sql'), SCHEMA)
-  run('hub', 'create', hub, 'team', '--schema', path.join(dir, 'schema.sql'), '--table', 'todos', '--strategy', 'manual')
-  const token = JSON.parse(run('hub', 'token', hub, 'team', '--json')).token
+  run('hub', 'create', '--dir', hub, 'team', '--schema', path.join(dir, 'schema.sql'), '--table', 'todos', '--strategy', 'manual')
+  const token = JSON.parse(run('hub', 'token', '--dir', hub, 'team', '--json')).token
   const { child, url } = await startServer(hub)
   const browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox'] })
   try {

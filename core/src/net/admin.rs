@@ -82,10 +82,12 @@ async fn namespaces(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Respon
 async fn namespace(State(st): State<Arc<Shared>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     admin_call(st, headers, move |st| {
         let d = st.dataset(&name)?.ok_or_else(|| no_namespace(&name))?;
+        d.catch_up(&st.store)?;
         let status = d.writer.status()?;
         let seen = d.devices.seen();
+        let internal = st.store.internal_site(&d.name);
         let mut devices: BTreeMap<String, Json> = BTreeMap::new();
-        for p in &status.peers {
+        for p in status.peers.iter().filter(|p| Some(p.site_id) != internal) {
             devices.insert(p.site_id.to_hex(), json!({ "site_id": p.site_id.to_hex(), "pending": p.pending, "last_seen_ms": seen.get(&p.site_id) }));
         }
         let conflicts: Vec<Json> = d.writer.conflicts()?.iter().map(crate::json::conflict).collect();
@@ -109,7 +111,13 @@ async fn resolve(State(st): State<Arc<Shared>>, Path((name, id)): Path<(String, 
             _ => return Err(bad("say {\"keep\": \"local\"}, {\"keep\": \"remote\"} or {\"value\": ...}")),
         };
         let d = st.dataset(&name)?.ok_or_else(|| no_namespace(&name))?;
-        d.writer.resolve(id, resolution)?;
+        d.catch_up(&st.store)?;
+        let mut resolution = Some(resolution);
+        let made = st.store.originate(&d.name, &d.writer, &mut || d.writer.resolve(id, resolution.take().expect("called once")));
+        if made.is_err() {
+            st.forget(&d.name); // rebuilt from the store when next used: the conflict is open again
+        }
+        made?;
         let _ = d.notices.send(d.site); // live clients pull the resolution now
         Ok(json!({ "resolved": id }))
     })

@@ -7,6 +7,7 @@ use super::auth::{hash, Grant, TokenHash, Tokens};
 use crate::error::{Error, ErrorKind, Result};
 use crate::site::SiteId;
 use crate::{EnableOptions, Options, Strategy, SyncEngine};
+
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,83 @@ pub(crate) trait Store: Send + Sync {
     /// The engine that writes namespace `name`'s replica, or `None` if there is no such
     /// namespace.
     fn open(&self, name: &str) -> Result<Option<Arc<SyncEngine>>>;
+    /// Before a request reads or changes namespace `name`: import into `engine` what other
+    /// server nodes accepted since `cursor` (their position in a shared log), moving it on.
+    /// Stores of a single node have nothing to do.
+    fn catch_up(&self, _name: &str, _engine: &SyncEngine, _cursor: &mut i64) -> Result<()> {
+        Ok(())
+    }
+    /// After a push from `sender` was imported, before it is acknowledged: make it durable
+    /// for the other server nodes. Stores of a single node have nothing to do (the import
+    /// committed to the namespace's own file).
+    fn accepted(&self, _name: &str, _sender: &SiteId, _bundle: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    /// Make a change the server itself originates in namespace `name` (`change`, e.g. an
+    /// operator's conflict resolution) durable like a push. A single node just makes it.
+    fn originate(&self, _name: &str, _engine: &SyncEngine, change: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        change()
+    }
+    /// A site the store itself registers in namespace `name`'s replica (not a device).
+    fn internal_site(&self, _name: &str) -> Option<SiteId> {
+        None
+    }
+    /// Announcements of pushes other server nodes accepted: (namespace, sender).
+    fn remote_changes(&self) -> Option<tokio::sync::broadcast::Receiver<(String, SiteId)>> {
+        None
+    }
+}
+
+/// The admin operations every hub backend offers (`syncline hub ...`).
+pub trait Catalog {
+    /// Create namespace `name`: a new data set on which `schema` (SQL) runs and `tables` are
+    /// enabled with `strategy`. `InvalidArgument` if it exists or the name is not valid;
+    /// nothing is left after an error.
+    fn create_namespace(&self, name: &str, schema: &str, tables: &[String], strategy: Strategy) -> Result<()>;
+    /// Delete namespace `name`, its credentials and its data. `InvalidArgument` if there is
+    /// no such namespace.
+    fn delete_namespace(&self, name: &str) -> Result<()>;
+    /// Every namespace, by name.
+    fn namespaces(&self) -> Result<Vec<NamespaceInfo>>;
+    /// Issue a new random token for namespace `name`, for any device (`devices` empty) or only
+    /// these. The token is shown once: the catalog keeps its hash.
+    fn issue_token(&self, name: &str, devices: &[SiteId]) -> Result<String>;
+    /// Revoke a token; false if it was not issued here.
+    fn revoke_token(&self, token: &str) -> Result<bool>;
+}
+
+/// A new random token.
+pub(crate) fn new_token() -> String {
+    format!("sl_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// A credential's device list as the catalogs keep it: NULL for any device, else site ids
+/// separated by spaces.
+pub(crate) fn devices_text(devices: &[SiteId]) -> Option<String> {
+    (!devices.is_empty()).then(|| devices.iter().map(SiteId::to_hex).collect::<Vec<_>>().join(" "))
+}
+
+/// The grant a catalog row describes.
+pub(crate) fn grant_of(namespace: String, devices: Option<String>) -> Result<Grant> {
+    let devices = devices.map(|d| d.split_whitespace().map(str::parse).collect::<Result<_>>()).transpose()?;
+    Ok(Grant { namespace, devices })
+}
+
+/// A namespace's replica at `file` (which must not exist): `schema` run, `tables` enabled.
+/// Nothing is left at `file` after an error.
+pub(crate) fn build_replica(file: &Path, options: &Options, schema: &str, tables: &[String], strategy: Strategy) -> Result<SyncEngine> {
+    let made = (|| {
+        let engine = SyncEngine::open(file, Options { create: true, ..options.clone() })?;
+        engine.execute_batch(schema)?;
+        for t in tables {
+            engine.enable_sync(t, EnableOptions { strategy, ..Default::default() })?;
+        }
+        Ok(engine)
+    })();
+    if made.is_err() {
+        remove_database(file);
+    }
+    made
 }
 
 /// One database, tokens given at start (`syncline serve DB`): namespace [`DEFAULT_NAMESPACE`].
@@ -110,7 +188,7 @@ pub fn check_namespace(name: &str) -> Result<()> {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -136,10 +214,10 @@ impl HubDir {
     fn file(&self, name: &str) -> PathBuf {
         self.dir.join("namespaces").join(format!("{name}.db"))
     }
+}
 
-    /// Create namespace `name`: a new database on which `schema` (SQL) runs and `tables` are
-    /// enabled with `strategy`. `InvalidArgument` if it exists; nothing is left after an error.
-    pub fn create_namespace(&self, name: &str, schema: &str, tables: &[String], strategy: Strategy) -> Result<()> {
+impl Catalog for HubDir {
+    fn create_namespace(&self, name: &str, schema: &str, tables: &[String], strategy: Strategy) -> Result<()> {
         check_namespace(name)?;
         let catalog = self.catalog();
         let exists: bool = catalog.query_row("SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = ?1)", [name], |r| r.get(0))?;
@@ -147,25 +225,16 @@ impl HubDir {
         if exists || file.exists() {
             return Err(Error::invalid_argument(format!("namespace {name} exists")));
         }
-        let made = (|| {
-            let engine = SyncEngine::open(&file, Options { create: true, ..self.options.clone() })?;
-            engine.execute_batch(schema)?;
-            for t in tables {
-                engine.enable_sync(t, EnableOptions { strategy, ..Default::default() })?;
-            }
-            engine.close()?;
-            catalog.execute("INSERT INTO namespaces(name, created_ms) VALUES (?1, ?2)", rusqlite::params![name, now_ms()])?;
-            Ok(())
-        })();
-        if made.is_err() {
+        build_replica(&file, &self.options, schema, tables, strategy)?.close()?;
+        let recorded = catalog.execute("INSERT INTO namespaces(name, created_ms) VALUES (?1, ?2)", rusqlite::params![name, now_ms()]);
+        if recorded.is_err() {
             remove_database(&file);
         }
-        made
+        recorded?;
+        Ok(())
     }
 
-    /// Delete namespace `name`, its credentials and its database files. `InvalidArgument` if
-    /// there is no such namespace.
-    pub fn delete_namespace(&self, name: &str) -> Result<()> {
+    fn delete_namespace(&self, name: &str) -> Result<()> {
         check_namespace(name)?;
         if self.catalog().execute("DELETE FROM namespaces WHERE name = ?1", [name])? == 0 {
             return Err(Error::invalid_argument(format!("no namespace {name}")));
@@ -174,8 +243,7 @@ impl HubDir {
         Ok(())
     }
 
-    /// Every namespace, by name.
-    pub fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
+    fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
         let catalog = self.catalog();
         let mut stmt = catalog.prepare(
             "SELECT n.name, n.created_ms, (SELECT count(*) FROM credentials c WHERE c.namespace = n.name)
@@ -186,32 +254,28 @@ impl HubDir {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Issue a new random token for namespace `name`, for any device (`devices` empty) or only
-    /// these. The token is shown once: the catalog keeps its hash.
-    pub fn issue_token(&self, name: &str, devices: &[SiteId]) -> Result<String> {
+    fn issue_token(&self, name: &str, devices: &[SiteId]) -> Result<String> {
         check_namespace(name)?;
         let catalog = self.catalog();
         let exists: bool = catalog.query_row("SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = ?1)", [name], |r| r.get(0))?;
         if !exists {
             return Err(Error::invalid_argument(format!("no namespace {name}")));
         }
-        let token = format!("sl_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        let devices = (!devices.is_empty()).then(|| devices.iter().map(SiteId::to_hex).collect::<Vec<_>>().join(" "));
+        let token = new_token();
         catalog.execute(
             "INSERT INTO credentials(token_hash, namespace, devices, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![&hash(&token)[..], name, devices, now_ms()],
+            rusqlite::params![&hash(&token)[..], name, devices_text(devices), now_ms()],
         )?;
         Ok(token)
     }
 
-    /// Revoke a token; false if it was not issued here.
-    pub fn revoke_token(&self, token: &str) -> Result<bool> {
+    fn revoke_token(&self, token: &str) -> Result<bool> {
         Ok(self.catalog().execute("DELETE FROM credentials WHERE token_hash = ?1", [&hash(token)[..]])? > 0)
     }
 }
 
 /// Remove a database file and its journals.
-fn remove_database(file: &Path) {
+pub(crate) fn remove_database(file: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = file.as_os_str().to_owned();
         p.push(suffix);
@@ -242,9 +306,7 @@ impl Store for HubDir {
             .prepare_cached("SELECT namespace, devices FROM credentials WHERE token_hash = ?1")?
             .query_row([&token[..]], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let Some((namespace, devices)) = found else { return Ok(None) };
-        let devices = devices.map(|d| d.split_whitespace().map(str::parse).collect::<Result<_>>()).transpose()?;
-        Ok(Some(Grant { namespace, devices }))
+        found.map(|(namespace, devices)| grant_of(namespace, devices)).transpose()
     }
 
     fn open(&self, name: &str) -> Result<Option<Arc<SyncEngine>>> {
@@ -261,3 +323,42 @@ impl Store for HubDir {
 
 /// Shared ownership of a store by the server.
 pub(crate) type SharedStore = Arc<dyn Store>;
+
+/// The storage a hub serves: a directory of SQLite files, or PostgreSQL (feature `postgres`).
+pub enum Backend {
+    Dir(HubDir),
+    #[cfg(feature = "postgres")]
+    Postgres(super::pg::PgHub),
+}
+
+impl From<HubDir> for Backend {
+    fn from(hub: HubDir) -> Self {
+        Backend::Dir(hub)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<super::pg::PgHub> for Backend {
+    fn from(hub: super::pg::PgHub) -> Self {
+        Backend::Postgres(hub)
+    }
+}
+
+impl Backend {
+    pub(crate) fn into_store(self) -> SharedStore {
+        match self {
+            Backend::Dir(h) => Arc::new(h),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(h) => Arc::new(h),
+        }
+    }
+
+    /// Its admin operations.
+    pub fn catalog(&self) -> &dyn Catalog {
+        match self {
+            Backend::Dir(h) => h,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(h) => h,
+        }
+    }
+}

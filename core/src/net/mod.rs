@@ -11,6 +11,7 @@
 //! - [`HubDir`] (`hub`): namespaces, one SQLite file each, and their credentials, behind the
 //!   storage interface the server asks.
 //! - `admin`: the admin page and its JSON API (namespaces, devices, conflicts, resolving).
+//! - [`PgHub`] (`pg`, feature `postgres`): the hub over PostgreSQL, for several server nodes.
 //! - `observe`: `/metrics` (Prometheus), `/healthz`, `/readyz`, request ids and log lines.
 //! - `fetch`: [`clone_snapshot`], a new device's download of the server's snapshot.
 
@@ -23,14 +24,18 @@ mod hub;
 mod listen;
 mod observe;
 mod paging;
+#[cfg(feature = "postgres")]
+mod pg;
 mod server;
 
 pub use auth::Tokens;
 pub use background::{SyncHandle, SyncStatus};
 pub use client::{SyncClient, SyncOptions, SyncReport};
 pub use fetch::clone_snapshot;
-pub use hub::{check_namespace, HubDir, NamespaceInfo, DEFAULT_NAMESPACE};
+pub use hub::{check_namespace, Backend, Catalog, HubDir, NamespaceInfo, DEFAULT_NAMESPACE};
 pub use observe::REQUEST_ID_HEADER;
+#[cfg(feature = "postgres")]
+pub use pg::PgHub;
 pub use server::{run_hub, run_server, serve, serve_hub, shutdown_signal, wait_for_shutdown_signal, ServerConfig, ServerHandle};
 
 /// The protocol version, the first segment of every path.

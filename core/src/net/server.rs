@@ -7,7 +7,7 @@
 //! deadline, a bounded number of concurrent imports, error bodies without internals.
 
 use super::auth::{bearer, Devices, Grant, TokenHash, Tokens};
-use super::hub::{HubDir, SharedStore, Single};
+use super::hub::{Backend, SharedStore, Single};
 use super::listen::{self, Limits};
 use super::observe::{self, Metrics};
 use super::paging::{decode_token, encode_token, export_page};
@@ -141,6 +141,8 @@ pub(crate) struct Dataset {
     pub site: SiteId,
     /// When a request last used it (for closing the least recently used).
     used: Mutex<Instant>,
+    /// Its position in the store's shared log (several server nodes); held while catching up.
+    log: Mutex<i64>,
 }
 
 impl Dataset {
@@ -156,11 +158,18 @@ impl Dataset {
             passes: Mutex::new(Passes::default()),
             notices: broadcast::channel(256).0,
             used: Mutex::new(Instant::now()),
+            log: Mutex::new(0),
         })
     }
 
     fn reader(&self) -> &SyncEngine {
         &self.readers[self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
+    }
+
+    /// Import what other server nodes accepted (nothing for a single node).
+    pub(crate) fn catch_up(&self, store: &SharedStore) -> Result<()> {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        store.catch_up(&self.name, &self.writer, &mut log)
     }
 }
 
@@ -281,6 +290,11 @@ impl Shared {
         Ok(Admitted { dataset: self.dataset(name)?.ok_or_else(missing)?, token })
     }
 
+    /// Close namespace `name` here (requests in flight keep it until they finish).
+    pub(crate) fn forget(&self, name: &str) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+    }
+
     /// The open namespace `name`, opening it if needed (and closing the least recently used
     /// idle one beyond `max_open_namespaces`).
     pub(crate) fn dataset(&self, name: &str) -> Result<Option<Arc<Dataset>>> {
@@ -334,7 +348,11 @@ impl Shared {
         let d = &admitted.dataset;
         let site = self.check_ops(body)?;
         let claim = d.devices.check(admitted.token.as_ref(), &site)?;
+        d.catch_up(&self.store)?;
         let report = d.writer.import_bundle(body)?;
+        if report.rows > 0 {
+            self.store.accepted(&d.name, &site, body)?; // durable for every node before the 200
+        }
         claim.bind(&d.writer);
         d.devices.saw(&site, &d.writer);
         if report.applied > 0 {
@@ -479,9 +497,11 @@ async fn snapshot(st: Arc<Shared>, named: Option<String>, headers: HeaderMap) ->
             .await
             .map_err(|_| timed_out(StatusCode::SERVICE_UNAVAILABLE, "the server is busy; try again later".into()))?
             .map_err(|_| timed_out(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()))?;
+        let worker = st.clone();
         let written = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let d = &admitted.dataset;
+            d.catch_up(&worker.store)?;
             let file = SnapshotFile(d.writer.path().with_extension(format!("snapshot-{}", uuid::Uuid::new_v4().simple())));
             d.reader().snapshot(&file.0)?;
             let len = std::fs::metadata(&file.0)?.len();
@@ -558,12 +578,12 @@ fn single(engine: Arc<SyncEngine>, config: &ServerConfig) -> SharedStore {
 
 /// Serve the namespaces of `hub` on `listener` until `shutdown` completes (see [`serve`]).
 pub async fn serve_hub(
-    hub: HubDir,
+    hub: impl Into<Backend>,
     listener: tokio::net::TcpListener,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    serve_store(Arc::new(hub), listener, config, shutdown).await
+    serve_store(hub.into().into_store(), listener, config, shutdown).await
 }
 
 async fn serve_store(
@@ -588,12 +608,38 @@ async fn serve_store(
     if shared.store.eager() {
         shared.dataset(super::hub::DEFAULT_NAMESPACE)?; // a broken database fails the start
     }
+    if let Some(remote) = shared.store.remote_changes() {
+        tokio::spawn(relay_remote(shared.clone(), remote));
+    }
     let metrics = shared.metrics.clone();
     let app = routes().with_state(shared).layer(axum::middleware::from_fn(move |request: Request, next: axum::middleware::Next| {
         observe::around(metrics.clone(), request, next)
     }));
     listen::run(listener, app, limits, shutdown, stop_tx).await;
     Ok(())
+}
+
+/// Pushes accepted by other server nodes: an open namespace catches up at once and tells its
+/// live clients (namespaces not open here catch up when next opened).
+async fn relay_remote(st: Arc<Shared>, mut remote: broadcast::Receiver<(String, SiteId)>) {
+    loop {
+        let (name, site) = match remote.recv().await {
+            Ok(change) => change,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let open = st.open.lock().unwrap_or_else(|p| p.into_inner()).get(&name).cloned();
+        let Some(d) = open else { continue };
+        let store = st.store.clone();
+        let caught = tokio::task::spawn_blocking(move || d.catch_up(&store).map(|()| d)).await;
+        match caught {
+            Ok(Ok(d)) => {
+                let _ = d.notices.send(site);
+            }
+            Ok(Err(e)) => tracing::warn!(namespace = %name, "cannot catch up with another node's push: {}", e.message()),
+            Err(e) => tracing::warn!(namespace = %name, "cannot catch up with another node's push: {e}"),
+        }
+    }
 }
 
 /// Every endpoint twice: under `/v1/` (the namespace the token grants) and under
@@ -690,8 +736,8 @@ pub fn run_server(engine: Arc<SyncEngine>, addr: SocketAddr, config: ServerConfi
 }
 
 /// [`run_server`] for the namespaces of `hub`.
-pub fn run_hub(hub: HubDir, addr: SocketAddr, config: ServerConfig, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
-    run_store(Arc::new(hub), addr, config, on_listening)
+pub fn run_hub(hub: impl Into<Backend>, addr: SocketAddr, config: ServerConfig, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
+    run_store(hub.into().into_store(), addr, config, on_listening)
 }
 
 fn run_store(store: SharedStore, addr: SocketAddr, config: ServerConfig, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
@@ -716,8 +762,8 @@ impl ServerHandle {
     }
 
     /// Bind `addr` and start serving the namespaces of `hub`.
-    pub fn start_hub(hub: HubDir, addr: SocketAddr, config: ServerConfig) -> Result<ServerHandle> {
-        Self::start_store(Arc::new(hub), addr, config)
+    pub fn start_hub(hub: impl Into<Backend>, addr: SocketAddr, config: ServerConfig) -> Result<ServerHandle> {
+        Self::start_store(hub.into().into_store(), addr, config)
     }
 
     fn start_store(store: SharedStore, addr: SocketAddr, config: ServerConfig) -> Result<ServerHandle> {

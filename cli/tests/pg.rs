@@ -1,0 +1,268 @@
+//! The hub over PostgreSQL: two `syncline serve --postgres` nodes over one cluster started for
+//! the test (initdb and pg_ctl in a temporary folder, Unix socket only). Clients of different
+//! nodes converge, live updates cross nodes, an operator's resolution on one node reaches the
+//! clients of the other, a fresh node rebuilds from the log, and killing a node mid-sync loses
+//! nothing acknowledged. Needs PostgreSQL's server binaries (pg_config --bindir).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use syncline::net::{Catalog, PgHub, SyncOptions};
+use syncline::{EnableOptions, Options, Strategy, SyncEngine, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_syncline");
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS todos(id TEXT PRIMARY KEY, title TEXT)";
+
+/// A PostgreSQL cluster in a temporary folder, stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+impl Cluster {
+    fn command(&self, program: &str) -> Command {
+        let exe = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    fn start() -> Cluster {
+        let out = Command::new("pg_config").arg("--bindir").output();
+        let bin = match out {
+            Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+            _ => PathBuf::from("/usr/lib/postgresql/15/bin"),
+        };
+        let bin = if bin.join("initdb").exists() { bin } else { PathBuf::from("/usr/lib/postgresql/15/bin") };
+        assert!(bin.join("initdb").exists(), "PostgreSQL server binaries are needed (initdb in {})", bin.display());
+        let dir = tempfile::tempdir().unwrap();
+        // initdb refuses to run as root: the cluster then belongs to the postgres user.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        if as_postgres {
+            assert!(Command::new("chown").args(["postgres:", dir.path().to_str().unwrap()]).status().unwrap().success());
+        }
+        let cluster = Cluster { dir, bin, as_postgres };
+        let data = cluster.dir.path().join("data");
+        let ok = cluster
+            .command("initdb")
+            .args(["-D", data.to_str().unwrap(), "-U", "syncline", "--auth=trust", "-E", "UTF8"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "initdb failed");
+        let options = format!("-k {} -c listen_addresses='' -p 5432", cluster.dir.path().display());
+        let log = cluster.dir.path().join("log");
+        let ok = cluster
+            .command("pg_ctl")
+            .args(["-D", data.to_str().unwrap(), "-o", &options, "-l", log.to_str().unwrap(), "-w", "start"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "pg_ctl start failed: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("host={} port=5432 user=syncline dbname=postgres", self.dir.path().display())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = self.command("pg_ctl").args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]).stdout(Stdio::null()).status();
+    }
+}
+
+/// `syncline serve --postgres URL --port 0 --admin-token root`, and its URL.
+fn node(url: &str) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--postgres", url, "--port", "0", "--admin-token", "root"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let at = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
+    (child, at)
+}
+
+fn replica(path: &Path) -> SyncEngine {
+    let e = SyncEngine::open(path, Options::default()).unwrap();
+    e.execute_batch(SCHEMA).unwrap();
+    e.enable_sync("todos", EnableOptions::default()).unwrap();
+    e
+}
+
+fn ids(e: &SyncEngine) -> Vec<String> {
+    e.query("SELECT id FROM todos ORDER BY id", &[])
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|r| match &r[0] {
+            Value::Text(t) => t.clone(),
+            v => panic!("{v:?}"),
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http(url: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let code = answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned())
+}
+
+#[test]
+fn two_nodes_over_one_postgres_converge_live_and_resolve_across_nodes() {
+    let cluster = Cluster::start();
+    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
+    admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Manual).unwrap();
+    admin.create_namespace("other", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    let t = admin.issue_token("team", &[]).unwrap();
+    let other = admin.issue_token("other", &[]).unwrap();
+    let (mut n1, u1) = node(&cluster.url());
+    let (mut n2, u2) = node(&cluster.url());
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (replica(&dir.path().join("a.db")), replica(&dir.path().join("b.db")));
+    a.execute("INSERT INTO todos VALUES ('1', 'first')", &[]).unwrap();
+    a.sync(&u1, Some(&t)).unwrap();
+    b.sync(&u2, Some(&t)).unwrap();
+    assert_eq!(ids(&b), vec!["1"], "a push to node 1 is pulled from node 2");
+    // Namespaces stay apart on PostgreSQL too.
+    let o = replica(&dir.path().join("o.db"));
+    o.sync(&u2, Some(&other)).unwrap();
+    assert!(ids(&o).is_empty());
+    assert_eq!(http(&u1, "GET", "/ns/team/v1/info", &other, "").0, 404);
+
+    // Live: a watcher on node 2 sees a push to node 1 without polling.
+    let watcher = Arc::new(replica(&dir.path().join("w.db")));
+    let options = SyncOptions { live: true, interval: Duration::from_secs(3600), ..Default::default() };
+    let live = watcher.start_sync(&u2, Some(&t), options).unwrap();
+    wait_for("the WebSocket", Duration::from_secs(30), || live.status().unwrap().syncs >= 2);
+    a.execute("INSERT INTO todos VALUES ('2', 'news')", &[]).unwrap();
+    a.sync(&u1, Some(&t)).unwrap();
+    wait_for("the live pull across nodes", Duration::from_secs(30), || ids(&watcher).len() == 2);
+    live.stop();
+
+    // A conflict held on the servers, resolved by the operator on node 2, reaches node 1's clients.
+    b.sync(&u2, Some(&t)).unwrap();
+    a.execute("UPDATE todos SET title = 'from a' WHERE id = '1'", &[]).unwrap();
+    b.execute("UPDATE todos SET title = 'from b' WHERE id = '1'", &[]).unwrap();
+    a.sync(&u1, Some(&t)).unwrap();
+    b.sync(&u2, Some(&t)).unwrap();
+    let (code, body) = http(&u2, "GET", "/admin/api/ns/team", "root", "");
+    assert_eq!(code, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let conflict = doc["conflicts"].as_array().unwrap().first().unwrap_or_else(|| panic!("no conflict in {doc}")).clone();
+    let devices = doc["devices"].as_array().unwrap().len();
+    assert_eq!(devices, 3, "a, b and the watcher; the log's own site is not a device: {doc}");
+    let (code, body) = http(&u2, "POST", &format!("/admin/api/ns/team/conflicts/{}", conflict["id"]), "root", "{\"keep\": \"remote\"}");
+    assert_eq!(code, 200, "{body}");
+    let want = conflict["remote"]["value"].as_str().unwrap().to_owned();
+    for e in [&a, &b] {
+        e.sync(&u1, Some(&t)).unwrap();
+        let title = e.query("SELECT title FROM todos WHERE id = '1'", &[]).unwrap().rows[0][0].clone();
+        assert_eq!(title, Value::Text(want.clone()));
+    }
+    // A node started now rebuilds every namespace from the log: same state.
+    let (mut n3, u3) = node(&cluster.url());
+    let c = replica(&dir.path().join("c.db"));
+    c.sync(&u3, Some(&t)).unwrap();
+    assert_eq!(ids(&c), ids(&a));
+    assert_eq!(c.query("SELECT title FROM todos WHERE id = '1'", &[]).unwrap().rows[0][0], Value::Text(want));
+    let (code, body) = http(&u3, "GET", "/admin/api/ns/team", "root", "");
+    assert_eq!((code, serde_json::from_str::<serde_json::Value>(&body).unwrap()["conflicts"].clone()), (200, serde_json::json!([])));
+    for n in [&mut n1, &mut n2, &mut n3] {
+        n.kill().unwrap();
+        n.wait().unwrap();
+    }
+}
+
+#[test]
+fn killing_one_node_mid_sync_loses_nothing_acknowledged() {
+    let cluster = Cluster::start();
+    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
+    admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    let t = admin.issue_token("team", &[]).unwrap();
+    let (mut n1, u1) = node(&cluster.url());
+    let (mut n2, u2) = node(&cluster.url());
+    let dir = tempfile::tempdir().unwrap();
+    // Three writers on node 1: insert a row, sync; a row counts as acknowledged when a sync
+    // that began after it was written returned success.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let engines: Vec<Arc<SyncEngine>> = (0..3).map(|n| Arc::new(replica(&dir.path().join(format!("c{n}.db"))))).collect();
+    let writers: Vec<_> = engines
+        .iter()
+        .enumerate()
+        .map(|(n, e)| {
+            let (e, url, stop, acked, t) = (e.clone(), u1.clone(), stop.clone(), acked.clone(), t.clone());
+            std::thread::spawn(move || {
+                let (mut written, mut k) = (Vec::new(), 0);
+                while !stop.load(Ordering::SeqCst) {
+                    let id = format!("{n}-{k}");
+                    e.execute("INSERT INTO todos VALUES (?1, 'x')", &[Value::Text(id.clone())]).unwrap();
+                    written.push(id);
+                    k += 1;
+                    if e.sync(&url, Some(&t)).is_ok() {
+                        acked.lock().unwrap().append(&mut written);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    wait_for("some acknowledged syncs", Duration::from_secs(30), || acked.lock().unwrap().len() >= 30);
+    n1.kill().unwrap(); // SIGKILL, whatever it was doing
+    n1.wait().unwrap();
+    let acknowledged = acked.lock().unwrap().clone();
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().unwrap();
+    }
+    // Everything acknowledged by the killed node is served by the other one.
+    let fresh = replica(&dir.path().join("fresh.db"));
+    fresh.sync(&u2, Some(&t)).unwrap();
+    let on_server = ids(&fresh);
+    let missing: Vec<_> = acknowledged.iter().filter(|id| !on_server.contains(id)).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    // The writers move to node 2 and everyone converges, unacknowledged rows included.
+    for e in &engines {
+        e.sync(&u2, Some(&t)).unwrap();
+    }
+    fresh.sync(&u2, Some(&t)).unwrap();
+    for e in &engines {
+        e.sync(&u2, Some(&t)).unwrap();
+        assert_eq!(ids(e), ids(&fresh));
+    }
+    n2.kill().unwrap();
+    n2.wait().unwrap();
+}

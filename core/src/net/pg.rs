@@ -1,0 +1,372 @@
+//! The PostgreSQL backend of a hub (`syncline serve --postgres URL`, feature `postgres`):
+//! several stateless server nodes share one database. PostgreSQL keeps the catalog
+//! (namespaces, credentials) and, per namespace, the log of accepted pushes; each node keeps a
+//! cache replica per namespace (SQLite, rebuilt from the log when the node starts), so every
+//! merge runs in the one engine (spec/merge-rules.md), never in SQL. A push is acknowledged
+//! only after its bundle is committed to the log; nodes learn of each other's pushes by
+//! `LISTEN/NOTIFY` and, before every request, by reading the log past their position.
+//! Tables: spec/sync-protocol.md, "The PostgreSQL backend".
+
+use super::auth::{hash, Grant, TokenHash};
+use super::hub::{
+    build_replica, check_namespace, devices_text, grant_of, new_token, now_ms, remove_database, Catalog, NamespaceInfo, Store,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::site::SiteId;
+use crate::{Options, Strategy, SyncEngine};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::StreamExt;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS syncline_namespaces(
+        name text PRIMARY KEY, created_ms bigint NOT NULL,
+        schema_sql text NOT NULL, tables text NOT NULL, strategy text NOT NULL);
+    CREATE TABLE IF NOT EXISTS syncline_credentials(
+        token_hash bytea PRIMARY KEY,
+        namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
+        devices text, created_ms bigint NOT NULL);
+    CREATE INDEX IF NOT EXISTS syncline_credentials_namespace ON syncline_credentials(namespace);
+    CREATE TABLE IF NOT EXISTS syncline_changes(
+        namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
+        seq bigserial, sender bytea NOT NULL, bundle bytea NOT NULL, created_ms bigint NOT NULL,
+        PRIMARY KEY (namespace, seq));";
+
+/// The NOTIFY channel; the payload is `<namespace> <sender site id hex>`.
+const CHANNEL: &str = "syncline_changes";
+
+/// Rows of the log read per query while catching up.
+const CATCH_UP_BATCH: i64 = 256;
+
+fn pg(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Io, format!("PostgreSQL: {e}"))
+}
+
+/// The site that stands for namespace `name`'s log among a cache replica's peers.
+fn log_site(name: &str) -> SiteId {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("syncline-log:{name}").as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    SiteId(id)
+}
+
+/// A hub whose state lives in PostgreSQL.
+pub struct PgHub {
+    runtime: tokio::runtime::Runtime,
+    pool: Pool,
+    /// This node's cache replicas, one SQLite file per namespace (a private temporary folder).
+    cache: tempfile::TempDir,
+    options: Options,
+    /// Log entries this node appended and has in its cache already: skipped when catching up.
+    own: Mutex<HashSet<(String, i64)>>,
+    remote: broadcast::Sender<(String, SiteId)>,
+}
+
+impl PgHub {
+    /// Connect to `url` (`postgresql://user@host:port/db`, `host=/run/dir user=...`), create
+    /// the tables if missing and listen for other nodes' pushes. `options` are those of the
+    /// cache replicas (`create` is ignored).
+    pub fn connect(url: &str, options: Options) -> Result<PgHub> {
+        let config: tokio_postgres::Config = url.parse().map_err(pg)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .thread_name("syncline-postgres")
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the PostgreSQL runtime: {e}")))?;
+        let manager =
+            Manager::from_config(config.clone(), tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(16).runtime(deadpool_postgres::Runtime::Tokio1).build().map_err(pg)?;
+        let (remote, _) = broadcast::channel(1024);
+        let cache = tempfile::Builder::new()
+            .prefix("syncline-node-")
+            .tempdir()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot create the node's cache folder: {e}")))?;
+        let hub = PgHub { runtime, pool, cache, options, own: Mutex::new(HashSet::new()), remote };
+        hub.block_on(async {
+            // One node at a time creates the tables (CREATE ... IF NOT EXISTS races otherwise).
+            let mut client = hub.pool.get().await.map_err(pg)?;
+            let tx = client.transaction().await.map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock(7368434)", &[]).await.map_err(pg)?;
+            tx.batch_execute(SCHEMA).await.map_err(pg)?;
+            tx.commit().await.map_err(pg)
+        })?;
+        hub.listen(config)?;
+        Ok(hub)
+    }
+
+    fn block_on<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.runtime.block_on(f)
+    }
+
+    /// A connection that LISTENs and forwards each NOTIFY to `remote`; it reconnects when lost.
+    fn listen(&self, config: tokio_postgres::Config) -> Result<()> {
+        let remote = self.remote.clone();
+        let first = self.runtime.block_on(config.connect(tokio_postgres::NoTls)).map_err(pg)?;
+        self.runtime.spawn(async move {
+            let mut next = Some(first);
+            loop {
+                let (client, mut connection) = match next.take() {
+                    Some(c) => c,
+                    None => match config.connect(tokio_postgres::NoTls).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!("PostgreSQL LISTEN connection: {e}; retrying");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    },
+                };
+                let remote = remote.clone();
+                // The connection runs in its own task: it carries the LISTEN and the notices.
+                let driver = tokio::spawn(async move {
+                    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                if let Some((ns, site)) = n.payload().split_once(' ') {
+                                    if let Ok(site) = site.parse::<SiteId>() {
+                                        let _ = remote.send((ns.to_owned(), site));
+                                    }
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!("PostgreSQL LISTEN connection lost: {e}");
+                                break;
+                            }
+                        }
+                    }
+                });
+                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    tracing::warn!("PostgreSQL LISTEN: {e}; retrying");
+                    driver.abort();
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+                let _ = driver.await; // until the connection is lost
+                drop(client);
+            }
+        });
+        Ok(())
+    }
+
+    fn cache_file(&self, name: &str) -> PathBuf {
+        self.cache.path().join(format!("{name}.db"))
+    }
+
+    async fn namespace_exists(client: &deadpool_postgres::Client, name: &str) -> Result<bool> {
+        let row = client.query_one("SELECT EXISTS (SELECT 1 FROM syncline_namespaces WHERE name = $1)", &[&name]).await.map_err(pg)?;
+        Ok(row.get(0))
+    }
+}
+
+impl Catalog for PgHub {
+    fn create_namespace(&self, name: &str, schema: &str, tables: &[String], strategy: Strategy) -> Result<()> {
+        check_namespace(name)?;
+        // Check the schema the way every node will build it, in a scratch replica.
+        let scratch = self.cache.path().join(format!("check-{}.db", uuid::Uuid::new_v4().simple()));
+        let built = build_replica(&scratch, &self.options, schema, tables, strategy).and_then(|e| e.close());
+        remove_database(&scratch);
+        built?;
+        let tables_text = tables.join(" ");
+        self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            let inserted = client
+                .execute(
+                    "INSERT INTO syncline_namespaces(name, created_ms, schema_sql, tables, strategy) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&name, &now_ms(), &schema, &tables_text, &strategy.as_str()],
+                )
+                .await
+                .map_err(pg)?;
+            if inserted == 0 {
+                return Err(Error::invalid_argument(format!("namespace {name} exists")));
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_namespace(&self, name: &str) -> Result<()> {
+        check_namespace(name)?;
+        self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            if client.execute("DELETE FROM syncline_namespaces WHERE name = $1", &[&name]).await.map_err(pg)? == 0 {
+                return Err(Error::invalid_argument(format!("no namespace {name}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
+        self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            let rows = client
+                .query(
+                    "SELECT n.name, n.created_ms, (SELECT count(*) FROM syncline_credentials c WHERE c.namespace = n.name)
+                     FROM syncline_namespaces n ORDER BY n.name",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| NamespaceInfo { name: r.get(0), created_ms: r.get(1), credentials: r.get::<_, i64>(2) as u64 })
+                .collect())
+        })
+    }
+
+    fn issue_token(&self, name: &str, devices: &[SiteId]) -> Result<String> {
+        check_namespace(name)?;
+        let token = new_token();
+        let (h, devices) = (hash(&token).to_vec(), devices_text(devices));
+        self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            if !Self::namespace_exists(&client, name).await? {
+                return Err(Error::invalid_argument(format!("no namespace {name}")));
+            }
+            client
+                .execute(
+                    "INSERT INTO syncline_credentials(token_hash, namespace, devices, created_ms) VALUES ($1, $2, $3, $4)",
+                    &[&h, &name, &devices, &now_ms()],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    fn revoke_token(&self, token: &str) -> Result<bool> {
+        let h = hash(token).to_vec();
+        self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            Ok(client.execute("DELETE FROM syncline_credentials WHERE token_hash = $1", &[&h]).await.map_err(pg)? > 0)
+        })
+    }
+}
+
+impl Store for PgHub {
+    fn is_open(&self) -> bool {
+        false
+    }
+
+    fn eager(&self) -> bool {
+        false
+    }
+
+    fn names(&self) -> Result<Vec<String>> {
+        Ok(self.namespaces()?.into_iter().map(|n| n.name).collect())
+    }
+
+    fn check(&self) -> Result<()> {
+        self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            client.query_one("SELECT 1", &[]).await.map_err(pg).map(drop)
+        })
+    }
+
+    fn grant(&self, token: &TokenHash) -> Result<Option<Grant>> {
+        let h = token.to_vec();
+        let found = self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            let row =
+                client.query_opt("SELECT namespace, devices FROM syncline_credentials WHERE token_hash = $1", &[&h]).await.map_err(pg)?;
+            Ok(row.map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))))
+        })?;
+        found.map(|(namespace, devices)| grant_of(namespace, devices)).transpose()
+    }
+
+    /// A fresh cache replica built from the namespace's schema; [`catch_up`](Store::catch_up)
+    /// then replays the log into it.
+    fn open(&self, name: &str) -> Result<Option<Arc<SyncEngine>>> {
+        if check_namespace(name).is_err() {
+            return Ok(None);
+        }
+        let found = self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            let row = client
+                .query_opt("SELECT schema_sql, tables, strategy FROM syncline_namespaces WHERE name = $1", &[&name])
+                .await
+                .map_err(pg)?;
+            Ok(row.map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2))))
+        })?;
+        let Some((schema, tables, strategy)) = found else { return Ok(None) };
+        let file = self.cache_file(name);
+        remove_database(&file);
+        let tables: Vec<String> = tables.split_whitespace().map(str::to_owned).collect();
+        let engine = build_replica(&file, &self.options, &schema, &tables, strategy.parse()?)?;
+        Ok(Some(Arc::new(engine)))
+    }
+
+    fn catch_up(&self, name: &str, engine: &SyncEngine, cursor: &mut i64) -> Result<()> {
+        loop {
+            let batch = self.block_on(async {
+                let client = self.pool.get().await.map_err(pg)?;
+                let rows = client
+                    .query(
+                        "SELECT seq, bundle FROM syncline_changes WHERE namespace = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                        &[&name, &*cursor, &CATCH_UP_BATCH],
+                    )
+                    .await
+                    .map_err(pg)?;
+                Ok(rows.iter().map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1))).collect::<Vec<_>>())
+            })?;
+            let full = batch.len() as i64 == CATCH_UP_BATCH;
+            for (seq, bundle) in batch {
+                let mine = self.own.lock().unwrap_or_else(|p| p.into_inner()).remove(&(name.to_owned(), seq));
+                if !mine {
+                    engine.import_bundle(&bundle)?;
+                }
+                *cursor = seq;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn accepted(&self, name: &str, sender: &SiteId, bundle: &[u8]) -> Result<()> {
+        let payload = format!("{name} {}", sender.to_hex());
+        let seq = self.block_on(async {
+            let mut client = self.pool.get().await.map_err(pg)?;
+            let tx = client.transaction().await.map_err(pg)?;
+            let row = tx
+                .query_one(
+                    "INSERT INTO syncline_changes(namespace, sender, bundle, created_ms) VALUES ($1, $2, $3, $4) RETURNING seq",
+                    &[&name, &sender.0.as_slice(), &bundle, &now_ms()],
+                )
+                .await
+                .map_err(pg)?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await.map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(row.get::<_, i64>(0))
+        })?;
+        self.own.lock().unwrap_or_else(|p| p.into_inner()).insert((name.to_owned(), seq));
+        Ok(())
+    }
+
+    /// The change is made in this node's cache, then what the log lacks (the change alone: the
+    /// log's site is first marked as holding everything) is appended to the log.
+    fn originate(&self, name: &str, engine: &SyncEngine, change: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let log = log_site(name);
+        engine.peer_holds_all(&log)?;
+        change()?;
+        let bundle = engine.generate_bundle(Some(&log))?;
+        self.accepted(name, &engine.site_id()?, &bundle)?;
+        engine.peer_holds_all(&log)
+    }
+
+    /// The site that stands for the shared log in a cache replica's peers.
+    fn internal_site(&self, name: &str) -> Option<SiteId> {
+        Some(log_site(name))
+    }
+
+    fn remote_changes(&self) -> Option<broadcast::Receiver<(String, SiteId)>> {
+        Some(self.remote.subscribe())
+    }
+}
