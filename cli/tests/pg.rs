@@ -156,6 +156,12 @@ fn two_nodes_over_one_postgres_converge_live_and_resolve_across_nodes() {
     a.sync(&u1, Some(&t)).unwrap();
     b.sync(&u2, Some(&t)).unwrap();
     assert_eq!(ids(&b), vec!["1"], "a push to node 1 is pulled from node 2");
+    // A device bound to one token on node 1 is refused under another token on node 2, which
+    // had the namespace open before the binding was made.
+    let t2 = admin.issue_token("team", &[]).unwrap();
+    let d = replica(&dir.path().join("d.db"));
+    d.sync(&u1, Some(&t)).unwrap();
+    assert_eq!(d.sync(&u2, Some(&t2)).unwrap_err().kind(), syncline::ErrorKind::Auth);
     // Namespaces stay apart on PostgreSQL too.
     let o = replica(&dir.path().join("o.db"));
     o.sync(&u2, Some(&other)).unwrap();
@@ -183,7 +189,9 @@ fn two_nodes_over_one_postgres_converge_live_and_resolve_across_nodes() {
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
     let conflict = doc["conflicts"].as_array().unwrap().first().unwrap_or_else(|| panic!("no conflict in {doc}")).clone();
     let devices = doc["devices"].as_array().unwrap().len();
-    assert_eq!(devices, 3, "a, b and the watcher; the log's own site is not a device: {doc}");
+    // a, b and the watcher (d pushed no rows, so node 2 never heard of it); the log's own site
+    // is not a device
+    assert_eq!(devices, 3, "{doc}");
     let (code, body) = http(&u2, "POST", &format!("/admin/api/ns/team/conflicts/{}", conflict["id"]), "root", "{\"keep\": \"remote\"}");
     assert_eq!(code, 200, "{body}");
     let want = conflict["remote"]["value"].as_str().unwrap().to_owned();

@@ -174,13 +174,25 @@ impl Devices {
     /// Check that `token` may speak for `site` without writing anything. A device not yet
     /// bound gets a [`Claim`] to [`bind`](Claim::bind) once its request succeeded; until then
     /// it holds the bindings' lock, so two tokens cannot race for one new device.
-    pub fn check(&self, admitted: Option<&(TokenHash, Grant)>, site: &SiteId) -> Result<Claim<'_>> {
+    /// `elsewhere` tells the binding another server node may have made since this one loaded
+    /// its bindings.
+    pub fn check(
+        &self,
+        admitted: Option<&(TokenHash, Grant)>,
+        site: &SiteId,
+        elsewhere: impl FnOnce(&SiteId) -> Result<Option<TokenHash>>,
+    ) -> Result<Claim<'_>> {
         let Some((token, grant)) = admitted else { return Ok(Claim::Bound) };
         let refused = || Error::new(ErrorKind::Auth, format!("this token may not speak for device {site}"));
         if !grant.allows(site) {
             return Err(refused());
         }
-        let bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        if !bound.contains_key(site) {
+            if let Some(owner) = elsewhere(site)? {
+                bound.insert(*site, owner);
+            }
+        }
         match bound.get(site) {
             Some(owner) if owner == token => Ok(Claim::Bound),
             Some(_) => Err(refused()),
@@ -196,17 +208,25 @@ pub(crate) enum Claim<'a> {
 }
 
 impl Claim<'_> {
-    /// Record a first binding (after the request's import committed). It holds in memory even
-    /// if it cannot be stored; the failure is logged, since the import is already acknowledged.
-    pub fn bind(self, engine: &SyncEngine) {
+    /// Record a first binding with `store` (after the request's import committed). It holds
+    /// in memory even if it cannot be stored; the failure is logged, since the import is
+    /// already acknowledged.
+    pub fn bind(self, store: impl FnOnce(&SiteId, &TokenHash) -> Result<()>) {
         if let Claim::New { mut bound, site, token } = self {
-            if let Err(e) = engine.execute(
-                "INSERT OR IGNORE INTO _syncline_net_devices(site, token) VALUES (?1, ?2)",
-                &[Value::Blob(site.0.to_vec()), Value::Blob(token.to_vec())],
-            ) {
+            if let Err(e) = store(&site, &token) {
                 tracing::error!(%site, "cannot store the binding of the device: {}", e.message());
             }
             bound.insert(site, token);
         }
     }
+}
+
+/// Store a binding in the namespace's own database (a single server node).
+pub(crate) fn bind_in_file(engine: &SyncEngine, site: &SiteId, token: &TokenHash) -> Result<()> {
+    engine
+        .execute(
+            "INSERT OR IGNORE INTO _syncline_net_devices(site, token) VALUES (?1, ?2)",
+            &[Value::Blob(site.0.to_vec()), Value::Blob(token.to_vec())],
+        )
+        .map(drop)
 }

@@ -44,6 +44,16 @@ pub(crate) trait Store: Send + Sync {
     fn accepted(&self, _name: &str, _sender: &SiteId, _bundle: &[u8]) -> Result<()> {
         Ok(())
     }
+    /// The token another server node bound device `site` of namespace `name` to, if any. A
+    /// single node knows every binding from the namespace's file already.
+    fn device_owner(&self, _name: &str, _site: &SiteId) -> Result<Option<TokenHash>> {
+        Ok(None)
+    }
+    /// Record that device `site` of namespace `name` (whose replica `engine` writes) is bound
+    /// to `token`.
+    fn bind_device(&self, _name: &str, engine: &SyncEngine, site: &SiteId, token: &TokenHash) -> Result<()> {
+        super::auth::bind_in_file(engine, site, token)
+    }
     /// Make a change the server itself originates in namespace `name` (`change`, e.g. an
     /// operator's conflict resolution) durable like a push. A single node just makes it.
     fn originate(&self, _name: &str, _engine: &SyncEngine, change: &mut dyn FnMut() -> Result<()>) -> Result<()> {

@@ -33,7 +33,11 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS syncline_changes(
         namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
         seq bigserial, sender bytea NOT NULL, bundle bytea NOT NULL, created_ms bigint NOT NULL,
-        PRIMARY KEY (namespace, seq));";
+        PRIMARY KEY (namespace, seq));
+    CREATE TABLE IF NOT EXISTS syncline_devices(
+        namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
+        site bytea NOT NULL, token_hash bytea NOT NULL,
+        PRIMARY KEY (namespace, site));";
 
 /// The NOTIFY channel; the payload is `<namespace> <sender site id hex>`.
 const CHANNEL: &str = "syncline_changes";
@@ -348,6 +352,32 @@ impl Store for PgHub {
         })?;
         self.own.lock().unwrap_or_else(|p| p.into_inner()).insert((name.to_owned(), seq));
         Ok(())
+    }
+
+    fn device_owner(&self, name: &str, site: &SiteId) -> Result<Option<TokenHash>> {
+        let row = self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            let row = client
+                .query_opt("SELECT token_hash FROM syncline_devices WHERE namespace = $1 AND site = $2", &[&name, &site.0.as_slice()])
+                .await
+                .map_err(pg)?;
+            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        })?;
+        Ok(row.and_then(|t| TokenHash::try_from(&t[..]).ok()))
+    }
+
+    fn bind_device(&self, name: &str, _engine: &SyncEngine, site: &SiteId, token: &TokenHash) -> Result<()> {
+        self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            client
+                .execute(
+                    "INSERT INTO syncline_devices(namespace, site, token_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&name, &site.0.as_slice(), &token.as_slice()],
+                )
+                .await
+                .map_err(pg)
+                .map(drop)
+        })
     }
 
     /// The change is made in this node's cache, then what the log lacks (the change alone: the

@@ -347,13 +347,13 @@ impl Shared {
     fn exchange(&self, admitted: &Admitted, body: &[u8], cursor: Option<(u64, PageCursor)>, rows: u64) -> Result<Response, HttpError> {
         let d = &admitted.dataset;
         let site = self.check_ops(body)?;
-        let claim = d.devices.check(admitted.token.as_ref(), &site)?;
+        let claim = d.devices.check(admitted.token.as_ref(), &site, |s| self.store.device_owner(&d.name, s))?;
         d.catch_up(&self.store)?;
         let report = d.writer.import_bundle(body)?;
         if report.rows > 0 {
             self.store.accepted(&d.name, &site, body)?; // durable for every node before the 200
         }
-        claim.bind(&d.writer);
+        claim.bind(|s, t| self.store.bind_device(&d.name, &d.writer, s, t));
         d.devices.saw(&site, &d.writer);
         if report.applied > 0 {
             let _ = d.notices.send(site);
