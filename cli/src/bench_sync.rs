@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use syncline::net::{Catalog, HubDir, ServerConfig, ServerHandle, SyncClient, SyncOptions, Tokens};
+use syncline::net::{Backend, HubDir, ServerConfig, ServerHandle, SyncClient, SyncOptions, Tokens};
 use syncline::{EnableOptions, Error, ErrorKind, Options, Strategy, SyncEngine, Value};
 
 #[derive(Args)]
@@ -27,6 +27,11 @@ pub struct BenchSync {
     /// each with its own token); 0: one shared data set on a single-database server.
     #[arg(long, default_value_t = 0)]
     namespaces: usize,
+    /// Keep the hub in this PostgreSQL database instead of a directory (its namespaces
+    /// `ns0`... are created, and deleted afterwards); the shared case is one namespace.
+    #[cfg(feature = "postgres")]
+    #[arg(long)]
+    postgres: Option<String>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -91,22 +96,32 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
     let dir = tempfile::tempdir().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     let addr = "127.0.0.1:0".parse().expect("address");
     // The token of each client, and the rows every client of its data set ends with.
-    let (handle, tokens, per_set) = if a.namespaces == 0 {
+    #[cfg(feature = "postgres")]
+    let postgres = a.postgres.clone();
+    #[cfg(not(feature = "postgres"))]
+    let postgres: Option<String> = None;
+    let (handle, tokens, per_set) = if a.namespaces == 0 && postgres.is_none() {
         let server = Arc::new(replica(dir.path().join("server.db"))?);
         let mut tokens = Tokens::default();
         tokens.add("bench");
         let handle = ServerHandle::start(server, addr, ServerConfig { tokens, ..Default::default() })?;
         (handle, vec!["bench".to_owned(); a.clients], vec![a.clients])
     } else {
-        let hub = HubDir::open(dir.path().join("hub"), Options::default())?;
+        let namespaces = a.namespaces.max(1);
+        let hub: Backend = match &postgres {
+            #[cfg(feature = "postgres")]
+            Some(url) => syncline::net::PgHub::connect(url, Options::default())?.into(),
+            _ => HubDir::open(dir.path().join("hub"), Options::default())?.into(),
+        };
         let mut per_namespace = Vec::new();
-        for i in 0..a.namespaces {
-            hub.create_namespace(&format!("ns{i}"), SCHEMA, &["todos".to_owned()], Strategy::Lww)?;
-            per_namespace.push(hub.issue_token(&format!("ns{i}"), &[])?);
+        for i in 0..namespaces {
+            let _ = hub.catalog().delete_namespace(&format!("ns{i}")); // a previous run's
+            hub.catalog().create_namespace(&format!("ns{i}"), SCHEMA, &["todos".to_owned()], Strategy::Lww)?;
+            per_namespace.push(hub.catalog().issue_token(&format!("ns{i}"), &[])?);
         }
-        let tokens = (0..a.clients).map(|n| per_namespace[n % a.namespaces].clone()).collect();
-        let per_set = (0..a.namespaces).map(|i| (0..a.clients).filter(|n| n % a.namespaces == i).count()).collect();
-        let config = ServerConfig { max_open_namespaces: a.namespaces, readers: 1, ..Default::default() };
+        let tokens = (0..a.clients).map(|n| per_namespace[n % namespaces].clone()).collect();
+        let per_set = (0..namespaces).map(|i| (0..a.clients).filter(|n| n % namespaces == i).count()).collect();
+        let config = ServerConfig { max_open_namespaces: namespaces, readers: 1, ..Default::default() };
         (ServerHandle::start_hub(hub, addr, config)?, tokens, per_set)
     };
     let url = handle.url();
@@ -154,15 +169,16 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
     latencies.sort();
     let syncs = latencies.len();
     let doc = json!({
-        "clients": a.clients, "namespaces": a.namespaces, "changes_per_client": a.changes, "syncs": syncs, "seconds": elapsed,
+        "clients": a.clients, "namespaces": a.namespaces, "postgres": postgres.is_some(), "changes_per_client": a.changes, "syncs": syncs, "seconds": elapsed,
         "syncs_per_second": syncs as f64 / elapsed, "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99),
         "max_ms": percentile(&latencies, 1.0), "converged_clients": converged,
     });
     out.emit(doc.clone(), || {
         format!(
-            "{} clients in {} x {} changes: {syncs} syncs in {elapsed:.1} s = {:.0} syncs/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {converged}/{} clients converged",
+            "{} clients in {}{} x {} changes: {syncs} syncs in {elapsed:.1} s = {:.0} syncs/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {converged}/{} clients converged",
             a.clients,
             if a.namespaces == 0 { "one data set".to_owned() } else { format!("{} namespaces", a.namespaces) },
+            if postgres.is_some() { " (PostgreSQL)" } else { "" },
             a.changes,
             doc["syncs_per_second"].as_f64().unwrap_or(0.0), doc["p50_ms"].as_f64().unwrap_or(0.0),
             doc["p99_ms"].as_f64().unwrap_or(0.0), doc["max_ms"].as_f64().unwrap_or(0.0), a.clients
