@@ -646,6 +646,42 @@ impl sl::Resolver for PyResolver {
     }
 }
 
+/// A Python callable `progress(done, total)` as the core's progress closure (rows done, rows
+/// total), called with the GIL taken. The core's progress cannot stop a call, so after the
+/// first exception the callable raises it is not called again, and that exception is raised
+/// when the core call returns (an import has then been applied in full).
+struct PyProgress {
+    callback: Option<Py<PyAny>>,
+    raised: Option<PyErr>,
+}
+
+impl PyProgress {
+    fn new(callback: Option<Bound<'_, PyAny>>) -> PyResult<PyProgress> {
+        let callback = callback.filter(|c| !c.is_none());
+        if let Some(c) = &callback {
+            if !c.is_callable() {
+                let ty = c.get_type().name()?;
+                return Err(PyTypeError::new_err(format!("progress must be callable: (done: int, total: int) -> None, not {ty}")));
+            }
+        }
+        Ok(PyProgress { callback: callback.map(Bound::unbind), raised: None })
+    }
+
+    fn call(&mut self, done: u64, total: u64) {
+        let (Some(callback), None) = (&self.callback, &self.raised) else { return };
+        let raised = Python::try_attach(|py| callback.call1(py, (done, total)).err()).flatten();
+        self.raised = raised;
+    }
+
+    /// The call's result, unless the callable raised: then its exception.
+    fn finish<T>(self, result: PyResult<T>) -> PyResult<T> {
+        match self.raised {
+            Some(err) => Err(err),
+            None => result,
+        }
+    }
+}
+
 /// A Python callable `(Event) -> None` as a core observer. An exception it raises goes to
 /// `sys.unraisablehook` (the event source is a background thread or a finished call).
 struct PyObserver {
@@ -823,29 +859,48 @@ impl Engine {
         Ok(())
     }
 
-    #[pyo3(signature = (peer=None, compress=false))]
+    /// `progress(done, total)`: rows done and rows total, as the core counts them.
+    #[pyo3(signature = (peer=None, compress=false, progress=None))]
     fn generate_bundle<'py>(
         &self,
         py: Python<'py>,
         peer: Option<&Bound<'py, PyAny>>,
         compress: bool,
+        progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyBytes>, BundleStats)> {
         let peer = peer.map(parse_site).transpose()?;
-        let (bytes, s) = self.run(py, |e| e.generate_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &mut |_, _| {}))?;
+        let mut progress = PyProgress::new(progress)?;
+        let out = self.run(py, |e| e.generate_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &mut |d, t| progress.call(d, t)));
+        let (bytes, s) = progress.finish(out)?;
         Ok((PyBytes::new(py, &bytes), BundleStats { rows: s.rows, changes: s.changes, bytes: s.bytes }))
     }
-    #[pyo3(signature = (path, peer=None, compress=false))]
-    fn write_bundle(&self, py: Python<'_>, path: PathBuf, peer: Option<&Bound<'_, PyAny>>, compress: bool) -> PyResult<BundleStats> {
+    #[pyo3(signature = (path, peer=None, compress=false, progress=None))]
+    fn write_bundle(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        peer: Option<&Bound<'_, PyAny>>,
+        compress: bool,
+        progress: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<BundleStats> {
         let peer = peer.map(parse_site).transpose()?;
-        let s = self.run(py, |e| e.write_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &path, &mut |_, _| {}))?;
+        let mut progress = PyProgress::new(progress)?;
+        let out = self.run(py, |e| e.write_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &path, &mut |d, t| progress.call(d, t)));
+        let s = progress.finish(out)?;
         Ok(BundleStats { rows: s.rows, changes: s.changes, bytes: s.bytes })
     }
 
-    fn import_bundle(&self, py: Python<'_>, data: PyBackedBytes) -> PyResult<ImportReport> {
-        self.import(py, |e| e.import_bundle(&data))
+    #[pyo3(signature = (data, progress=None))]
+    fn import_bundle(&self, py: Python<'_>, data: PyBackedBytes, progress: Option<Bound<'_, PyAny>>) -> PyResult<ImportReport> {
+        let mut progress = PyProgress::new(progress)?;
+        let out = self.import(py, |e| e.import_bundle_with(&data, &mut |d, t| progress.call(d, t)));
+        progress.finish(out)
     }
-    fn import_bundle_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<ImportReport> {
-        self.import(py, |e| e.import_bundle_file(&path))
+    #[pyo3(signature = (path, progress=None))]
+    fn import_bundle_file(&self, py: Python<'_>, path: PathBuf, progress: Option<Bound<'_, PyAny>>) -> PyResult<ImportReport> {
+        let mut progress = PyProgress::new(progress)?;
+        let out = self.import(py, |e| e.import_bundle_file_with(&path, &mut |d, t| progress.call(d, t)));
+        progress.finish(out)
     }
 
     fn conflicts(&self, py: Python<'_>) -> PyResult<Vec<Py<Conflict>>> {

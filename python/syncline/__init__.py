@@ -22,6 +22,7 @@ from . import _sqlite
 from ._engine import (
     BundleSource,
     MigrationPolicy,
+    Progress,
     Resolver,
     Rows,
     SiteIdLike,
@@ -97,6 +98,7 @@ __all__ = [
     "NetworkError",
     "NotFoundError",
     "PeerStatus",
+    "Progress",
     "ReentrantError",
     "Resolution",
     "Resolver",
