@@ -163,6 +163,14 @@ public final class ClosureObserver: EventObserver, @unchecked Sendable {
     public func onEvent(event: Event) throws { body(event) }
 }
 
+/// Adapts a closure to `ProgressListener`: `try db.generateBundle(progress: ClosureProgress { done, total in ... })`.
+/// Throwing stops the calls; the engine call then throws that error once it is done.
+public final class ClosureProgress: ProgressListener, @unchecked Sendable {
+    private let body: @Sendable (UInt64, UInt64) throws -> Void
+    public init(_ body: @escaping @Sendable (UInt64, UInt64) throws -> Void) { self.body = body }
+    public func onProgress(done: UInt64, total: UInt64) throws { try body(done, total) }
+}
+
 extension SyncEngine {
     /// Register a closure as the resolver of a `custom` table. It must be deterministic and
     /// symmetric in (local, remote); throwing aborts the import with nothing applied.
