@@ -3,7 +3,8 @@
 
 For each size N: a server database with N todos rows (100-byte bodies) written by the sqlite3
 shell, then `syncline init`; the baseline is a local `export` plus `import` into a fresh
-replica; then a fresh client runs `syncline sync` against `syncline serve` on 127.0.0.1. Prints
+replica; then a fresh client runs `syncline sync` against `syncline serve` on 127.0.0.1, and a
+new device runs `syncline clone` (the server's snapshot, then a catch-up sync). Prints
 each time, and the two ratios the target names: sync / (export + import) at the largest size
 (target <= 2), and sync(largest) / sync(smallest) against the size ratio (target <= 4.5 for
 1,000,000 vs 250,000 rows).
@@ -83,10 +84,14 @@ def measure(n: int, cli: str, tmp: pathlib.Path) -> tuple[float, float]:
         empty_replica(client, cli)
         sync = timed(cli, "sync", str(client), url, "--token", TOKEN)
         assert rows(client) == n, f"the client has {rows(client)} of {n} rows"
+        cloned = tmp / f"clone{n}.db"
+        clone = timed(cli, "clone", url, str(cloned), "--token", TOKEN)
+        assert rows(cloned) == n, f"the clone has {rows(cloned)} of {n} rows"
     finally:
         server.terminate()
         server.wait(30)
-    print(f"{n:>10,} rows: export + import {baseline:7.2f} s   initial sync {sync:7.2f} s   ratio {sync / baseline:.2f}x", flush=True)
+    print(f"{n:>10,} rows: export + import {baseline:7.2f} s   initial sync {sync:7.2f} s   ratio {sync / baseline:.2f}x"
+          f"   clone (server snapshot + catch-up) {clone:7.2f} s, {sync / clone:.1f}x faster than the sync", flush=True)
     return baseline, sync
 
 

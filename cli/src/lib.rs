@@ -4,11 +4,12 @@
 mod bench_sync;
 mod demo;
 mod duration;
+mod hub;
 mod output;
+mod progress;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use output::Out;
 use std::path::PathBuf;
 use syncline::{EnableOptions, Error, ErrorKind, ExportOptions, Options, Resolution, SiteId, Strategy, SyncEngine, Value};
@@ -144,6 +145,12 @@ enum Command {
     Serve(serve::Serve),
     /// Sync a database with a server once, or keep syncing with --daemon.
     Sync(serve::Sync),
+    /// Start a new device from a server's snapshot: download it to a new file, open it, and
+    /// sync what changed since.
+    Clone(serve::Clone),
+    /// Manage a hub directory: namespaces and their tokens (served with `serve --hub DIR`).
+    #[command(subcommand)]
+    Hub(hub::Hub),
     /// Load benchmark of network sync: a local server and many concurrent clients.
     #[command(hide = true)]
     BenchSync(bench_sync::BenchSync),
@@ -183,13 +190,6 @@ pub(crate) fn existing(max_drift: Option<std::time::Duration>) -> Options {
     Options { create: false, max_drift_ms: max_drift.map_or(d.max_drift_ms, duration::millis), ..d }
 }
 
-fn progress_bar(what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows ({eta})").expect("template").progress_chars("=> "));
-    bar.set_message(what.to_owned());
-    bar
-}
-
 fn parse_value(text: &str) -> Value {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Null) => Value::Null,
@@ -215,26 +215,24 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
         Command::Export { db, peer, output, compress } => {
             let peer: Option<SiteId> = peer.as_deref().map(str::parse).transpose()?;
             let engine = open(&db)?;
-            let bar = progress_bar("export");
-            let stats = engine.write_bundle_with(ExportOptions { peer: peer.as_ref(), compress }, &output, &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            })?;
+            let bar = progress::rows("export", None);
+            let stats = engine.write_bundle_with(ExportOptions { peer: peer.as_ref(), compress }, &output, &mut progress::follow(&bar))?;
             bar.finish_and_clear();
             out.export(&output, &stats)
         }
         Command::Import { db, file, max_drift } => {
             let engine = SyncEngine::open(&db.db, existing(max_drift))?;
-            let bar = progress_bar("import");
-            let report = engine.import_bundle_file_with(&file, &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            })?;
+            let bar = progress::rows("import", std::fs::metadata(&file).ok().map(|m| m.len()));
+            let report = engine.import_bundle_file_with(&file, &mut progress::follow(&bar))?;
             bar.finish_and_clear();
             out.import(&report)
         }
         Command::Snapshot { db, output } => {
-            open(&db)?.snapshot(&output)?;
+            let engine = open(&db)?;
+            let bar = indicatif::ProgressBar::new_spinner().with_message("writing the snapshot");
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            engine.snapshot(&output)?;
+            bar.finish_and_clear();
             out.snapshot(&output)
         }
         Command::Compact { db, retain } => out.compact(&open(&db)?.compact(retain)?),
@@ -263,6 +261,8 @@ fn execute(command: Command, out: &Out) -> Result<(), Error> {
         Command::Demo => demo::run(out),
         Command::Serve(args) => serve::serve(args, out),
         Command::Sync(args) => serve::sync(args, out),
+        Command::Clone(args) => serve::clone(args, out),
+        Command::Hub(command) => hub::run(command, out),
         Command::BenchSync(args) => bench_sync::run(args, out),
     }
 }

@@ -1,5 +1,6 @@
-//! `syncline serve` (the sync server over HTTP) and `syncline sync` (one sync pass with a
-//! server, or a daemon that keeps syncing until ctrl-c/SIGTERM).
+//! `syncline serve` (the sync server over HTTP), `syncline sync` (one sync pass with a
+//! server, or a daemon that keeps syncing until ctrl-c/SIGTERM) and `syncline clone` (a new
+//! device from the server's snapshot).
 
 use crate::duration;
 use crate::output::Out;
@@ -16,7 +17,12 @@ use syncline::{Error, ErrorKind, SyncEngine};
 #[derive(Args)]
 pub struct Serve {
     /// The SQLite database served (its synced tables must be enabled with `init`).
-    db: PathBuf,
+    #[arg(required_unless_present = "hub", conflicts_with = "hub")]
+    db: Option<PathBuf>,
+    /// Serve every namespace of this hub directory instead (see `syncline hub`); clients reach
+    /// one at /ns/NAME/v1/... or through /v1/... with a token of that namespace.
+    #[arg(long, conflicts_with_all = ["tokens", "tokens_file"])]
+    hub: Option<PathBuf>,
     /// TCP port (0: any free port; the address is printed).
     #[arg(long, default_value_t = 8740)]
     port: u16,
@@ -88,6 +94,17 @@ pub struct Sync {
     max_drift: Option<Duration>,
 }
 
+#[derive(Args)]
+pub struct Clone {
+    /// The server, e.g. http://127.0.0.1:8740
+    url: String,
+    /// The new database file (must not exist).
+    db: PathBuf,
+    /// Bearer token (default: the SYNCLINE_TOKEN environment variable).
+    #[arg(long)]
+    token: Option<String>,
+}
+
 /// Open an existing database (never create one) with the `--max-drift` given.
 fn open(db: &PathBuf, max_drift: Option<Duration>) -> Result<Arc<SyncEngine>, Error> {
     Ok(Arc::new(SyncEngine::open(db, crate::existing(max_drift))?))
@@ -102,10 +119,6 @@ pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
         let text = std::fs::read_to_string(file).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", file.display())))?;
         tokens.parse(&text)?;
     }
-    let engine = open(&args.db, args.max_drift)?;
-    if tokens.is_open() {
-        eprintln!("warning: no --token or --tokens given: every client is admitted");
-    }
     let config = ServerConfig {
         tokens,
         max_body: args.max_body,
@@ -119,9 +132,25 @@ pub fn serve(args: Serve, out: &Out) -> Result<(), Error> {
         request_timeout: args.request_timeout,
         ..Default::default()
     };
-    net::run_server(engine, SocketAddr::new(args.bind, args.port), config, |addr| {
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listening = |addr| {
         let _ = out.emit(json!({ "listening": format!("http://{addr}") }), || format!("listening on http://{addr}"));
-    })?;
+    };
+    match (&args.hub, &args.db) {
+        (Some(dir), _) => {
+            let d = syncline::Options::default();
+            let options = syncline::Options { max_drift_ms: args.max_drift.map_or(d.max_drift_ms, duration::millis), ..d };
+            net::run_hub(net::HubDir::open(dir, options)?, addr, config, listening)?
+        }
+        (None, db) => {
+            let db = db.as_ref().ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "say which database to serve, or --hub DIR"))?;
+            let engine = open(db, args.max_drift)?;
+            if config.tokens.is_open() {
+                eprintln!("warning: no --token or --tokens given: every client is admitted");
+            }
+            net::run_server(engine, addr, config, listening)?
+        }
+    }
     out.emit(json!({ "stopped": true }), || "stopped".into())
 }
 
@@ -136,7 +165,9 @@ pub fn sync(args: Sync, out: &Out) -> Result<(), Error> {
     let token = args.token.or_else(|| std::env::var("SYNCLINE_TOKEN").ok());
     let engine = open(&args.db, args.max_drift)?;
     if !args.daemon {
-        let report = engine.sync(&args.url, token.as_deref())?;
+        let bar = crate::progress::rows_open("sync");
+        let report = engine.sync_with(&args.url, token.as_deref(), &mut crate::progress::follow(&bar))?;
+        bar.finish_and_clear();
         return out.emit(syncline::json::sync_report(&report), || report_text(&report));
     }
     if !(args.interval.is_finite() && args.interval > 0.0) {
@@ -171,4 +202,20 @@ pub fn sync(args: Sync, out: &Out) -> Result<(), Error> {
     }
     handle.stop();
     Ok(())
+}
+
+pub fn clone(args: Clone, out: &Out) -> Result<(), Error> {
+    let token = args.token.or_else(|| std::env::var("SYNCLINE_TOKEN").ok());
+    let bar = crate::progress::bytes("snapshot");
+    let bytes = net::clone_snapshot(&args.url, token.as_deref(), &args.db, &mut crate::progress::follow(&bar))?;
+    bar.finish_and_clear();
+    let engine = open(&args.db, None)?;
+    let bar = crate::progress::rows_open("catch up");
+    let report = engine.sync_with(&args.url, token.as_deref(), &mut crate::progress::follow(&bar))?;
+    bar.finish_and_clear();
+    let site = engine.site_id()?;
+    out.emit(
+        json!({ "cloned": args.db.display().to_string(), "bytes": bytes, "site_id": site.to_hex(), "sync": syncline::json::sync_report(&report) }),
+        || format!("cloned {} ({bytes} bytes) as site {site}; then {}", args.db.display(), report_text(&report)),
+    )
 }

@@ -34,8 +34,11 @@ fn ids(e: &SyncEngine) -> Vec<String> {
 
 /// Start `syncline serve` and return it with its URL (read from its first line).
 fn serve(db: &Path, port: u16, extra: &[&str]) -> (Child, String) {
+    let db = db.to_str().filter(|d| !d.is_empty());
     let mut child = Command::new(BIN)
-        .args(["serve", db.to_str().unwrap(), "--port", &port.to_string()])
+        .arg("serve")
+        .args(db)
+        .args(["--port", &port.to_string()])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -75,6 +78,15 @@ fn serve_and_sync_commands() {
     let out = Command::new(BIN).args(["sync", b_db.to_str().unwrap(), &url]).env("SYNCLINE_TOKEN", "t2").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 applied"), "{}", String::from_utf8_lossy(&out.stdout));
+    // A new device from the server's snapshot, caught up in the same command.
+    let c_db = dir.path().join("c.db");
+    let out = syncline(&["clone", &url, c_db.to_str().unwrap(), "--token", "t1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cloned: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(cloned["bytes"].as_u64().unwrap() > 0, "{cloned}");
+    assert_eq!(ids(&SyncEngine::open(&c_db, Options::default()).unwrap()), vec!["1"]);
+    let out = syncline(&["clone", &url, c_db.to_str().unwrap(), "--token", "t1"]);
+    assert_eq!(out.status.code(), Some(1), "an existing file is never overwritten");
     let out = syncline(&["sync", b_db.to_str().unwrap(), &url, "--token", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error: Auth: server answered 401"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -171,4 +183,47 @@ fn sigterm_stops_the_server_gracefully() {
     };
     assert!(status.success(), "{status:?}");
     assert_eq!(ids(&SyncEngine::open(&db, Options::default()).unwrap()), vec!["1"]);
+}
+
+#[test]
+fn hub_commands_and_serve_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = dir.path().join("hub");
+    let schema = dir.path().join("schema.sql");
+    std::fs::write(&schema, "CREATE TABLE todos(id TEXT PRIMARY KEY, title TEXT);").unwrap();
+    let (hub_s, schema_s) = (hub.to_str().unwrap(), schema.to_str().unwrap());
+    for ns in ["acme", "globex"] {
+        let out = syncline(&["hub", "create", hub_s, ns, "--schema", schema_s, "--table", "todos"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = syncline(&["hub", "create", hub_s, "../evil", "--schema", schema_s, "--table", "todos"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidArgument"), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = |ns: &str| {
+        let out = syncline(&["hub", "token", hub_s, ns, "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["token"].as_str().unwrap().to_owned()
+    };
+    let (ta, tb) = (token("acme"), token("globex"));
+    let (mut server, url) = serve(Path::new(""), 0, &["--hub", hub_s]);
+    let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
+    replica(&a).execute("INSERT INTO todos VALUES ('a1', 'acme')", &[]).unwrap();
+    drop(replica(&b));
+    for (db, t) in [(&a, &ta), (&b, &tb)] {
+        let out = syncline(&["sync", db.to_str().unwrap(), &url, "--token", t]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(ids(&SyncEngine::open(&b, Options::default()).unwrap()).is_empty(), "globex sees nothing of acme");
+    let out = syncline(&["clone", &format!("{url}/ns/acme"), dir.path().join("c.db").to_str().unwrap(), "--token", &ta]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ids(&SyncEngine::open(dir.path().join("c.db"), Options::default()).unwrap()), vec!["a1"]);
+    let out = syncline(&["hub", "list", hub_s, "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["namespaces"].as_array().unwrap().len(), 2, "{list}");
+    assert!(syncline(&["hub", "revoke", hub_s, &tb]).status.success());
+    let out = syncline(&["sync", b.to_str().unwrap(), &url, "--token", &tb]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Auth"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(syncline(&["hub", "delete", hub_s, "globex"]).status.success());
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -47,6 +47,42 @@ pub(crate) fn write(conn: &Connection, path: &Path) -> Result<()> {
     result
 }
 
+/// Check a snapshot downloaded from the server `source` (still at a temporary path) before
+/// it is moved into place: a SQLite file that passes `quick_check`, marked as an unopened
+/// snapshot of `source`. Its triggers are the server's, not code this device should run:
+/// all are dropped, and the capture triggers of its synced tables are installed afresh.
+/// `InvalidBundle` for anything else; the caller deletes the file then.
+#[cfg(feature = "net")]
+pub(crate) fn adopt_download(path: &Path, source: &SiteId) -> Result<()> {
+    let invalid = |why: String| Error::new(ErrorKind::InvalidBundle, format!("the server's snapshot is not usable: {why}"));
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.pragma_update(None, "trusted_schema", "OFF")?;
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| invalid(e.to_string()))?;
+    if check != "ok" {
+        return Err(invalid(format!("quick_check says {check}")));
+    }
+    let marked: Option<String> = conn
+        .query_row("SELECT value FROM _syncline_meta WHERE key = ?1", [MARK], |r| r.get(0))
+        .optional()
+        .map_err(|e| invalid(e.to_string()))?;
+    if marked.as_deref() != Some(source.to_hex().as_str()) {
+        return Err(invalid(format!("it is not marked as a snapshot of the server {source}")));
+    }
+    let tx = conn.unchecked_transaction()?;
+    let triggers: Vec<String> = tx
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in triggers {
+        tx.execute_batch(&format!("DROP TRIGGER {}", crate::schema::quote_ident(&name)))?;
+    }
+    for table in meta::synced_tables(&tx)?.values() {
+        crate::capture::install_triggers(&tx, table)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// On open: give an unopened snapshot its own site id. Runs in the opening transaction.
 pub(crate) fn rekey_if_snapshot(conn: &Connection) -> Result<Option<SiteId>> {
     let marked: Option<String> = conn.query_row("SELECT value FROM _syncline_meta WHERE key = ?1", [MARK], |r| r.get(0)).optional()?;

@@ -280,3 +280,60 @@ fn a_migration_travels_through_the_server_in_pages() {
         assert_eq!(state_hash(e), state_hash(&a));
     }
 }
+
+#[test]
+fn a_new_device_starts_from_the_servers_snapshot_and_catches_up() {
+    let dir = TempDir::new().unwrap();
+    let (server, handle) = start(&dir, config(&["t"]));
+    let a = replica(&dir, "a", Strategy::Lww);
+    for i in 0..300 {
+        a.execute("INSERT INTO todos(id, title, done) VALUES (?1, 'first', 0)", &[Value::Integer(i)]).unwrap();
+    }
+    a.sync(&handle.url(), Some("t")).unwrap();
+    let path = dir.path().join("new-device.db");
+    let mut calls = Vec::new();
+    let bytes = syncline::net::clone_snapshot(&handle.url(), Some("t"), &path, &mut |done, total| calls.push((done, total))).unwrap();
+    assert_eq!(calls.last(), Some(&(bytes, bytes)), "progress ends at the file's size");
+    // A change made after the snapshot reaches the device in its first (small) pass.
+    a.execute("UPDATE todos SET done = 1 WHERE id = 7", &[]).unwrap();
+    a.sync(&handle.url(), Some("t")).unwrap();
+    let device = SyncEngine::open(&path, Default::default()).unwrap();
+    assert_ne!(device.site_id().unwrap(), server.site_id().unwrap(), "the device has a site id of its own");
+    assert_eq!(count(&device), 300);
+    let report = device.sync(&handle.url(), Some("t")).unwrap();
+    assert!(report.pulled < 10, "only the change since the snapshot travels: {report:?}");
+    assert_eq!(state_hash(&device), state_hash(&server));
+    // Its writes are captured by the triggers installed on this device and reach the others.
+    device.execute("INSERT INTO todos(id, title, done) VALUES (1000, 'from the device', 0)", &[]).unwrap();
+    device.sync(&handle.url(), Some("t")).unwrap();
+    a.sync(&handle.url(), Some("t")).unwrap();
+    assert_eq!(count(&a), 301);
+    assert_eq!(state_hash(&a), state_hash(&device));
+    // Refusals leave nothing behind: an existing target, a wrong token.
+    let err = syncline::net::clone_snapshot(&handle.url(), Some("t"), &path, &mut |_, _| {}).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let other = dir.path().join("other.db");
+    let err = syncline::net::clone_snapshot(&handle.url(), Some("wrong"), &other, &mut |_, _| {}).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("download")));
+    assert!(!other.exists());
+    // The server leaves no snapshot file behind either.
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("snapshot-")));
+}
+
+#[test]
+fn a_snapshot_with_foreign_triggers_runs_only_synclines_own() {
+    // A server's file may carry triggers (the server's own, or planted): the device drops them.
+    let dir = TempDir::new().unwrap();
+    let (server, handle) = start(&dir, config(&[]));
+    server
+        .execute_batch("CREATE TABLE spy(v); CREATE TRIGGER planted AFTER INSERT ON todos BEGIN INSERT INTO spy VALUES (NEW.title); END;")
+        .unwrap();
+    let path = dir.path().join("device.db");
+    syncline::net::clone_snapshot(&handle.url(), None, &path, &mut |_, _| {}).unwrap();
+    let device = SyncEngine::open(&path, Default::default()).unwrap();
+    device.execute("INSERT INTO todos(id, title, done) VALUES (1, 'secret', 0)", &[]).unwrap();
+    assert_eq!(rows(&device, "SELECT count(*) FROM spy")[0][0], Value::Integer(0));
+    device.sync(&handle.url(), None).unwrap();
+    assert_eq!(count(&server), 1, "Syncline's own capture triggers were installed");
+}

@@ -1,6 +1,7 @@
-//! Bearer tokens and device binding for the server: which tokens are admitted, which device
-//! (site) ids a token may speak for, and the first-claim binding of a device to the token it
-//! first synced under (kept in `_syncline_net_devices` of the served database, token hashed).
+//! Bearer tokens and device binding for the server: the tokens of a single-database server,
+//! the grant a token carries (its namespace, and the device (site) ids it may speak for), and
+//! the first-claim binding of a device to the token it first synced under (kept in
+//! `_syncline_net_devices` of the namespace's database, token hashed).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::site::SiteId;
@@ -12,11 +13,31 @@ use std::sync::{Mutex, MutexGuard};
 /// The SHA-256 of a token: what the server keeps and compares.
 pub(crate) type TokenHash = [u8; 32];
 
-fn hash(token: &str) -> TokenHash {
+pub(crate) fn hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The tokens a server admits. With no token at all the server is open (no authentication).
+/// What an admitted token may reach: one namespace, and there any device (`None`) or only
+/// these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Grant {
+    pub namespace: String,
+    pub devices: Option<BTreeSet<SiteId>>,
+}
+
+impl Grant {
+    fn allows(&self, site: &SiteId) -> bool {
+        self.devices.as_ref().is_none_or(|d| d.contains(site))
+    }
+}
+
+/// The hash of the bearer token of an `Authorization` header value, or `Auth`.
+pub(crate) fn bearer(authorization: Option<&str>) -> Result<TokenHash> {
+    let token = authorization.and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| Error::new(ErrorKind::Auth, "missing bearer token"))?;
+    Ok(hash(token.trim()))
+}
+
+/// The tokens a single-database server admits. With no token at all the server is open (no authentication).
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
     /// Token hash to the devices it may speak for (`None`: any device not bound elsewhere).
@@ -63,27 +84,9 @@ impl Tokens {
         self.admitted.is_empty()
     }
 
-    /// The hash of an admitted token from an `Authorization` header value, or `Auth`.
-    pub(crate) fn admit(&self, authorization: Option<&str>) -> Result<Option<TokenHash>> {
-        if self.is_open() {
-            return Ok(None);
-        }
-        let token =
-            authorization.and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| Error::new(ErrorKind::Auth, "missing bearer token"))?;
-        let h = hash(token.trim());
-        if self.admitted.contains_key(&h) {
-            Ok(Some(h))
-        } else {
-            Err(Error::new(ErrorKind::Auth, "unknown token"))
-        }
-    }
-
-    fn allows(&self, token: &TokenHash, site: &SiteId) -> bool {
-        match self.admitted.get(token) {
-            Some(Some(sites)) => sites.contains(site),
-            Some(None) => true,
-            None => false,
-        }
+    /// The devices an admitted token may speak for (`Some(None)`: any), `None` if not admitted.
+    pub(crate) fn devices(&self, token: &TokenHash) -> Option<Option<BTreeSet<SiteId>>> {
+        self.admitted.get(token).cloned()
     }
 }
 
@@ -112,10 +115,10 @@ impl Devices {
     /// Check that `token` may speak for `site` without writing anything. A device not yet
     /// bound gets a [`Claim`] to [`bind`](Claim::bind) once its request succeeded; until then
     /// it holds the bindings' lock, so two tokens cannot race for one new device.
-    pub fn check(&self, tokens: &Tokens, token: Option<&TokenHash>, site: &SiteId) -> Result<Claim<'_>> {
-        let Some(token) = token else { return Ok(Claim::Bound) };
+    pub fn check(&self, admitted: Option<&(TokenHash, Grant)>, site: &SiteId) -> Result<Claim<'_>> {
+        let Some((token, grant)) = admitted else { return Ok(Claim::Bound) };
         let refused = || Error::new(ErrorKind::Auth, format!("this token may not speak for device {site}"));
-        if !tokens.allows(token, site) {
+        if !grant.allows(site) {
             return Err(refused());
         }
         let bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());

@@ -100,7 +100,7 @@ fn run(engine: Arc<SyncEngine>, state: Arc<Shared>, own: SiteId, subscription: O
         let live = client.options().live.then(|| tokio::spawn(listen(state.clone(), own)));
         let mut failures = 0u32;
         while !state.stop.load(Ordering::SeqCst) {
-            let result = client.pass(&engine).await;
+            let result = client.pass(&engine, &mut |_, _| {}).await;
             let delay = {
                 let mut s = state.status();
                 match result {

@@ -6,7 +6,7 @@ use super::paging::export_page;
 use super::{network, APPLIED_HEADER, BUNDLE_CONTENT_TYPE, CURSOR_HEADER, PAGE_ROWS_HEADER, PROTOCOL_VERSION};
 use crate::error::{Error, ErrorKind, Result};
 use crate::site::SiteId;
-use crate::SyncEngine;
+use crate::{Progress, SyncEngine};
 use reqwest::StatusCode;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -141,12 +141,18 @@ impl SyncClient {
 
     /// One sync pass (blocking): push what the server lacks, pull what this replica lacks.
     pub fn sync(&self, engine: &SyncEngine) -> Result<SyncReport> {
-        self.runtime.block_on(self.pass(engine))
+        self.sync_with(engine, &mut |_, _| {})
     }
 
-    /// [`sync`](Self::sync) for callers already on this client's runtime.
-    pub(crate) async fn pass(&self, engine: &SyncEngine) -> Result<SyncReport> {
-        let result = self.pass_inner(engine).await;
+    /// [`sync`](Self::sync), calling `progress(pulled, 0)` after each page with the changes
+    /// pulled so far (the total is not known in advance: 0).
+    pub fn sync_with(&self, engine: &SyncEngine, progress: Progress<'_>) -> Result<SyncReport> {
+        self.runtime.block_on(self.pass(engine, progress))
+    }
+
+    /// [`sync_with`](Self::sync_with) for callers already on this client's runtime.
+    pub(crate) async fn pass(&self, engine: &SyncEngine, progress: Progress<'_>) -> Result<SyncReport> {
+        let result = self.pass_inner(engine, progress).await;
         if result.is_err() {
             *self.server.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
@@ -160,17 +166,22 @@ impl SyncClient {
         }
     }
 
-    async fn server_site(&self, report: &mut SyncReport) -> Result<SiteId> {
+    /// `GET {base}{path}` with the token; a refusal becomes the error its body names.
+    pub(crate) async fn get(&self, path: &str) -> Result<reqwest::Response> {
+        let response = self.request(self.http.get(format!("{}{path}", self.base))).send().await.map_err(network)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(refused(status, &response.text().await.unwrap_or_default()));
+        }
+        Ok(response)
+    }
+
+    pub(crate) async fn server_site(&self, report: &mut SyncReport) -> Result<SiteId> {
         if let Some(site) = self.server() {
             return Ok(site);
         }
         report.round_trips += 1;
-        let response = self.request(self.http.get(format!("{}/v1/info", self.base))).send().await.map_err(network)?;
-        let status = response.status();
-        let text = response.text().await.map_err(network)?;
-        if !status.is_success() {
-            return Err(refused(status, &text));
-        }
+        let text = self.get("/v1/info").await?.text().await.map_err(network)?;
         let info: serde_json::Value = serde_json::from_str(&text).map_err(|e| network(format!("malformed /v1/info answer: {e}")))?;
         if info.get("protocol").and_then(|p| p.as_u64()) != Some(u64::from(PROTOCOL_VERSION)) {
             return Err(network(format!(
@@ -183,7 +194,7 @@ impl SyncClient {
         Ok(site)
     }
 
-    async fn pass_inner(&self, engine: &SyncEngine) -> Result<SyncReport> {
+    async fn pass_inner(&self, engine: &SyncEngine, progress: Progress<'_>) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         let server = self.server_site(&mut report).await?;
         let mut rows = self.options.page_rows.max(1);
@@ -229,6 +240,7 @@ impl SyncClient {
             report.conflicts += imported.conflicts;
             report.rejected += imported.rejected;
             report.quarantined += imported.quarantined;
+            progress(report.pulled, 0);
             if !push_done {
                 push_done = page.next.is_none();
                 push_after = page.next;
@@ -254,6 +266,11 @@ impl SyncClient {
 impl SyncEngine {
     /// Sync once with the server at `url` (blocking): see [`SyncClient::sync`].
     pub fn sync(&self, url: &str, token: Option<&str>) -> Result<SyncReport> {
-        SyncClient::new(url, token, SyncOptions::default())?.sync(self)
+        self.sync_with(url, token, &mut |_, _| {})
+    }
+
+    /// [`sync`](Self::sync) with progress: see [`SyncClient::sync_with`].
+    pub fn sync_with(&self, url: &str, token: Option<&str>, progress: Progress<'_>) -> Result<SyncReport> {
+        SyncClient::new(url, token, SyncOptions::default())?.sync_with(self, progress)
     }
 }

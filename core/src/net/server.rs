@@ -1,14 +1,16 @@
 //! The sync server (axum handlers on hyper, accept loop in `listen`): `GET /v1/info`,
 //! `POST /v1/sync` (import the client's bundle, acknowledge only after its transaction
-//! committed, answer with a page of what the client lacks) and `GET /v1/live` (WebSocket
-//! notices after each push that changed something). Bearer tokens, device binding (only after
+//! committed, answer with a page of what the client lacks), `GET /v1/live` (WebSocket
+//! notices after each push that changed something) and `GET /v1/snapshot` (a new device's
+//! starting file). Bearer tokens, device binding (only after
 //! an import succeeded), body and op limits (ops counted as decoded), body timeout, request
 //! deadline, a bounded number of concurrent imports, error bodies without internals.
 
-use super::auth::{Devices, TokenHash, Tokens};
+use super::auth::{bearer, Devices, Grant, TokenHash, Tokens};
+use super::hub::{HubDir, SharedStore, Single};
 use super::listen::{self, Limits};
 use super::paging::{decode_token, encode_token, export_page};
-use super::{APPLIED_HEADER, BUNDLE_CONTENT_TYPE, CURSOR_HEADER, PAGE_ROWS_HEADER, PROTOCOL_VERSION};
+use super::{APPLIED_HEADER, BUNDLE_CONTENT_TYPE, CURSOR_HEADER, PAGE_ROWS_HEADER, PROTOCOL_VERSION, SNAPSHOT_CONTENT_TYPE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::export::PageCursor;
 use crate::meta::VersionVector;
@@ -16,7 +18,7 @@ use crate::site::SiteId;
 use crate::{bundle, SyncEngine};
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,7 +35,8 @@ use tokio::sync::{broadcast, watch, Semaphore};
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Admitted tokens (none: no authentication).
+    /// Admitted tokens of a single-database server (none: no authentication). A hub's
+    /// credentials live in its catalog instead ([`HubDir::issue_token`]).
     pub tokens: Tokens,
     /// Largest request body in bytes (larger: 413). Default 32 MiB.
     pub max_body: usize,
@@ -58,6 +61,9 @@ pub struct ServerConfig {
     /// A connection that sends nothing and has no request in flight for this long is closed.
     /// Default 60 s.
     pub idle_timeout: Duration,
+    /// Namespaces kept open at most (a hub); beyond it the least recently used one that no
+    /// request or live connection holds is closed. Default 256.
+    pub max_open_namespaces: usize,
     /// Deadline for a request from its head to the start of its import (reading the body,
     /// waiting for a slot; else 408 or 503). An import that started is finished and answered:
     /// a 200 acknowledges it. Default 60 s.
@@ -78,6 +84,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(60),
+            max_open_namespaces: 256,
         }
     }
 }
@@ -117,20 +124,61 @@ impl Passes {
     }
 }
 
-struct Shared {
+/// One namespace being served: its replica's writer and readers, device bindings, open pull
+/// passes and live notices.
+struct Dataset {
+    name: String,
     writer: Arc<SyncEngine>,
     readers: Vec<SyncEngine>,
     next_reader: AtomicUsize,
-    config: ServerConfig,
     devices: Devices,
     passes: Mutex<Passes>,
     notices: broadcast::Sender<SiteId>,
     site: SiteId,
+    /// When a request last used it (for closing the least recently used).
+    used: Mutex<Instant>,
+}
+
+impl Dataset {
+    fn open(name: &str, writer: Arc<SyncEngine>, readers: usize) -> Result<Dataset> {
+        let readers = (0..readers.max(1)).map(|_| SyncEngine::open(writer.path(), writer.options().clone())).collect::<Result<Vec<_>>>()?;
+        Ok(Dataset {
+            name: name.to_owned(),
+            devices: Devices::load(&writer)?,
+            site: writer.site_id()?,
+            writer,
+            readers,
+            next_reader: AtomicUsize::new(0),
+            passes: Mutex::new(Passes::default()),
+            notices: broadcast::channel(256).0,
+            used: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn reader(&self) -> &SyncEngine {
+        &self.readers[self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
+    }
+}
+
+/// A request's admission: the namespace it reaches and the token it presented (none on an
+/// open server).
+struct Admitted {
+    dataset: Arc<Dataset>,
+    token: Option<(TokenHash, Grant)>,
+}
+
+struct Shared {
+    store: SharedStore,
+    /// Namespaces open now, by name.
+    open: Mutex<HashMap<String, Arc<Dataset>>>,
+    config: ServerConfig,
     stopping: watch::Receiver<bool>,
     /// Slots for decoding and importing (`max_concurrent`).
     slots: Arc<Semaphore>,
     /// Slots for upgraded `/v1/live` connections (`max_connections` more).
     live_slots: Arc<Semaphore>,
+    /// One snapshot is written at a time.
+    snapshot_slot: Arc<Semaphore>,
 }
 
 /// An error answered to the client: a status and a JSON body `{"error": kind, "message"}`.
@@ -152,6 +200,7 @@ fn for_the_client(kind: ErrorKind) -> bool {
             | ErrorKind::Auth
             | ErrorKind::Network
             | ErrorKind::NeedsSnapshot
+            | ErrorKind::NotFound
     )
 }
 
@@ -178,6 +227,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         }
         ErrorKind::SiteIdClash | ErrorKind::NeedsSnapshot => StatusCode::CONFLICT,
         ErrorKind::Auth => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -193,13 +243,53 @@ fn too_large(message: String) -> HttpError {
 }
 
 impl Shared {
-    fn admit(&self, headers: &HeaderMap) -> Result<Option<TokenHash>, HttpError> {
-        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        self.config.tokens.admit(auth).map_err(|e| HttpError(StatusCode::UNAUTHORIZED, e))
+    /// Admit a request (401 without an admitted token) and find the namespace it reaches: the
+    /// one the URL names, else the token's. A namespace the token does not grant is answered
+    /// exactly like one that does not exist (404), so a client learns nothing about others.
+    fn admit(&self, headers: &HeaderMap, named: Option<&str>) -> Result<Admitted, HttpError> {
+        let unauthorized = |e| HttpError(StatusCode::UNAUTHORIZED, e);
+        let token = if self.store.is_open() {
+            None
+        } else {
+            let h = bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())).map_err(unauthorized)?;
+            let grant = self.store.grant(&h)?.ok_or_else(|| unauthorized(Error::new(ErrorKind::Auth, "unknown token")))?;
+            Some((h, grant))
+        };
+        let granted = token.as_ref().map_or(super::hub::DEFAULT_NAMESPACE, |(_, g)| g.namespace.as_str());
+        let name = named.unwrap_or(granted);
+        let missing = || HttpError::from(Error::new(ErrorKind::NotFound, format!("no namespace {name} for this token")));
+        if name != granted {
+            return Err(missing());
+        }
+        Ok(Admitted { dataset: self.dataset(name)?.ok_or_else(missing)?, token })
     }
 
-    fn reader(&self) -> &SyncEngine {
-        &self.readers[self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
+    /// The open namespace `name`, opening it if needed (and closing the least recently used
+    /// idle one beyond `max_open_namespaces`).
+    fn dataset(&self, name: &str) -> Result<Option<Arc<Dataset>>> {
+        if let Some(d) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            *d.used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            return Ok(Some(d.clone()));
+        }
+        let Some(writer) = self.store.open(name)? else { return Ok(None) };
+        let fresh = Arc::new(Dataset::open(name, writer, self.config.readers)?);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = open.get(name) {
+            return Ok(Some(d.clone())); // another request opened it meanwhile
+        }
+        while open.len() >= self.config.max_open_namespaces.max(1) {
+            let idle = open
+                .values()
+                .filter(|d| Arc::strong_count(d) == 1 && d.notices.receiver_count() == 0)
+                .min_by_key(|d| *d.used.lock().unwrap_or_else(|p| p.into_inner()))
+                .map(|d| d.name.clone());
+            match idle {
+                Some(n) => open.remove(&n),
+                None => break,
+            };
+        }
+        open.insert(name.to_owned(), fresh.clone());
+        Ok(Some(fresh))
     }
 
     /// The sender of a bundle whose changes, counted as decoded (a row and each of its
@@ -222,21 +312,22 @@ impl Shared {
 
     /// Import the client's bundle, then build the page of what it lacks. Nothing is written
     /// before the import succeeded: a new device is bound to its token only after it.
-    fn exchange(&self, token: Option<TokenHash>, body: &[u8], cursor: Option<(u64, PageCursor)>, rows: u64) -> Result<Response, HttpError> {
+    fn exchange(&self, admitted: &Admitted, body: &[u8], cursor: Option<(u64, PageCursor)>, rows: u64) -> Result<Response, HttpError> {
+        let d = &admitted.dataset;
         let site = self.check_ops(body)?;
-        let claim = self.devices.check(&self.config.tokens, token.as_ref(), &site)?;
-        let report = self.writer.import_bundle(body)?;
-        claim.bind(&self.writer);
+        let claim = d.devices.check(admitted.token.as_ref(), &site)?;
+        let report = d.writer.import_bundle(body)?;
+        claim.bind(&d.writer);
         if report.applied > 0 {
-            let _ = self.notices.send(site);
+            let _ = d.notices.send(site);
         }
-        let (pass, after, snapshot) = self.passes.lock().unwrap_or_else(|p| p.into_inner()).resume(cursor, &site);
-        let page = export_page(self.reader(), Some(&site), after.as_ref(), rows, snapshot.as_ref())?;
+        let (pass, after, snapshot) = d.passes.lock().unwrap_or_else(|p| p.into_inner()).resume(cursor, &site);
+        let page = export_page(d.reader(), Some(&site), after.as_ref(), rows, snapshot.as_ref())?;
         let mut response = Response::new(Body::from(page.bytes));
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(BUNDLE_CONTENT_TYPE));
         h.insert(APPLIED_HEADER, HeaderValue::from(report.applied));
-        let mut passes = self.passes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut passes = d.passes.lock().unwrap_or_else(|p| p.into_inner());
         match page.next {
             Some(next) => {
                 passes.keep(pass, site, page.snapshot);
@@ -276,11 +367,11 @@ fn timed_out(status: StatusCode, message: String) -> HttpError {
     HttpError(status, super::network(message))
 }
 
-async fn sync(State(st): State<Arc<Shared>>, request: Request) -> Response {
-    async fn inner(st: Arc<Shared>, request: Request) -> Result<Response, HttpError> {
+async fn sync(st: Arc<Shared>, named: Option<String>, request: Request) -> Response {
+    async fn inner(st: Arc<Shared>, named: Option<String>, request: Request) -> Result<Response, HttpError> {
         let deadline = tokio::time::Instant::now() + st.config.request_timeout;
         let (parts, body) = request.into_parts();
-        let token = st.admit(&parts.headers)?;
+        let admitted = admit(&st, &parts.headers, named).await?;
         let text = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
         let cursor = text(CURSOR_HEADER).map(decode_token).transpose()?;
         let asked = text(PAGE_ROWS_HEADER).and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX);
@@ -298,39 +389,105 @@ async fn sync(State(st): State<Arc<Shared>>, request: Request) -> Response {
         let worker = st.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            worker.exchange(token, &body, cursor, rows)
+            worker.exchange(&admitted, &body, cursor, rows)
         })
         .await
-        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, Error::new(ErrorKind::Io, e.to_string())))?
+        .map_err(joined)?
     }
-    inner(st, request).await.unwrap_or_else(IntoResponse::into_response)
+    inner(st, named, request).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn info(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(e) = st.admit(&headers) {
-        return e.into_response();
-    }
+fn joined(e: tokio::task::JoinError) -> HttpError {
+    HttpError(StatusCode::INTERNAL_SERVER_ERROR, Error::new(ErrorKind::Io, e.to_string()))
+}
+
+/// [`Shared::admit`] off the async threads (it may read the catalog and open a namespace).
+async fn admit(st: &Arc<Shared>, headers: &HeaderMap, named: Option<String>) -> Result<Admitted, HttpError> {
+    let (st, headers) = (st.clone(), headers.clone());
+    tokio::task::spawn_blocking(move || st.admit(&headers, named.as_deref())).await.map_err(joined)?
+}
+
+async fn info(st: Arc<Shared>, named: Option<String>, headers: HeaderMap) -> Response {
+    let admitted = match admit(&st, &headers, named).await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
     let body = serde_json::json!({
-        "protocol": PROTOCOL_VERSION, "site_id": st.site.to_hex(),
+        "protocol": PROTOCOL_VERSION, "site_id": admitted.dataset.site.to_hex(), "namespace": admitted.dataset.name,
         "max_body": st.config.max_body, "max_ops": st.config.max_ops, "page_rows": st.config.page_rows,
+        "snapshot": true,
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-async fn live(State(st): State<Arc<Shared>>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    if let Err(e) = st.admit(&headers) {
-        return e.into_response();
-    }
+async fn live(st: Arc<Shared>, named: Option<String>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    let admitted = match admit(&st, &headers, named).await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
     // An upgraded connection leaves the accept loop's cap: it holds a live slot instead.
     let Ok(slot) = st.live_slots.clone().try_acquire_owned() else {
         return HttpError(StatusCode::SERVICE_UNAVAILABLE, super::network("too many live connections; try again later")).into_response();
     };
-    let notices = st.notices.subscribe();
+    let notices = admitted.dataset.notices.subscribe();
     let stopping = st.stopping.clone();
     ws.on_upgrade(move |socket| async move {
         notify(socket, notices, stopping).await;
         drop(slot);
     })
+}
+
+/// A snapshot written for one download, beside the served database; removed when the
+/// answer's body is dropped (sent, or the client went away).
+struct SnapshotFile(std::path::PathBuf);
+
+impl Drop for SnapshotFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `GET /v1/snapshot`: a fresh snapshot of the served database, streamed from a file.
+async fn snapshot(st: Arc<Shared>, named: Option<String>, headers: HeaderMap) -> Response {
+    async fn inner(st: Arc<Shared>, named: Option<String>, headers: HeaderMap) -> Result<Response, HttpError> {
+        let admitted = admit(&st, &headers, named).await?;
+        let deadline = tokio::time::Instant::now() + st.config.request_timeout;
+        let slot = tokio::time::timeout_at(deadline, st.snapshot_slot.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out(StatusCode::SERVICE_UNAVAILABLE, "the server is busy; try again later".into()))?
+            .map_err(|_| timed_out(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()))?;
+        let written = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let d = &admitted.dataset;
+            let file = SnapshotFile(d.writer.path().with_extension(format!("snapshot-{}", uuid::Uuid::new_v4().simple())));
+            d.reader().snapshot(&file.0)?;
+            let len = std::fs::metadata(&file.0)?.len();
+            Ok::<_, Error>((file, len))
+        })
+        .await
+        .map_err(joined)?;
+        let (file, len) = written?;
+        let reader = tokio::fs::File::open(&file.0).await.map_err(|e| HttpError::from(Error::from(e)))?;
+        let chunks = futures_util::stream::unfold(Some((reader, file)), |state| async move {
+            use tokio::io::AsyncReadExt;
+            let (mut reader, file) = state?;
+            let mut buf = vec![0u8; 256 << 10];
+            match reader.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(axum::body::Bytes::from(buf)), Some((reader, file))))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        let mut response = Response::new(Body::from_stream(chunks));
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SNAPSHOT_CONTENT_TYPE));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        Ok(response)
+    }
+    inner(st, named, headers).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Tell one live client about every accepted push that changed something.
@@ -369,27 +526,64 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let readers =
-        (0..config.readers.max(1)).map(|_| SyncEngine::open(engine.path(), engine.options().clone())).collect::<Result<Vec<_>>>()?;
+    serve_store(single(engine, &config), listener, config, shutdown).await
+}
+
+fn single(engine: Arc<SyncEngine>, config: &ServerConfig) -> SharedStore {
+    Arc::new(Single { engine, tokens: config.tokens.clone() })
+}
+
+/// Serve the namespaces of `hub` on `listener` until `shutdown` completes (see [`serve`]).
+pub async fn serve_hub(
+    hub: HubDir,
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    serve_store(Arc::new(hub), listener, config, shutdown).await
+}
+
+async fn serve_store(
+    store: SharedStore,
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let (stop_tx, stopping) = watch::channel(false);
     let limits =
         Limits { max_connections: config.max_connections, header_timeout: config.header_timeout, idle_timeout: config.idle_timeout };
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
         live_slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
-        devices: Devices::load(&engine)?,
-        site: engine.site_id()?,
-        writer: engine,
-        readers,
-        next_reader: AtomicUsize::new(0),
+        snapshot_slot: Arc::new(Semaphore::new(1)),
+        store,
+        open: Mutex::new(HashMap::new()),
         config,
-        passes: Mutex::new(Passes::default()),
-        notices: broadcast::channel(256).0,
         stopping,
     });
-    let app = Router::new().route("/v1/info", get(info)).route("/v1/sync", post(sync)).route("/v1/live", get(live)).with_state(shared);
-    listen::run(listener, app, limits, shutdown, stop_tx).await;
+    if shared.store.eager() {
+        shared.dataset(super::hub::DEFAULT_NAMESPACE)?; // a broken database fails the start
+    }
+    listen::run(listener, routes().with_state(shared), limits, shutdown, stop_tx).await;
     Ok(())
+}
+
+/// Every endpoint twice: under `/v1/` (the namespace the token grants) and under
+/// `/ns/{namespace}/v1/` (that namespace, if the token grants it).
+fn routes() -> Router<Arc<Shared>> {
+    type St = State<Arc<Shared>>;
+    Router::new()
+        .route("/v1/info", get(|State(st): St, h: HeaderMap| info(st, None, h)))
+        .route("/ns/{ns}/v1/info", get(|State(st): St, Path(ns): Path<String>, h: HeaderMap| info(st, Some(ns), h)))
+        .route("/v1/sync", post(|State(st): St, r: Request| sync(st, None, r)))
+        .route("/ns/{ns}/v1/sync", post(|State(st): St, Path(ns): Path<String>, r: Request| sync(st, Some(ns), r)))
+        .route("/v1/live", get(|State(st): St, h: HeaderMap, ws: WebSocketUpgrade| live(st, None, h, ws)))
+        .route(
+            "/ns/{ns}/v1/live",
+            get(|State(st): St, Path(ns): Path<String>, h: HeaderMap, ws: WebSocketUpgrade| live(st, Some(ns), h, ws)),
+        )
+        .route("/v1/snapshot", get(|State(st): St, h: HeaderMap| snapshot(st, None, h)))
+        .route("/ns/{ns}/v1/snapshot", get(|State(st): St, Path(ns): Path<String>, h: HeaderMap| snapshot(st, Some(ns), h)))
 }
 
 /// Completes on ctrl-c or (on Unix) SIGTERM.
@@ -440,9 +634,18 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
 
 /// Serve until ctrl-c or SIGTERM (blocking); `on_listening` gets the bound address first.
 pub fn run_server(engine: Arc<SyncEngine>, addr: SocketAddr, config: ServerConfig, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
+    run_store(single(engine, &config), addr, config, on_listening)
+}
+
+/// [`run_server`] for the namespaces of `hub`.
+pub fn run_hub(hub: HubDir, addr: SocketAddr, config: ServerConfig, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
+    run_store(Arc::new(hub), addr, config, on_listening)
+}
+
+fn run_store(store: SharedStore, addr: SocketAddr, config: ServerConfig, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
     let listener = bind(addr)?;
     on_listening(listener.local_addr()?);
-    runtime()?.block_on(async move { serve(engine, tokio::net::TcpListener::from_std(listener)?, config, shutdown_signal()).await })
+    runtime()?.block_on(async move { serve_store(store, tokio::net::TcpListener::from_std(listener)?, config, shutdown_signal()).await })
 }
 
 /// A server running on its own threads (tests, benchmarks, embedding); stops on
@@ -456,6 +659,16 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Bind `addr` (port 0: any free port) and start serving `engine`.
     pub fn start(engine: Arc<SyncEngine>, addr: SocketAddr, config: ServerConfig) -> Result<ServerHandle> {
+        let store = single(engine, &config);
+        Self::start_store(store, addr, config)
+    }
+
+    /// Bind `addr` and start serving the namespaces of `hub`.
+    pub fn start_hub(hub: HubDir, addr: SocketAddr, config: ServerConfig) -> Result<ServerHandle> {
+        Self::start_store(Arc::new(hub), addr, config)
+    }
+
+    fn start_store(store: SharedStore, addr: SocketAddr, config: ServerConfig) -> Result<ServerHandle> {
         let listener = bind(addr)?;
         let addr = listener.local_addr()?;
         let rt = runtime()?;
@@ -465,7 +678,7 @@ impl ServerHandle {
             .spawn(move || {
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    serve(engine, listener, config, async move {
+                    serve_store(store, listener, config, async move {
                         let _ = stopped.await;
                     })
                     .await
