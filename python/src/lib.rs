@@ -983,10 +983,13 @@ impl Engine {
         Ok((q.columns, rows))
     }
 
-    /// One sync pass with the server at `url` (blocking, GIL released).
-    #[pyo3(signature = (url, token=None))]
-    fn sync(&self, py: Python<'_>, url: &str, token: Option<&str>) -> PyResult<SyncReport> {
-        self.merging(py, |e| e.sync(url, token)).map(SyncReport::from)
+    /// One sync pass with the server at `url` (blocking, GIL released); `progress(pulled, 0)`
+    /// after each page (changes pulled so far; the total is not known in advance).
+    #[pyo3(signature = (url, token=None, progress=None))]
+    fn sync(&self, py: Python<'_>, url: &str, token: Option<&str>, progress: Option<Bound<'_, PyAny>>) -> PyResult<SyncReport> {
+        let mut progress = PyProgress::new(progress)?;
+        let out = self.merging(py, |e| e.sync_with(url, token, &mut |d, t| progress.call(d, t)));
+        progress.finish(out).map(SyncReport::from)
     }
 
     /// Start a background sync loop; unset options take the core's defaults.
@@ -1260,6 +1263,17 @@ fn default_options(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
+/// The core's `net::clone_snapshot`: download the snapshot of the server at `url` to `path` (a
+/// new file) for a new device, GIL released; `progress(bytes, total bytes)` as it arrives (total
+/// 0 if the server did not say). Returns the file's size.
+#[pyfunction]
+#[pyo3(signature = (url, path, token=None, progress=None))]
+fn clone_snapshot(py: Python<'_>, url: &str, path: PathBuf, token: Option<&str>, progress: Option<Bound<'_, PyAny>>) -> PyResult<u64> {
+    let mut progress = PyProgress::new(progress)?;
+    let out = py.detach(|| sl::net::clone_snapshot(url, token, &path, &mut |d, t| progress.call(d, t))).py_err();
+    progress.finish(out)
+}
+
 /// Run the `syncline` command line (argv[0] is the program name); returns the exit code.
 #[pyfunction]
 fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
@@ -1301,6 +1315,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SyncHandle>()?;
     m.add_function(wrap_pyfunction!(uuid7, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(clone_snapshot, m)?)?;
     m.add_function(wrap_pyfunction!(bind_sqlite_library, m)?)?;
     m.add_function(wrap_pyfunction!(bound_sqlite_library, m)?)?;
     m.add_function(wrap_pyfunction!(check_shared_sqlite, m)?)?;

@@ -32,6 +32,7 @@ from ._engine import (
     StrPath,
     SyncEngine,
     SyncHandle,
+    clone,
 )
 from ._native import (
     AuthError,
@@ -125,6 +126,7 @@ __all__ = [
     "TableStatus",
     "UnknownColumnError",
     "UnknownTableError",
+    "clone",
     "default_options",
     "sqlite_library",
     "uuid7",

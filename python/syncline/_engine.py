@@ -530,18 +530,23 @@ class SyncEngine:
 
     # -- network sync (spec/sync-protocol.md) ----------------------------------------------
 
-    def sync(self, url: str, token: Optional[str] = None) -> SyncReport:
+    def sync(self, url: str, token: Optional[str] = None, *, progress: Optional[Progress] = None) -> SyncReport:
         """Sync once with the server at `url` (``http://host:port``, e.g. ``syncline serve``):
         push what it lacks, pull what this replica lacks, in pages. Blocks until the pass is
         done; the GIL is released meanwhile. A failed transport raises `NetworkError`, a
-        refused token `AuthError`; an interrupted pass can simply be repeated."""
-        return self._engine.sync(url, token)
+        refused token `AuthError`; an interrupted pass can simply be repeated.
 
-    async def sync_async(self, url: str, token: Optional[str] = None) -> SyncReport:
+        `progress(pulled, 0)` is called after each page with the changes pulled so far (the
+        total is not known in advance: 0), as in `generate_bundle` otherwise: an exception it
+        raises is raised once the pass is done."""
+        return self._engine.sync(url, token, progress)
+
+    async def sync_async(self, url: str, token: Optional[str] = None, *, progress: Optional[Progress] = None) -> SyncReport:
         """`sync()` for asyncio: the blocking pass runs in a worker thread
-        (``asyncio.to_thread``), so the event loop keeps running. Cancelling the awaiting
-        task does not interrupt the pass already under way (it finishes in its thread)."""
-        return await asyncio.to_thread(self._engine.sync, url, token)
+        (``asyncio.to_thread``), so the event loop keeps running (`progress` is called on that
+        thread). Cancelling the awaiting task does not interrupt the pass already under way
+        (it finishes in its thread)."""
+        return await asyncio.to_thread(self._engine.sync, url, token, progress)
 
     def start_sync(
         self,
@@ -629,6 +634,20 @@ class SyncEngine:
         if resolution not in ("local", "remote"):
             raise ValueError("resolution must be 'local' or 'remote'")
         self.resolve(conflict_id, Resolution.LOCAL if resolution == "local" else Resolution.REMOTE)
+
+
+def clone(url: str, path: StrPath, token: Optional[str] = None, *, progress: Optional[Progress] = None) -> int:
+    """Start a new device from the snapshot of the server at `url` (``GET /v1/snapshot``):
+    download it to `path`, a new file, and return its size in bytes. Open it with
+    ``SyncEngine(path)`` (it gets a site id of its own) and `sync` it: the first pass carries
+    only what changed since the snapshot.
+
+    `progress(bytes, total)` is called as the file arrives (`total` 0 if the server did not
+    say). `InvalidArgumentError` if `path` exists, `InvalidBundleError` if the server's file
+    is not a snapshot of that server, `AuthError` / `NetworkError` as in `sync`; nothing is
+    left at `path` after an error. Blocks, with the GIL released."""
+    _sqlite.ensure_shared()  # the download is checked on the SQLite engines run on
+    return _native.clone_snapshot(url, path, token, progress)
 
 
 def _write_atomically(path: StrPath, data: bytes) -> None:
