@@ -1532,8 +1532,21 @@ impl SyncEngine {
     #[napi(ts_return_type = "Promise<SyncReport>")]
     pub fn sync(&self, url: String, options: Option<SyncOptions>) -> AsyncTask<SyncTask> {
         let guard = JsResolverGuard::enter(&self.shared);
-        let token = options.and_then(|o| o.token);
-        AsyncTask::new(SyncTask { shared: self.shared.clone(), url, token, guard })
+        let (token, progress) = options.map(|o| (o.token, o.on_progress)).unwrap_or((None, None));
+        AsyncTask::new(SyncTask { shared: self.shared.clone(), url, token, progress, guard })
+    }
+
+    /// Start a new device from the snapshot of the server at `url` (`GET /v1/snapshot`):
+    /// download it to `path`, a new file (the core's `net::clone_snapshot`, off the JS thread);
+    /// resolves with its size in bytes. Open it (`new SyncEngine(path)`) and `sync()`: the first
+    /// pass carries only what changed since the snapshot. Rejects with `InvalidArgument` if
+    /// `path` exists, `InvalidBundle` if the file is not a snapshot of that server, `Auth`,
+    /// `Network`; nothing is left at `path` after an error.
+    #[napi(js_name = "clone", ts_return_type = "Promise<number>")]
+    pub fn clone_snapshot(env: Env, url: String, path: String, options: Option<CloneOptions>) -> AsyncTask<CloneTask> {
+        let host = ensure_host(env.raw());
+        let (token, progress) = options.map(|o| (o.token, o.on_progress)).unwrap_or((None, None));
+        AsyncTask::new(CloneTask { host: Some(host), url, path, token, progress })
     }
 
     /// Sync with the server at `url` in the background until `stop()` (or `close()` of the
@@ -1591,10 +1604,25 @@ impl Subscription {
 // ---------------------------------------------------------------------------------------------
 
 /// Options of `sync()`.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
 pub struct SyncOptions {
     /// Bearer token presented to the server.
     pub token: Option<String>,
+    /// Called with (changes pulled so far, 0) after each page: the total is not known in
+    /// advance. Otherwise as `BundleOptions.onProgress` (the pass cannot be stopped midway).
+    #[napi(ts_type = "(pulled: number, total: number) => void")]
+    pub on_progress: Option<ProgressArg>,
+}
+
+/// Options of `SyncEngine.clone()`.
+#[napi(object, object_to_js = false)]
+pub struct CloneOptions {
+    /// Bearer token presented to the server.
+    pub token: Option<String>,
+    /// Called with (bytes received, total bytes; 0 if the server did not say) as the snapshot
+    /// arrives. Otherwise as `BundleOptions.onProgress`.
+    #[napi(ts_type = "(bytes: number, total: number) => void")]
+    pub on_progress: Option<ProgressArg>,
 }
 
 /// Options of `startSync()` (all optional; `defaultSyncOptions()` gives the core's defaults).
@@ -1719,22 +1747,57 @@ pub struct SyncTask {
     shared: Arc<Shared>,
     url: String,
     token: Option<String>,
+    progress: Option<ProgressArg>,
     guard: JsResolverGuard,
 }
 
 impl Task for SyncTask {
-    type Output = syncline::Result<syncline::net::SyncReport>;
+    type Output = Progressed<syncline::net::SyncReport>;
     type JsValue = SyncReport;
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(self.shared.core.sync(&self.url, self.token.as_deref()))
+        let progress = match JsProgress::new(self.progress.take()) {
+            Ok(p) => p,
+            Err(e) => return Ok(Progressed::Done(Err(e))),
+        };
+        let outcome = self.shared.core.sync_with(&self.url, self.token.as_deref(), &mut |d, t| progress.call(d, t));
+        Ok(progress.finish(outcome))
     }
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<SyncReport> {
         self.guard.release();
-        settle(&env, output).map(SyncReport::from)
+        output.settle(&env).map(SyncReport::from)
     }
     fn reject(&mut self, _env: Env, err: napi::Error) -> napi::Result<SyncReport> {
         self.guard.release();
         Err(err)
+    }
+}
+
+pub struct CloneTask {
+    /// The SQLite library bound on the JS thread (the download is checked with it).
+    host: Option<syncline::Result<()>>,
+    url: String,
+    path: String,
+    token: Option<String>,
+    progress: Option<ProgressArg>,
+}
+
+impl Task for CloneTask {
+    type Output = Progressed<u64>;
+    type JsValue = i64;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        if let Some(Err(e)) = self.host.take() {
+            return Ok(Progressed::Done(Err(e)));
+        }
+        let progress = match JsProgress::new(self.progress.take()) {
+            Ok(p) => p,
+            Err(e) => return Ok(Progressed::Done(Err(e))),
+        };
+        let path = std::path::Path::new(&self.path);
+        let outcome = syncline::net::clone_snapshot(&self.url, self.token.as_deref(), path, &mut |d, t| progress.call(d, t));
+        Ok(progress.finish(outcome))
+    }
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<i64> {
+        output.settle(&env).map(count)
     }
 }
 

@@ -25,6 +25,7 @@ import {
   type SqliteLibrary,
   type BundleStats,
   type BundleOptions,
+  type CloneOptions,
   type ImportOptions,
   type CompactReport,
   type MigrationPolicy,
@@ -176,7 +177,9 @@ test('typed API', async () => {
     void bad
     // network sync (nothing listens on port 1: code Network); b, whose resolver was cleared
     // (a background sync and a JS resolver do not mix)
-    const once: SyncOptions = { token: 't' }
+    const once: SyncOptions = { token: 't', onProgress: (pulled: number, total: number) => void [pulled, total] }
+    const cloning: (url: string, path: string, options?: CloneOptions) => Promise<number> = SyncEngine.clone
+    await assert.rejects(cloning('http://127.0.0.1:1', path.join(dir, 'clone.db'), { token: 't', onProgress: () => {} }))
     try {
       const r: SyncReport = await b.sync('http://127.0.0.1:1', once)
       assert.fail(`expected a rejection, got ${r.roundTrips}`)
