@@ -794,7 +794,8 @@ pub trait EventObserver: Send + Sync {
 }
 
 /// Receives the progress of an export or import: `done` rows of `total`, on the thread that
-/// called the engine, every few thousand rows and once at the end (`done == total`). The core
+/// called the engine, every few thousand rows and once at the end (`done == total`); of a sync
+/// pass (`sync`: changes pulled, total 0) or a snapshot download (`cloneSnapshot`: bytes). The core
 /// cannot stop a call midway: once it throws it is not called again, and the call throws that
 /// error when it is done (an import is applied by then; importing the bundle again is
 /// harmless). It must not call the engine.
@@ -1183,11 +1184,36 @@ impl SyncEngine {
     /// push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
     /// nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
     /// import's own kinds.
-    #[uniffi::method(default(token = None))]
-    pub async fn sync(&self, url: String, token: Option<String>) -> Result<SyncReport> {
+    /// `progress`: `(pulled, 0)` after each page, the changes pulled so far (the total is not
+    /// known in advance), on the pass's thread; see [`ProgressListener`] for a throwing one.
+    #[uniffi::method(default(token = None, progress = None))]
+    pub async fn sync(&self, url: String, token: Option<String>, progress: Option<Arc<dyn ProgressListener>>) -> Result<SyncReport> {
         let engine = self.inner.clone();
-        offload("syncline-ffi-sync", move || Ok(engine.sync(&url, token.as_deref())?.into())).await
+        offload("syncline-ffi-sync", move || {
+            let mut progress = ProgressAdapter::new(progress);
+            let out = engine.sync_with(&url, token.as_deref(), &mut |d, t| progress.call(d, t));
+            Ok(progress.finish(out)?.into())
+        })
+        .await
     }
+}
+
+/// The core's `net::clone_snapshot` on the SQLite library already bound (`SqliteLibrary` if
+/// none is; apps call `cloneSnapshot` of the Swift or Kotlin layer, which applies the platform's
+/// default wiring first): download the snapshot of the server at `url` to `path` (a new file)
+/// for a new device; returns its size in bytes. `progress`: `(bytes, total bytes)` as it
+/// arrives (total 0 if the server did not say), on the download's thread. Open the file with
+/// `SyncEngine.open` and sync: the first pass carries only what changed since. Errors:
+/// `InvalidArgument` if `path` exists, `InvalidBundle` if the file is not a snapshot of that
+/// server, `Auth`, `Network`; nothing is left at `path` after an error.
+#[uniffi::export(default(token = None, progress = None))]
+pub async fn clone_snapshot_bound(url: String, path: String, token: Option<String>, progress: Option<Arc<dyn ProgressListener>>) -> Result<u64> {
+    offload("syncline-ffi-clone", move || {
+        let mut progress = ProgressAdapter::new(progress);
+        let out = syncline::net::clone_snapshot(&url, token.as_deref(), std::path::Path::new(&path), &mut |d, t| progress.call(d, t));
+        progress.finish(out)
+    })
+    .await
 }
 
 /// A fresh UUIDv7 string, the recommended primary key for synced tables.

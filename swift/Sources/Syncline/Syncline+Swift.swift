@@ -115,6 +115,19 @@ extension SyncEngine {
     }
 }
 
+/// Start a new device from the snapshot of the server at `url` (`GET /v1/snapshot`): download it
+/// to `path`, a new file, on the platform's SQLite or the one bound before (as `SyncEngine.open`);
+/// returns its size in bytes. `progress` gets (bytes, total bytes) as it arrives (total 0 if the
+/// server did not say), on the download's thread. Then `SyncEngine.open(path:)` and
+/// `sync(url:token:)`: the first pass carries only what changed since. Throws `.InvalidArgument`
+/// if `path` exists, `.Auth`, `.Network`, `.InvalidBundle`; nothing is left at `path` after an error.
+public func cloneSnapshot(url: String, path: String, token: String? = nil, progress: ProgressListener? = nil)
+    async throws -> UInt64
+{
+    try usePlatformSqlite()
+    return try await cloneSnapshotBound(url: url, path: path, token: token, progress: progress)
+}
+
 // MARK: - Options
 
 extension EngineOptions {

@@ -1083,7 +1083,8 @@ public func FfiConverterTypeEventObserver_lower(_ value: EventObserver) -> UInt6
 
 /**
  * Receives the progress of an export or import: `done` rows of `total`, on the thread that
- * called the engine, every few thousand rows and once at the end (`done == total`). The core
+ * called the engine, every few thousand rows and once at the end (`done == total`); of a sync
+ * pass (`sync`: changes pulled, total 0) or a snapshot download (`cloneSnapshot`: bytes). The core
  * cannot stop a call midway: once it throws it is not called again, and the call throws that
  * error when it is done (an import is applied by then; importing the bundle again is
  * harmless). It must not call the engine.
@@ -1095,7 +1096,8 @@ public protocol ProgressListener: AnyObject, Sendable {
 }
 /**
  * Receives the progress of an export or import: `done` rows of `total`, on the thread that
- * called the engine, every few thousand rows and once at the end (`done == total`). The core
+ * called the engine, every few thousand rows and once at the end (`done == total`); of a sync
+ * pass (`sync`: changes pulled, total 0) or a snapshot download (`cloneSnapshot`: bytes). The core
  * cannot stop a call midway: once it throws it is not called again, and the call throws that
  * error when it is done (an import is applied by then; importing the bundle again is
  * harmless). It must not call the engine.
@@ -1822,8 +1824,10 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
      * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
      * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
      * import's own kinds.
+     * `progress`: `(pulled, 0)` after each page, the changes pulled so far (the total is not
+     * known in advance), on the pass's thread; see [`ProgressListener`] for a throwing one.
      */
-    func sync(url: String, token: String?) async throws  -> SyncReport
+    func sync(url: String, token: String?, progress: ProgressListener?) async throws  -> SyncReport
     
     /**
      * Write the bundle for `peer` (everything for none) to a file, atomically; the bundle is
@@ -2319,13 +2323,15 @@ open func subscribe(observer: EventObserver)throws  -> Subscription  {
      * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
      * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
      * import's own kinds.
+     * `progress`: `(pulled, 0)` after each page, the changes pulled so far (the total is not
+     * known in advance), on the pass's thread; see [`ProgressListener`] for a throwing one.
      */
-open func sync(url: String, token: String? = nil)async throws  -> SyncReport  {
+open func sync(url: String, token: String? = nil, progress: ProgressListener? = nil)async throws  -> SyncReport  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_syncline_ffi_fn_method_syncengine_sync(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(url),FfiConverterOptionString.lower(token)
+                        self.uniffiCloneHandle(),FfiConverterString.lower(url),FfiConverterOptionString.lower(token),FfiConverterOptionTypeProgressListener.lower(progress)
                 )
             },
             pollFunc: ffi_syncline_ffi_rust_future_poll_rust_buffer,
@@ -5514,6 +5520,30 @@ public func checkSharedSqlite(probe: SqliteDriverProbe)throws   {try rustCallWit
 }
 }
 /**
+ * The core's `net::clone_snapshot` on the SQLite library already bound (`SqliteLibrary` if
+ * none is; apps call `cloneSnapshot` of the Swift or Kotlin layer, which applies the platform's
+ * default wiring first): download the snapshot of the server at `url` to `path` (a new file)
+ * for a new device; returns its size in bytes. `progress`: `(bytes, total bytes)` as it
+ * arrives (total 0 if the server did not say), on the download's thread. Open the file with
+ * `SyncEngine.open` and sync: the first pass carries only what changed since. Errors:
+ * `InvalidArgument` if `path` exists, `InvalidBundle` if the file is not a snapshot of that
+ * server, `Auth`, `Network`; nothing is left at `path` after an error.
+ */
+public func cloneSnapshotBound(url: String, path: String, token: String? = nil, progress: ProgressListener? = nil)async throws  -> UInt64  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_syncline_ffi_fn_func_clone_snapshot_bound(FfiConverterString.lower(url),FfiConverterString.lower(path),FfiConverterOptionString.lower(token),FfiConverterOptionTypeProgressListener.lower(progress)
+                )
+            },
+            pollFunc: ffi_syncline_ffi_rust_future_poll_u64,
+            completeFunc: ffi_syncline_ffi_rust_future_complete_u64,
+            freeFunc: ffi_syncline_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterUInt64.lift,
+            errorHandler: FfiConverterTypeSynclineError_lift
+        )
+}
+/**
  * The core's default engine options.
  */
 public func defaultEngineOptions() -> EngineOptions  {
@@ -5622,6 +5652,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_func_check_shared_sqlite() != 64091) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_func_clone_snapshot_bound() != 58280) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_func_default_engine_options() != 58876) {
@@ -5759,7 +5792,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_syncengine_subscribe() != 10991) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_syncline_ffi_checksum_method_syncengine_sync() != 38096) {
+    if (uniffi_syncline_ffi_checksum_method_syncengine_sync() != 55918) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_write_bundle() != 53145) {

@@ -579,7 +579,7 @@ uint64_t uniffi_syncline_ffi_fn_method_syncengine_subscribe(uint64_t ptr, uint64
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SYNC
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SYNC
-uint64_t uniffi_syncline_ffi_fn_method_syncengine_sync(uint64_t ptr, RustBuffer url, RustBuffer token
+uint64_t uniffi_syncline_ffi_fn_method_syncengine_sync(uint64_t ptr, RustBuffer url, RustBuffer token, RustBuffer progress
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_WRITE_BUNDLE
@@ -631,6 +631,11 @@ RustBuffer uniffi_syncline_ffi_fn_func_bound_sqlite_library(RustCallStatus *_Non
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_CHECK_SHARED_SQLITE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_CHECK_SHARED_SQLITE
 void uniffi_syncline_ffi_fn_func_check_shared_sqlite(uint64_t probe, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_CLONE_SNAPSHOT_BOUND
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_CLONE_SNAPSHOT_BOUND
+uint64_t uniffi_syncline_ffi_fn_func_clone_snapshot_bound(RustBuffer url, RustBuffer path, RustBuffer token, RustBuffer progress
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_DEFAULT_ENGINE_OPTIONS
@@ -955,6 +960,12 @@ uint16_t uniffi_syncline_ffi_checksum_func_bound_sqlite_library(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_CHECK_SHARED_SQLITE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_CHECK_SHARED_SQLITE
 uint16_t uniffi_syncline_ffi_checksum_func_check_shared_sqlite(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_CLONE_SNAPSHOT_BOUND
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_CLONE_SNAPSHOT_BOUND
+uint16_t uniffi_syncline_ffi_checksum_func_clone_snapshot_bound(void
     
 );
 #endif

@@ -776,6 +776,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_syncline_ffi_checksum_func_check_shared_sqlite(
     ): Int
+    external fun uniffi_syncline_ffi_checksum_func_clone_snapshot_bound(
+    ): Int
     external fun uniffi_syncline_ffi_checksum_func_default_engine_options(
     ): Int
     external fun uniffi_syncline_ffi_checksum_func_default_sync_options(
@@ -1012,7 +1014,7 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_subscribe(`ptr`: Long,`observer`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_syncline_ffi_fn_method_syncengine_sync(`ptr`: Long,`url`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,
+    external fun uniffi_syncline_ffi_fn_method_syncengine_sync(`ptr`: Long,`url`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`progress`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_syncline_ffi_fn_method_syncengine_write_bundle(`ptr`: Long,`path`: RustBuffer.ByValue,`peer`: RustBuffer.ByValue,`compress`: Byte,`progress`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1034,6 +1036,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_func_check_shared_sqlite(`probe`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_syncline_ffi_fn_func_clone_snapshot_bound(`url`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`progress`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_syncline_ffi_fn_func_default_engine_options(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_func_default_sync_options(uniffi_out_err: UniffiRustCallStatus, 
@@ -1178,6 +1182,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_func_check_shared_sqlite() and 0xFFFF) != 64091) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_syncline_ffi_checksum_func_clone_snapshot_bound() and 0xFFFF) != 58280) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_syncline_ffi_checksum_func_default_engine_options() and 0xFFFF) != 58876) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1313,7 +1320,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_subscribe() and 0xFFFF) != 10991) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_sync() and 0xFFFF) != 38096) {
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_sync() and 0xFFFF) != 55918) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_write_bundle() and 0xFFFF) != 53145) {
@@ -2545,7 +2552,8 @@ public object FfiConverterTypeEventObserver: FfiConverter<EventObserver, Long> {
 
 /**
  * Receives the progress of an export or import: `done` rows of `total`, on the thread that
- * called the engine, every few thousand rows and once at the end (`done == total`). The core
+ * called the engine, every few thousand rows and once at the end (`done == total`); of a sync
+ * pass (`sync`: changes pulled, total 0) or a snapshot download (`cloneSnapshot`: bytes). The core
  * cannot stop a call midway: once it throws it is not called again, and the call throws that
  * error when it is done (an import is applied by then; importing the bundle again is
  * harmless). It must not call the engine.
@@ -2559,7 +2567,8 @@ public interface ProgressListener {
 
 /**
  * Receives the progress of an export or import: `done` rows of `total`, on the thread that
- * called the engine, every few thousand rows and once at the end (`done == total`). The core
+ * called the engine, every few thousand rows and once at the end (`done == total`); of a sync
+ * pass (`sync`: changes pulled, total 0) or a snapshot download (`cloneSnapshot`: bytes). The core
  * cannot stop a call midway: once it throws it is not called again, and the call throws that
  * error when it is done (an import is applied by then; importing the bundle again is
  * harmless). It must not call the engine.
@@ -3661,8 +3670,10 @@ public interface SyncEngineInterface {
      * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
      * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
      * import's own kinds.
+     * `progress`: `(pulled, 0)` after each page, the changes pulled so far (the total is not
+     * known in advance), on the pass's thread; see [`ProgressListener`] for a throwing one.
      */
-    suspend fun `sync`(`url`: kotlin.String, `token`: kotlin.String? = null): SyncReport
+    suspend fun `sync`(`url`: kotlin.String, `token`: kotlin.String? = null, `progress`: ProgressListener? = null): SyncReport
     
     /**
      * Write the bundle for `peer` (everything for none) to a file, atomically; the bundle is
@@ -4344,10 +4355,12 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
      * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
      * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
      * import's own kinds.
+     * `progress`: `(pulled, 0)` after each page, the changes pulled so far (the total is not
+     * known in advance), on the pass's thread; see [`ProgressListener`] for a throwing one.
      */
     @Throws(SynclineException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `sync`(`url`: kotlin.String, `token`: kotlin.String?) : SyncReport {
+    override suspend fun `sync`(`url`: kotlin.String, `token`: kotlin.String?, `progress`: ProgressListener?) : SyncReport {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_sync(
@@ -4355,6 +4368,7 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
                 
         FfiConverterString.lower(`url`),
         FfiConverterOptionalString.lower(`token`),
+        FfiConverterOptionalTypeProgressListener.lower(`progress`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_syncline_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
@@ -7535,6 +7549,35 @@ public object FfiConverterSequenceSequenceTypeValue: FfiConverterRustBuffer<List
 }
     
     
+
+        /**
+         * The core's `net::clone_snapshot` on the SQLite library already bound (`SqliteLibrary` if
+         * none is; apps call `cloneSnapshot` of the Swift or Kotlin layer, which applies the platform's
+         * default wiring first): download the snapshot of the server at `url` to `path` (a new file)
+         * for a new device; returns its size in bytes. `progress`: `(bytes, total bytes)` as it
+         * arrives (total 0 if the server did not say), on the download's thread. Open the file with
+         * `SyncEngine.open` and sync: the first pass carries only what changed since. Errors:
+         * `InvalidArgument` if `path` exists, `InvalidBundle` if the file is not a snapshot of that
+         * server, `Auth`, `Network`; nothing is left at `path` after an error.
+         */
+    @Throws(SynclineException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+     suspend fun `cloneSnapshotBound`(`url`: kotlin.String, `path`: kotlin.String, `token`: kotlin.String? = null, `progress`: ProgressListener? = null) : kotlin.ULong {
+        return uniffiRustCallAsync(
+        UniffiLib.uniffi_syncline_ffi_fn_func_clone_snapshot_bound(
+        FfiConverterString.lower(`url`),
+        FfiConverterString.lower(`path`),
+        FfiConverterOptionalString.lower(`token`),
+        FfiConverterOptionalTypeProgressListener.lower(`progress`),),
+        { future, callback, continuation -> UniffiLib.ffi_syncline_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_syncline_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_syncline_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterULong.lift(it) },
+        // Error FFI converter
+        SynclineException.ErrorHandler,
+    )
+    }
 
         /**
          * The core's default engine options.
