@@ -184,8 +184,9 @@ impl From<syncline::Error> for SynclineError {
 }
 
 /// A foreign callback threw something other than a `SynclineError` (Swift: any other `Error`;
-/// Kotlin: any other `Throwable`). Only resolvers and observers are foreign, so it is reported
-/// as a resolver failure (observer failures are ignored).
+/// Kotlin: any other `Throwable`). It is reported as a callback failure, kind `Resolver` (the
+/// foreign callbacks are resolvers, observers, whose failures are ignored, and progress
+/// listeners).
 impl From<uniffi::UnexpectedUniFFICallbackError> for SynclineError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
         SynclineError::Resolver { message: format!("the callback threw: {}", e.reason) }
@@ -792,6 +793,43 @@ pub trait EventObserver: Send + Sync {
     fn on_event(&self, event: Event) -> Result<()>;
 }
 
+/// Receives the progress of an export or import: `done` rows of `total`, on the thread that
+/// called the engine, every few thousand rows and once at the end (`done == total`); of a sync
+/// pass (`sync`: changes pulled, total 0) or a snapshot download (`cloneSnapshot`: bytes). The core
+/// cannot stop a call midway: once it throws it is not called again, and the call throws that
+/// error when it is done (an import is applied by then; importing the bundle again is
+/// harmless). It must not call the engine.
+#[uniffi::export(with_foreign)]
+pub trait ProgressListener: Send + Sync {
+    fn on_progress(&self, done: u64, total: u64) -> Result<()>;
+}
+
+/// A listener (or none) as the core's progress closure; keeps the first error it throws.
+struct ProgressAdapter {
+    listener: Option<Arc<dyn ProgressListener>>,
+    thrown: Option<SynclineError>,
+}
+
+impl ProgressAdapter {
+    fn new(listener: Option<Arc<dyn ProgressListener>>) -> ProgressAdapter {
+        ProgressAdapter { listener, thrown: None }
+    }
+
+    fn call(&mut self, done: u64, total: u64) {
+        if let (Some(l), None) = (&self.listener, &self.thrown) {
+            self.thrown = l.on_progress(done, total).err();
+        }
+    }
+
+    /// The call's result, unless the listener threw: then its error.
+    fn finish<T>(self, result: syncline::Result<T>) -> Result<T> {
+        match self.thrown {
+            Some(e) => Err(e),
+            None => Ok(result?),
+        }
+    }
+}
+
 struct ResolverAdapter(Arc<dyn ConflictResolver>);
 
 impl syncline::Resolver for ResolverAdapter {
@@ -985,29 +1023,47 @@ impl SyncEngine {
     }
 
     /// A bundle of what `peer` (site id hex) lacks; everything for none or an unknown peer.
-    #[uniffi::method(default(peer = None, compress = false))]
-    pub fn generate_bundle(&self, peer: Option<String>, compress: bool) -> Result<Vec<u8>> {
+    /// `progress`: see [`ProgressListener`].
+    #[uniffi::method(default(peer = None, compress = false, progress = None))]
+    pub fn generate_bundle(&self, peer: Option<String>, compress: bool, progress: Option<Arc<dyn ProgressListener>>) -> Result<Vec<u8>> {
         let peer = peer.as_deref().map(site).transpose()?;
         let opts = syncline::ExportOptions { peer: peer.as_ref(), compress };
-        Ok(self.inner.generate_bundle_with(opts, &mut |_, _| {})?.0)
+        let mut progress = ProgressAdapter::new(progress);
+        let out = self.inner.generate_bundle_with(opts, &mut |d, t| progress.call(d, t));
+        Ok(progress.finish(out)?.0)
     }
 
-    /// Write the bundle for `peer` (everything for none) to a file, atomically.
-    #[uniffi::method(default(peer = None, compress = false))]
-    pub fn write_bundle(&self, path: String, peer: Option<String>, compress: bool) -> Result<BundleStats> {
+    /// Write the bundle for `peer` (everything for none) to a file, atomically; the bundle is
+    /// never whole in memory.
+    #[uniffi::method(default(peer = None, compress = false, progress = None))]
+    pub fn write_bundle(
+        &self,
+        path: String,
+        peer: Option<String>,
+        compress: bool,
+        progress: Option<Arc<dyn ProgressListener>>,
+    ) -> Result<BundleStats> {
         let peer = peer.as_deref().map(site).transpose()?;
         let opts = syncline::ExportOptions { peer: peer.as_ref(), compress };
-        Ok(self.inner.write_bundle_with(opts, path, &mut |_, _| {})?.into())
+        let mut progress = ProgressAdapter::new(progress);
+        let out = self.inner.write_bundle_with(opts, path, &mut |d, t| progress.call(d, t));
+        Ok(progress.finish(out)?.into())
     }
 
     /// Import a bundle: one transaction, idempotent; on error nothing changes.
-    pub fn import_bundle(&self, bundle: Vec<u8>) -> Result<ImportReport> {
-        Ok(self.inner.import_bundle(&bundle)?.into())
+    #[uniffi::method(default(progress = None))]
+    pub fn import_bundle(&self, bundle: Vec<u8>, progress: Option<Arc<dyn ProgressListener>>) -> Result<ImportReport> {
+        let mut progress = ProgressAdapter::new(progress);
+        let out = self.inner.import_bundle_with(&bundle, &mut |d, t| progress.call(d, t));
+        Ok(progress.finish(out)?.into())
     }
 
-    /// Import a bundle file.
-    pub fn import_bundle_file(&self, path: String) -> Result<ImportReport> {
-        Ok(self.inner.import_bundle_file(path)?.into())
+    /// Import a bundle file (streamed: never whole in memory).
+    #[uniffi::method(default(progress = None))]
+    pub fn import_bundle_file(&self, path: String, progress: Option<Arc<dyn ProgressListener>>) -> Result<ImportReport> {
+        let mut progress = ProgressAdapter::new(progress);
+        let out = self.inner.import_bundle_file_with(path, &mut |d, t| progress.call(d, t));
+        Ok(progress.finish(out)?.into())
     }
 
     /// Open conflicts (manual tables), oldest first.
@@ -1128,11 +1184,36 @@ impl SyncEngine {
     /// push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
     /// nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
     /// import's own kinds.
-    #[uniffi::method(default(token = None))]
-    pub async fn sync(&self, url: String, token: Option<String>) -> Result<SyncReport> {
+    /// `progress`: `(pulled, 0)` after each page, the changes pulled so far (the total is not
+    /// known in advance), on the pass's thread; see [`ProgressListener`] for a throwing one.
+    #[uniffi::method(default(token = None, progress = None))]
+    pub async fn sync(&self, url: String, token: Option<String>, progress: Option<Arc<dyn ProgressListener>>) -> Result<SyncReport> {
         let engine = self.inner.clone();
-        offload("syncline-ffi-sync", move || Ok(engine.sync(&url, token.as_deref())?.into())).await
+        offload("syncline-ffi-sync", move || {
+            let mut progress = ProgressAdapter::new(progress);
+            let out = engine.sync_with(&url, token.as_deref(), &mut |d, t| progress.call(d, t));
+            Ok(progress.finish(out)?.into())
+        })
+        .await
     }
+}
+
+/// The core's `net::clone_snapshot` on the SQLite library already bound (`SqliteLibrary` if
+/// none is; apps call `cloneSnapshot` of the Swift or Kotlin layer, which applies the platform's
+/// default wiring first): download the snapshot of the server at `url` to `path` (a new file)
+/// for a new device; returns its size in bytes. `progress`: `(bytes, total bytes)` as it
+/// arrives (total 0 if the server did not say), on the download's thread. Open the file with
+/// `SyncEngine.open` and sync: the first pass carries only what changed since. Errors:
+/// `InvalidArgument` if `path` exists, `InvalidBundle` if the file is not a snapshot of that
+/// server, `Auth`, `Network`; nothing is left at `path` after an error.
+#[uniffi::export(default(token = None, progress = None))]
+pub async fn clone_snapshot_bound(url: String, path: String, token: Option<String>, progress: Option<Arc<dyn ProgressListener>>) -> Result<u64> {
+    offload("syncline-ffi-clone", move || {
+        let mut progress = ProgressAdapter::new(progress);
+        let out = syncline::net::clone_snapshot(&url, token.as_deref(), std::path::Path::new(&path), &mut |d, t| progress.call(d, t));
+        progress.finish(out)
+    })
+    .await
 }
 
 /// A fresh UUIDv7 string, the recommended primary key for synced tables.

@@ -242,12 +242,28 @@ pub struct EnableOptions {
 }
 
 /// How a bundle is generated.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
 pub struct BundleOptions {
     /// The peer's site id (32 hex digits); omitted or unknown: everything.
     pub peer: Option<String>,
     /// Compress the body with zlib.
     pub compress: Option<bool>,
+    /// Called with (rows done, rows total) every few thousand rows and once at the end
+    /// (`done === total`), on the JS thread; every call comes before the promise settles.
+    /// If it throws, no further calls are queued (one already queued may still run) and the
+    /// promise rejects with what it threw once the export is done.
+    #[napi(ts_type = "(done: number, total: number) => void")]
+    pub on_progress: Option<ProgressArg>,
+}
+
+/// How a bundle is imported.
+#[napi(object, object_to_js = false)]
+pub struct ImportOptions {
+    /// As in `BundleOptions.onProgress`. An import cannot be stopped midway: if it throws, the
+    /// promise rejects with what it threw once the import is done (and applied; importing the
+    /// bundle again is harmless).
+    #[napi(ts_type = "(done: number, total: number) => void")]
+    pub on_progress: Option<ProgressArg>,
 }
 
 /// What an import did, counted in changes (one per cell and one per row state).
@@ -634,6 +650,105 @@ impl syncline::Observer for JsObserver {
     }
 }
 
+type ProgressFn = ThreadsafeFunction<FnArgs<(i64, i64)>, UnknownReturnValue, FnArgs<(i64, i64)>, Status, false, true>;
+
+/// An `onProgress` option: a function, none (`null`), or the message of the `InvalidArgument`
+/// error the call rejects with (conversion errors surface in the promise, as for `peer`).
+pub struct ProgressArg(Result<Option<ProgressFn>, String>);
+
+js_type!(ProgressArg, "ProgressArg");
+
+impl FromNapiValue for ProgressArg {
+    unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
+        match js_type(env, v) {
+            sys::ValueType::napi_function => Ok(ProgressArg(Ok(Some(unsafe { ProgressFn::from_napi_value(env, v) }?)))),
+            sys::ValueType::napi_null | sys::ValueType::napi_undefined => Ok(ProgressArg(Ok(None))),
+            _ => Ok(ProgressArg(Err("onProgress must be a function (done: number, total: number) => void".into()))),
+        }
+    }
+}
+
+/// A JS `onProgress` as the core's progress closure. The core calls it on the worker thread;
+/// each call is queued to the JS thread without waiting (the core never waits for JS), and
+/// [`JsProgress::finish`] waits until every queued call ran, so all of them come before the
+/// promise settles. The first exception it throws is kept (and no further call is queued): the
+/// task then rejects with it.
+struct JsProgress {
+    tsfn: Option<ProgressFn>,
+    /// Calls queued and not yet run (or dropped by a closing environment).
+    queued: Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+    thrown: Arc<std::sync::Mutex<Option<napi::Error>>>,
+}
+
+/// Counts one queued call until its completion callback ran or was dropped.
+struct Queued(Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        let (count, changed) = &*self.0;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        changed.notify_all();
+    }
+}
+
+impl JsProgress {
+    /// From the option: none, a function, or the `InvalidArgument` error for anything else.
+    fn new(arg: Option<ProgressArg>) -> syncline::Result<JsProgress> {
+        let tsfn = arg.map(|a| a.0.map_err(invalid)).transpose()?.flatten();
+        Ok(JsProgress { tsfn, queued: Default::default(), thrown: Default::default() })
+    }
+
+    fn call(&self, done: u64, total: u64) {
+        let Some(tsfn) = &self.tsfn else { return };
+        if self.thrown.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return;
+        }
+        *self.queued.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let (queued, thrown) = (Queued(self.queued.clone()), self.thrown.clone());
+        tsfn.call_with_return_value((count(done), count(total)).into(), ThreadsafeFunctionCallMode::NonBlocking, move |ret, _env| {
+            let _queued = queued;
+            if let Err(e) = ret {
+                thrown.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+            }
+            Ok(())
+        });
+    }
+
+    /// Wait (on the worker thread) until every queued call ran; then the task's outcome, or
+    /// what the callback threw.
+    fn finish<T>(self, outcome: syncline::Result<T>) -> Progressed<T> {
+        if let Some(tsfn) = &self.tsfn {
+            let (count, changed) = &*self.queued;
+            let mut left = count.lock().unwrap_or_else(|p| p.into_inner());
+            // A closing environment drops its queue without running it: stop waiting then.
+            while *left > 0 && !tsfn.aborted() {
+                left = changed.wait_timeout(left, std::time::Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        }
+        let thrown = self.thrown.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match thrown {
+            Some(e) => Progressed::Threw(e),
+            None => Progressed::Done(outcome),
+        }
+    }
+}
+
+/// The outcome of a task with an `onProgress`.
+pub enum Progressed<T> {
+    Done(syncline::Result<T>),
+    /// What `onProgress` threw (rejected with as it is).
+    Threw(napi::Error),
+}
+
+impl<T> Progressed<T> {
+    fn settle(self, env: &Env) -> napi::Result<T> {
+        match self {
+            Progressed::Done(r) => settle(env, r),
+            Progressed::Threw(e) => Err(e),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // One SQLite per process (spec/sql-functions.md §1). The addon holds no SQLite: it is itself
 // the SQLite extension that the app's driver (better-sqlite3, node:sqlite) loads, and the
@@ -1003,21 +1118,27 @@ pub struct GenerateTask {
     shared: Arc<Shared>,
     peer: Option<syncline::Result<SiteId>>,
     compress: bool,
+    progress: Option<ProgressArg>,
 }
 
 impl Task for GenerateTask {
-    type Output = syncline::Result<Vec<u8>>;
+    type Output = Progressed<Vec<u8>>;
     type JsValue = Buffer;
     fn compute(&mut self) -> napi::Result<Self::Output> {
+        let progress = match JsProgress::new(self.progress.take()) {
+            Ok(p) => p,
+            Err(e) => return Ok(Progressed::Done(Err(e))),
+        };
         let mut run = || {
             let peer = self.peer.take().transpose()?;
             let opts = syncline::ExportOptions { peer: peer.as_ref(), compress: self.compress };
-            Ok(self.shared.core.generate_bundle_with(opts, &mut |_, _| {})?.0)
+            Ok(self.shared.core.generate_bundle_with(opts, &mut |d, t| progress.call(d, t))?.0)
         };
-        Ok(run())
+        let outcome = run();
+        Ok(progress.finish(outcome))
     }
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Buffer> {
-        settle(&env, output).map(Buffer::from)
+        output.settle(&env).map(Buffer::from)
     }
 }
 
@@ -1026,21 +1147,34 @@ pub struct WriteTask {
     peer: Option<syncline::Result<SiteId>>,
     compress: bool,
     path: String,
+    progress: Option<ProgressArg>,
 }
 
 impl Task for WriteTask {
-    type Output = syncline::Result<syncline::BundleStats>;
+    type Output = Progressed<syncline::BundleStats>;
     type JsValue = BundleStats;
     fn compute(&mut self) -> napi::Result<Self::Output> {
+        let progress = match JsProgress::new(self.progress.take()) {
+            Ok(p) => p,
+            Err(e) => return Ok(Progressed::Done(Err(e))),
+        };
         let mut run = || {
             let peer = self.peer.take().transpose()?;
             let opts = syncline::ExportOptions { peer: peer.as_ref(), compress: self.compress };
-            self.shared.core.write_bundle_with(opts, &self.path, &mut |_, _| {})
+            self.shared.core.write_bundle_with(opts, &self.path, &mut |d, t| progress.call(d, t))
         };
-        Ok(run())
+        let outcome = run();
+        Ok(progress.finish(outcome))
     }
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<BundleStats> {
-        settle(&env, output).map(|s| BundleStats { rows: count(s.rows), changes: count(s.changes), bytes: count(s.bytes) })
+        output.settle(&env).map(|s| BundleStats { rows: count(s.rows), changes: count(s.changes), bytes: count(s.bytes) })
+    }
+}
+
+fn bundle_options(o: Option<BundleOptions>) -> (Option<syncline::Result<SiteId>>, bool, Option<ProgressArg>) {
+    match o {
+        Some(o) => (o.peer.map(|p| site(&p)), o.compress.unwrap_or(false), o.on_progress),
+        None => (None, false, None),
     }
 }
 
@@ -1076,29 +1210,36 @@ impl Drop for JsResolverGuard {
 pub struct ImportTask {
     shared: Arc<Shared>,
     source: Option<Result<Source, String>>,
+    progress: Option<ProgressArg>,
     guard: JsResolverGuard,
 }
 
 impl Task for ImportTask {
-    type Output = syncline::Result<syncline::ImportReport>;
+    type Output = Progressed<syncline::ImportReport>;
     type JsValue = ImportReport;
     fn compute(&mut self) -> napi::Result<Self::Output> {
         let core = &self.shared.core;
         // The core decodes a bundle before it looks at the connection: a closed engine still
         // answers Closed first, as every other call does.
         if core.is_closed() {
-            return Ok(Err(syncline::Error::new(ErrorKind::Closed, "the engine is closed")));
+            return Ok(Progressed::Done(Err(syncline::Error::new(ErrorKind::Closed, "the engine is closed"))));
         }
-        Ok(match self.source.take() {
-            Some(Ok(Source::Bytes(b))) => core.import_bundle(&b),
-            Some(Ok(Source::Path(p))) => core.import_bundle_file(p),
+        let progress = match JsProgress::new(self.progress.take()) {
+            Ok(p) => p,
+            Err(e) => return Ok(Progressed::Done(Err(e))),
+        };
+        let mut report = |d: u64, t: u64| progress.call(d, t);
+        let outcome = match self.source.take() {
+            Some(Ok(Source::Bytes(b))) => core.import_bundle_with(&b, &mut report),
+            Some(Ok(Source::Path(p))) => core.import_bundle_file_with(p, &mut report),
             Some(Err(m)) => Err(invalid(m)),
             None => Err(invalid("importBundle: no bundle")),
-        })
+        };
+        Ok(progress.finish(outcome))
     }
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<ImportReport> {
         self.guard.release();
-        settle(&env, output).map(ImportReport::from)
+        output.settle(&env).map(ImportReport::from)
     }
     fn reject(&mut self, _env: Env, err: napi::Error) -> napi::Result<ImportReport> {
         self.guard.release();
@@ -1228,24 +1369,24 @@ impl SyncEngine {
     /// A bundle of what `peer` lacks (everything when no peer is given). Runs off the JS thread.
     #[napi(ts_return_type = "Promise<Buffer>")]
     pub fn generate_bundle(&self, options: Option<BundleOptions>) -> AsyncTask<GenerateTask> {
-        let (peer, compress) = options.map(|o| (o.peer, o.compress.unwrap_or(false))).unwrap_or((None, false));
-        AsyncTask::new(GenerateTask { shared: self.shared.clone(), peer: peer.map(|p| site(&p)), compress })
+        let (peer, compress, progress) = bundle_options(options);
+        AsyncTask::new(GenerateTask { shared: self.shared.clone(), peer, compress, progress })
     }
 
     /// Write the bundle for `peer` to a file (atomically). Runs off the JS thread.
     #[napi(ts_return_type = "Promise<BundleStats>")]
     pub fn write_bundle(&self, path: String, options: Option<BundleOptions>) -> AsyncTask<WriteTask> {
-        let (peer, compress) = options.map(|o| (o.peer, o.compress.unwrap_or(false))).unwrap_or((None, false));
-        let peer = peer.map(|p| site(&p));
-        AsyncTask::new(WriteTask { shared: self.shared.clone(), peer, compress, path })
+        let (peer, compress, progress) = bundle_options(options);
+        AsyncTask::new(WriteTask { shared: self.shared.clone(), peer, compress, path, progress })
     }
 
     /// Import a bundle (bytes or a file path): one transaction, idempotent; on error nothing
     /// changes. Runs off the JS thread.
-    #[napi(ts_args_type = "bundle: Uint8Array | string", ts_return_type = "Promise<ImportReport>")]
-    pub fn import_bundle(&self, bundle: BundleSource) -> AsyncTask<ImportTask> {
+    #[napi(ts_args_type = "bundle: Uint8Array | string, options?: ImportOptions", ts_return_type = "Promise<ImportReport>")]
+    pub fn import_bundle(&self, bundle: BundleSource, options: Option<ImportOptions>) -> AsyncTask<ImportTask> {
         let guard = JsResolverGuard::enter(&self.shared);
-        AsyncTask::new(ImportTask { shared: self.shared.clone(), source: Some(bundle.0), guard })
+        let progress = options.and_then(|o| o.on_progress);
+        AsyncTask::new(ImportTask { shared: self.shared.clone(), source: Some(bundle.0), progress, guard })
     }
 
     /// Open conflicts (manual tables), oldest first.
@@ -1391,8 +1532,21 @@ impl SyncEngine {
     #[napi(ts_return_type = "Promise<SyncReport>")]
     pub fn sync(&self, url: String, options: Option<SyncOptions>) -> AsyncTask<SyncTask> {
         let guard = JsResolverGuard::enter(&self.shared);
-        let token = options.and_then(|o| o.token);
-        AsyncTask::new(SyncTask { shared: self.shared.clone(), url, token, guard })
+        let (token, progress) = options.map(|o| (o.token, o.on_progress)).unwrap_or((None, None));
+        AsyncTask::new(SyncTask { shared: self.shared.clone(), url, token, progress, guard })
+    }
+
+    /// Start a new device from the snapshot of the server at `url` (`GET /v1/snapshot`):
+    /// download it to `path`, a new file (the core's `net::clone_snapshot`, off the JS thread);
+    /// resolves with its size in bytes. Open it (`new SyncEngine(path)`) and `sync()`: the first
+    /// pass carries only what changed since the snapshot. Rejects with `InvalidArgument` if
+    /// `path` exists, `InvalidBundle` if the file is not a snapshot of that server, `Auth`,
+    /// `Network`; nothing is left at `path` after an error.
+    #[napi(js_name = "clone", ts_return_type = "Promise<number>")]
+    pub fn clone_snapshot(env: Env, url: String, path: String, options: Option<CloneOptions>) -> AsyncTask<CloneTask> {
+        let host = ensure_host(env.raw());
+        let (token, progress) = options.map(|o| (o.token, o.on_progress)).unwrap_or((None, None));
+        AsyncTask::new(CloneTask { host: Some(host), url, path, token, progress })
     }
 
     /// Sync with the server at `url` in the background until `stop()` (or `close()` of the
@@ -1450,10 +1604,25 @@ impl Subscription {
 // ---------------------------------------------------------------------------------------------
 
 /// Options of `sync()`.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
 pub struct SyncOptions {
     /// Bearer token presented to the server.
     pub token: Option<String>,
+    /// Called with (changes pulled so far, 0) after each page: the total is not known in
+    /// advance. Otherwise as `BundleOptions.onProgress` (the pass cannot be stopped midway).
+    #[napi(ts_type = "(pulled: number, total: number) => void")]
+    pub on_progress: Option<ProgressArg>,
+}
+
+/// Options of `SyncEngine.clone()`.
+#[napi(object, object_to_js = false)]
+pub struct CloneOptions {
+    /// Bearer token presented to the server.
+    pub token: Option<String>,
+    /// Called with (bytes received, total bytes; 0 if the server did not say) as the snapshot
+    /// arrives. Otherwise as `BundleOptions.onProgress`.
+    #[napi(ts_type = "(bytes: number, total: number) => void")]
+    pub on_progress: Option<ProgressArg>,
 }
 
 /// Options of `startSync()` (all optional; `defaultSyncOptions()` gives the core's defaults).
@@ -1578,22 +1747,57 @@ pub struct SyncTask {
     shared: Arc<Shared>,
     url: String,
     token: Option<String>,
+    progress: Option<ProgressArg>,
     guard: JsResolverGuard,
 }
 
 impl Task for SyncTask {
-    type Output = syncline::Result<syncline::net::SyncReport>;
+    type Output = Progressed<syncline::net::SyncReport>;
     type JsValue = SyncReport;
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(self.shared.core.sync(&self.url, self.token.as_deref()))
+        let progress = match JsProgress::new(self.progress.take()) {
+            Ok(p) => p,
+            Err(e) => return Ok(Progressed::Done(Err(e))),
+        };
+        let outcome = self.shared.core.sync_with(&self.url, self.token.as_deref(), &mut |d, t| progress.call(d, t));
+        Ok(progress.finish(outcome))
     }
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<SyncReport> {
         self.guard.release();
-        settle(&env, output).map(SyncReport::from)
+        output.settle(&env).map(SyncReport::from)
     }
     fn reject(&mut self, _env: Env, err: napi::Error) -> napi::Result<SyncReport> {
         self.guard.release();
         Err(err)
+    }
+}
+
+pub struct CloneTask {
+    /// The SQLite library bound on the JS thread (the download is checked with it).
+    host: Option<syncline::Result<()>>,
+    url: String,
+    path: String,
+    token: Option<String>,
+    progress: Option<ProgressArg>,
+}
+
+impl Task for CloneTask {
+    type Output = Progressed<u64>;
+    type JsValue = i64;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        if let Some(Err(e)) = self.host.take() {
+            return Ok(Progressed::Done(Err(e)));
+        }
+        let progress = match JsProgress::new(self.progress.take()) {
+            Ok(p) => p,
+            Err(e) => return Ok(Progressed::Done(Err(e))),
+        };
+        let path = std::path::Path::new(&self.path);
+        let outcome = syncline::net::clone_snapshot(&self.url, self.token.as_deref(), path, &mut |d, t| progress.call(d, t));
+        Ok(progress.finish(outcome))
+    }
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<i64> {
+        output.settle(&env).map(count)
     }
 }
 

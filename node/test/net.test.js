@@ -3,6 +3,8 @@
 // started and killed by each test.
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const path = require('node:path')
 const h = require('./helpers')
 const { SyncEngine } = h.syncline
 
@@ -222,4 +224,66 @@ test('zero intervals, backoffs, timeouts and page sizes are refused by the core 
   }
   const handle = a.startSync('http://127.0.0.1:1', { intervalMs: 1, maxBackoffMs: 1, timeoutMs: 1, pageRows: 1 })
   await handle.stop()
+})
+
+function fillRows(e, n) {
+  e.execute(
+    'WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?) ' +
+      "INSERT INTO todos(id, title) SELECT i, 'row ' || i FROM c",
+    [n]
+  )
+}
+
+test('sync onProgress gets the changes pulled so far, all before the promise settles', async (t) => {
+  const dir = h.tmpdir(t)
+  const server = await startServer(t, serverDb(dir))
+  const a = h.replica(t, dir, 'a')
+  const b = h.replica(t, dir, 'b')
+  fillRows(a, 12000) // more than two pages of the default 5000 rows
+  await a.sync(server.url, { token: TOKEN })
+  const calls = []
+  const report = await b.sync(server.url, { token: TOKEN, onProgress: (pulled, total) => calls.push([pulled, total]) })
+  assert.ok(calls.length >= 3, JSON.stringify(calls))
+  const pulled = calls.map(([p]) => p)
+  assert.deepEqual(pulled, [...pulled].sort((x, y) => x - y))
+  assert.ok(calls.every(([, total]) => total === 0), 'the total is not known: 0')
+  assert.equal(calls.at(-1)[0], report.pulled)
+  assert.equal(a.stateHash(), b.stateHash())
+  const boom = new Error('stop')
+  await assert.rejects(b.sync(server.url, { token: TOKEN, onProgress: () => { throw boom } }), (e) => e === boom)
+  await h.rejectsCode(b.sync(server.url, { token: TOKEN, onProgress: 5 }), 'InvalidArgument')
+})
+
+test('SyncEngine.clone starts a new device from the server snapshot', async (t) => {
+  const dir = h.tmpdir(t)
+  const server = await startServer(t, serverDb(dir))
+  const a = h.replica(t, dir, 'a')
+  fillRows(a, 3000)
+  await a.sync(server.url, { token: TOKEN })
+  const file = path.join(dir, 'device.db')
+  const calls = []
+  const size = await SyncEngine.clone(server.url, file, { token: TOKEN, onProgress: (got, total) => calls.push([got, total]) })
+  assert.equal(size, fs.statSync(file).size)
+  const got = calls.map(([g]) => g)
+  assert.deepEqual(got, [...got].sort((x, y) => x - y))
+  assert.equal(calls.at(-1)[0], size)
+  assert.ok(calls.every(([, total]) => total === 0 || total === size), JSON.stringify(calls.slice(-3)))
+  const device = new SyncEngine(file)
+  t.after(() => device.close())
+  assert.notEqual(device.siteId, a.siteId)
+  assert.deepEqual(h.rows(device), h.rows(a))
+  // it catches up with only what changed since
+  a.execute("UPDATE todos SET title = 'after the snapshot' WHERE id = 1")
+  await a.sync(server.url, { token: TOKEN })
+  const report = await device.sync(server.url, { token: TOKEN })
+  assert.ok(report.pulled > 0 && report.pulled < 10, JSON.stringify(report))
+  assert.equal(device.stateHash(), a.stateHash())
+  // refusals: an existing file, a wrong token (nothing left behind), no server, a bad callback
+  await h.rejectsCode(SyncEngine.clone(server.url, file, { token: TOKEN }), 'InvalidArgument')
+  const other = path.join(dir, 'other.db')
+  await h.rejectsCode(SyncEngine.clone(server.url, other, { token: 'wrong' }), 'Auth')
+  await h.rejectsCode(SyncEngine.clone(`http://127.0.0.1:${await freePort()}`, other), 'Network')
+  await h.rejectsCode(SyncEngine.clone(server.url, other, { token: TOKEN, onProgress: 'x' }), 'InvalidArgument')
+  assert.ok(!fs.existsSync(other))
+  assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('download')), [])
 })

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { Readable } from 'node:stream'
 import Database from 'better-sqlite3'
 import {
   SyncEngine,
@@ -23,6 +24,9 @@ import {
   type SqliteDatabase,
   type SqliteLibrary,
   type BundleStats,
+  type BundleOptions,
+  type CloneOptions,
+  type ImportOptions,
   type CompactReport,
   type MigrationPolicy,
   type SchemaChange,
@@ -91,6 +95,18 @@ test('typed API', async () => {
     const stats: BundleStats = await a.writeBundle(file, { peer: b.siteId })
     assert.ok(stats.bytes > 0)
     await b.importBundle(file)
+    // progress and streams
+    const seen: Array<[number, number]> = []
+    const withProgress: BundleOptions = { onProgress: (done: number, total: number) => void seen.push([done, total]) }
+    const streamed: Readable = a.exportStream(withProgress)
+    const importOptions: ImportOptions = { onProgress: (done, total) => void seen.push([done, total]) }
+    const fromStream: ImportReport = await b.importStream(streamed, importOptions)
+    assert.equal(fromStream.sender, a.siteId)
+    const fromIterable: ImportReport = await b.importStream((async function* () {
+      yield fs.readFileSync(file)
+    })())
+    assert.equal(fromIterable.applied, 0)
+    assert.deepEqual(seen.at(-1), [fromStream.rows, fromStream.rows])
     const st: EngineStatus = b.status()
     const hash: string = b.stateHash()
     assert.match(hash, /^[0-9a-f]{64}$/)
@@ -161,7 +177,9 @@ test('typed API', async () => {
     void bad
     // network sync (nothing listens on port 1: code Network); b, whose resolver was cleared
     // (a background sync and a JS resolver do not mix)
-    const once: SyncOptions = { token: 't' }
+    const once: SyncOptions = { token: 't', onProgress: (pulled: number, total: number) => void [pulled, total] }
+    const cloning: (url: string, path: string, options?: CloneOptions) => Promise<number> = SyncEngine.clone
+    await assert.rejects(cloning('http://127.0.0.1:1', path.join(dir, 'clone.db'), { token: 't', onProgress: () => {} }))
     try {
       const r: SyncReport = await b.sync('http://127.0.0.1:1', once)
       assert.fail(`expected a rejection, got ${r.roundTrips}`)

@@ -646,6 +646,42 @@ impl sl::Resolver for PyResolver {
     }
 }
 
+/// A Python callable `progress(done, total)` as the core's progress closure (rows done, rows
+/// total), called with the GIL taken. The core's progress cannot stop a call, so after the
+/// first exception the callable raises it is not called again, and that exception is raised
+/// when the core call returns (an import has then been applied in full).
+struct PyProgress {
+    callback: Option<Py<PyAny>>,
+    raised: Option<PyErr>,
+}
+
+impl PyProgress {
+    fn new(callback: Option<Bound<'_, PyAny>>) -> PyResult<PyProgress> {
+        let callback = callback.filter(|c| !c.is_none());
+        if let Some(c) = &callback {
+            if !c.is_callable() {
+                let ty = c.get_type().name()?;
+                return Err(PyTypeError::new_err(format!("progress must be callable: (done: int, total: int) -> None, not {ty}")));
+            }
+        }
+        Ok(PyProgress { callback: callback.map(Bound::unbind), raised: None })
+    }
+
+    fn call(&mut self, done: u64, total: u64) {
+        let (Some(callback), None) = (&self.callback, &self.raised) else { return };
+        let raised = Python::try_attach(|py| callback.call1(py, (done, total)).err()).flatten();
+        self.raised = raised;
+    }
+
+    /// The call's result, unless the callable raised: then its exception.
+    fn finish<T>(self, result: PyResult<T>) -> PyResult<T> {
+        match self.raised {
+            Some(err) => Err(err),
+            None => result,
+        }
+    }
+}
+
 /// A Python callable `(Event) -> None` as a core observer. An exception it raises goes to
 /// `sys.unraisablehook` (the event source is a background thread or a finished call).
 struct PyObserver {
@@ -823,29 +859,48 @@ impl Engine {
         Ok(())
     }
 
-    #[pyo3(signature = (peer=None, compress=false))]
+    /// `progress(done, total)`: rows done and rows total, as the core counts them.
+    #[pyo3(signature = (peer=None, compress=false, progress=None))]
     fn generate_bundle<'py>(
         &self,
         py: Python<'py>,
         peer: Option<&Bound<'py, PyAny>>,
         compress: bool,
+        progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyBytes>, BundleStats)> {
         let peer = peer.map(parse_site).transpose()?;
-        let (bytes, s) = self.run(py, |e| e.generate_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &mut |_, _| {}))?;
+        let mut progress = PyProgress::new(progress)?;
+        let out = self.run(py, |e| e.generate_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &mut |d, t| progress.call(d, t)));
+        let (bytes, s) = progress.finish(out)?;
         Ok((PyBytes::new(py, &bytes), BundleStats { rows: s.rows, changes: s.changes, bytes: s.bytes }))
     }
-    #[pyo3(signature = (path, peer=None, compress=false))]
-    fn write_bundle(&self, py: Python<'_>, path: PathBuf, peer: Option<&Bound<'_, PyAny>>, compress: bool) -> PyResult<BundleStats> {
+    #[pyo3(signature = (path, peer=None, compress=false, progress=None))]
+    fn write_bundle(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        peer: Option<&Bound<'_, PyAny>>,
+        compress: bool,
+        progress: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<BundleStats> {
         let peer = peer.map(parse_site).transpose()?;
-        let s = self.run(py, |e| e.write_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &path, &mut |_, _| {}))?;
+        let mut progress = PyProgress::new(progress)?;
+        let out = self.run(py, |e| e.write_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &path, &mut |d, t| progress.call(d, t)));
+        let s = progress.finish(out)?;
         Ok(BundleStats { rows: s.rows, changes: s.changes, bytes: s.bytes })
     }
 
-    fn import_bundle(&self, py: Python<'_>, data: PyBackedBytes) -> PyResult<ImportReport> {
-        self.import(py, |e| e.import_bundle(&data))
+    #[pyo3(signature = (data, progress=None))]
+    fn import_bundle(&self, py: Python<'_>, data: PyBackedBytes, progress: Option<Bound<'_, PyAny>>) -> PyResult<ImportReport> {
+        let mut progress = PyProgress::new(progress)?;
+        let out = self.import(py, |e| e.import_bundle_with(&data, &mut |d, t| progress.call(d, t)));
+        progress.finish(out)
     }
-    fn import_bundle_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<ImportReport> {
-        self.import(py, |e| e.import_bundle_file(&path))
+    #[pyo3(signature = (path, progress=None))]
+    fn import_bundle_file(&self, py: Python<'_>, path: PathBuf, progress: Option<Bound<'_, PyAny>>) -> PyResult<ImportReport> {
+        let mut progress = PyProgress::new(progress)?;
+        let out = self.import(py, |e| e.import_bundle_file_with(&path, &mut |d, t| progress.call(d, t)));
+        progress.finish(out)
     }
 
     fn conflicts(&self, py: Python<'_>) -> PyResult<Vec<Py<Conflict>>> {
@@ -928,10 +983,13 @@ impl Engine {
         Ok((q.columns, rows))
     }
 
-    /// One sync pass with the server at `url` (blocking, GIL released).
-    #[pyo3(signature = (url, token=None))]
-    fn sync(&self, py: Python<'_>, url: &str, token: Option<&str>) -> PyResult<SyncReport> {
-        self.merging(py, |e| e.sync(url, token)).map(SyncReport::from)
+    /// One sync pass with the server at `url` (blocking, GIL released); `progress(pulled, 0)`
+    /// after each page (changes pulled so far; the total is not known in advance).
+    #[pyo3(signature = (url, token=None, progress=None))]
+    fn sync(&self, py: Python<'_>, url: &str, token: Option<&str>, progress: Option<Bound<'_, PyAny>>) -> PyResult<SyncReport> {
+        let mut progress = PyProgress::new(progress)?;
+        let out = self.merging(py, |e| e.sync_with(url, token, &mut |d, t| progress.call(d, t)));
+        progress.finish(out).map(SyncReport::from)
     }
 
     /// Start a background sync loop; unset options take the core's defaults.
@@ -1205,6 +1263,17 @@ fn default_options(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
+/// The core's `net::clone_snapshot`: download the snapshot of the server at `url` to `path` (a
+/// new file) for a new device, GIL released; `progress(bytes, total bytes)` as it arrives (total
+/// 0 if the server did not say). Returns the file's size.
+#[pyfunction]
+#[pyo3(signature = (url, path, token=None, progress=None))]
+fn clone_snapshot(py: Python<'_>, url: &str, path: PathBuf, token: Option<&str>, progress: Option<Bound<'_, PyAny>>) -> PyResult<u64> {
+    let mut progress = PyProgress::new(progress)?;
+    let out = py.detach(|| sl::net::clone_snapshot(url, token, &path, &mut |d, t| progress.call(d, t))).py_err();
+    progress.finish(out)
+}
+
 /// Run the `syncline` command line (argv[0] is the program name); returns the exit code.
 #[pyfunction]
 fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
@@ -1246,6 +1315,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SyncHandle>()?;
     m.add_function(wrap_pyfunction!(uuid7, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(clone_snapshot, m)?)?;
     m.add_function(wrap_pyfunction!(bind_sqlite_library, m)?)?;
     m.add_function(wrap_pyfunction!(bound_sqlite_library, m)?)?;
     m.add_function(wrap_pyfunction!(check_shared_sqlite, m)?)?;

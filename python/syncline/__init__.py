@@ -22,6 +22,7 @@ from . import _sqlite
 from ._engine import (
     BundleSource,
     MigrationPolicy,
+    Progress,
     Resolver,
     Rows,
     SiteIdLike,
@@ -31,6 +32,7 @@ from ._engine import (
     StrPath,
     SyncEngine,
     SyncHandle,
+    clone,
 )
 from ._native import (
     AuthError,
@@ -97,6 +99,7 @@ __all__ = [
     "NetworkError",
     "NotFoundError",
     "PeerStatus",
+    "Progress",
     "ReentrantError",
     "Resolution",
     "Resolver",
@@ -123,6 +126,7 @@ __all__ = [
     "TableStatus",
     "UnknownColumnError",
     "UnknownTableError",
+    "clone",
     "default_options",
     "sqlite_library",
     "uuid7",

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import enum
+import io
 import os
 import pathlib
 import tempfile
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Callable, List, Literal, Optional, Sequence, Tuple, Union, overload
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 from . import _native, _sqlite
 from ._native import (
@@ -51,6 +53,12 @@ MigrationPolicy: TypeAlias = Literal["apply", "hold"]
 """What imports do with the migrations they receive (spec/schema-evolution.md)."""
 Resolver: TypeAlias = Callable[[Conflict], Resolution]
 """A custom resolver: shown the conflict, returns Resolution.LOCAL / REMOTE / with_value(v)."""
+Progress: TypeAlias = Callable[[int, int], object]
+"""A progress callback: ``progress(done, total)``, rows done and rows total (the core calls it
+every few thousand rows and once at the end with ``done == total``)."""
+
+_CHUNK = 1 << 20
+"""Bytes copied at a time between a file object and the temporary bundle file."""
 
 
 class _Missing(enum.Enum):
@@ -283,6 +291,7 @@ class SyncEngine:
         *,
         peer_device_id: Optional[SiteIdLike] = None,
         output_path: None = None,
+        progress: Optional[Progress] = None,
     ) -> bytes: ...
     @overload
     def generate_bundle(
@@ -293,6 +302,7 @@ class SyncEngine:
         *,
         peer_device_id: Optional[SiteIdLike] = None,
         output_path: None = None,
+        progress: Optional[Progress] = None,
     ) -> BundleStats: ...
     @overload
     def generate_bundle(
@@ -303,6 +313,7 @@ class SyncEngine:
         compress: bool = False,
         peer_device_id: Optional[SiteIdLike] = None,
         output_path: None = None,
+        progress: Optional[Progress] = None,
     ) -> BundleStats: ...
     @overload
     def generate_bundle(
@@ -313,6 +324,7 @@ class SyncEngine:
         *,
         peer_device_id: Optional[SiteIdLike] = None,
         output_path: StrPath,
+        progress: Optional[Progress] = None,
     ) -> Optional[StrPath]: ...
     def generate_bundle(
         self,
@@ -322,6 +334,7 @@ class SyncEngine:
         *,
         peer_device_id: Optional[SiteIdLike] = None,
         output_path: Optional[StrPath] = None,
+        progress: Optional[Progress] = None,
     ) -> Union[bytes, BundleStats, StrPath, None]:
         """A bundle of what `peer` lacks (everything for None or an unknown peer).
 
@@ -329,6 +342,10 @@ class SyncEngine:
         `peer_device_id` and `output_path` are the sqlite-sync-core spellings, and behave as
         there: with `output_path` the bundle is written there and `output_path` is returned,
         or None (and no file is written) when the peer lacks nothing.
+
+        `progress(done, total)` is called with the rows done and the rows total (GIL taken,
+        on the calling thread). An exception it raises is raised once the call returns (the
+        core cannot stop a call midway); it is not called again after it.
         """
         if peer is not None and peer_device_id is not None:
             raise TypeError("give peer or peer_device_id, not both")
@@ -336,24 +353,95 @@ class SyncEngine:
             raise TypeError("give path or output_path, not both")
         peer = peer if peer is not None else peer_device_id
         if output_path is not None:
-            data, stats = self._engine.generate_bundle(peer, compress)
+            data, stats = self._engine.generate_bundle(peer, compress, progress)
             if stats.rows == 0:
                 return None
             _write_atomically(output_path, data)
             return output_path
         if path is None:
-            data, _ = self._engine.generate_bundle(peer, compress)
+            data, _ = self._engine.generate_bundle(peer, compress, progress)
             return data
-        return self._engine.write_bundle(path, peer, compress)
+        return self._engine.write_bundle(path, peer, compress, progress)
 
-    def import_bundle(self, source: BundleSource) -> ImportReport:
+    def import_bundle(self, source: BundleSource, *, progress: Optional[Progress] = None) -> ImportReport:
         """Import a bundle given as bytes or as a file path: one transaction, idempotent;
-        on any error nothing changes."""
+        on any error nothing changes. A file is never held in memory.
+
+        `progress(done, total)` as in `generate_bundle`. An exception it raises is raised
+        once the call returns: the import has been applied by then (it cannot be stopped
+        midway); importing the same bundle again is harmless.
+        """
         if isinstance(source, (bytes, bytearray)):
-            return self._engine.import_bundle(source)
+            return self._engine.import_bundle(source, progress)
         if isinstance(source, memoryview):
-            return self._engine.import_bundle(source.tobytes())
-        return self._engine.import_bundle_file(source)
+            return self._engine.import_bundle(source.tobytes(), progress)
+        return self._engine.import_bundle_file(source, progress)
+
+    def write_bundle_to(
+        self,
+        fileobj: BinaryIO,
+        peer: Optional[SiteIdLike] = None,
+        compress: bool = False,
+        *,
+        progress: Optional[Progress] = None,
+    ) -> BundleStats:
+        """Write the bundle for `peer` (everything for None) to a binary file object (anything
+        with ``write(bytes)``: an open file, a socket's ``makefile("wb")``, `io.BytesIO`).
+
+        The core writes the bundle to a private temporary file beside the database (its rows
+        never all in memory), which is then copied to `fileobj` 1 MiB at a time and deleted;
+        `fileobj` is neither flushed nor closed. A text file is refused with `TypeError`
+        before any work. `progress` as in `generate_bundle`.
+        """
+        write = getattr(fileobj, "write", None)
+        if not callable(write) or isinstance(fileobj, io.TextIOBase):
+            raise TypeError(f"write_bundle_to needs a binary file object open for writing, not {type(fileobj).__name__}")
+        with self._temporary_bundle() as tmp:
+            stats = self._engine.write_bundle(tmp, peer, compress, progress)
+            with open(tmp, "rb") as f:
+                while True:
+                    chunk = f.read(_CHUNK)
+                    if not chunk:
+                        break
+                    write(chunk)
+        return stats
+
+    def import_bundle_from(self, fileobj: BinaryIO, *, progress: Optional[Progress] = None) -> ImportReport:
+        """Import a bundle read from a binary file object (anything whose ``read(n)`` returns
+        bytes: an open file, a response body, `io.BytesIO`), read to its end.
+
+        The bundle is copied 1 MiB at a time into a private temporary file beside the
+        database, imported from there (never held in memory) and deleted. An object that is
+        not a binary file (no ``read``, a text file, ``read`` returning str) raises
+        `TypeError` with nothing imported. `progress` as in `import_bundle`.
+        """
+        read = getattr(fileobj, "read", None)
+        if not callable(read) or isinstance(fileobj, io.TextIOBase):
+            raise TypeError(f"import_bundle_from needs a binary file object open for reading, not {type(fileobj).__name__}")
+        with self._temporary_bundle() as tmp:
+            with open(tmp, "wb") as f:
+                while True:
+                    chunk = read(_CHUNK)
+                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                        raise TypeError(
+                            f"import_bundle_from needs a binary file object: read() returned {type(chunk).__name__}, not bytes"
+                        )
+                    if not chunk:
+                        break
+                    f.write(chunk)
+            return self._engine.import_bundle_file(tmp, progress)
+
+    @contextlib.contextmanager
+    def _temporary_bundle(self) -> Iterator[str]:
+        """A private (mode 0600) temporary file beside the database, deleted afterwards: on the
+        database's disk, not in the system temp folder, which may live in memory."""
+        fd, tmp = tempfile.mkstemp(prefix=".syncline-", suffix=".bundle", dir=os.path.dirname(os.path.abspath(self.path)))
+        os.close(fd)
+        try:
+            yield tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     # -- conflicts -------------------------------------------------------------------------
 
@@ -442,18 +530,23 @@ class SyncEngine:
 
     # -- network sync (spec/sync-protocol.md) ----------------------------------------------
 
-    def sync(self, url: str, token: Optional[str] = None) -> SyncReport:
+    def sync(self, url: str, token: Optional[str] = None, *, progress: Optional[Progress] = None) -> SyncReport:
         """Sync once with the server at `url` (``http://host:port``, e.g. ``syncline serve``):
         push what it lacks, pull what this replica lacks, in pages. Blocks until the pass is
         done; the GIL is released meanwhile. A failed transport raises `NetworkError`, a
-        refused token `AuthError`; an interrupted pass can simply be repeated."""
-        return self._engine.sync(url, token)
+        refused token `AuthError`; an interrupted pass can simply be repeated.
 
-    async def sync_async(self, url: str, token: Optional[str] = None) -> SyncReport:
+        `progress(pulled, 0)` is called after each page with the changes pulled so far (the
+        total is not known in advance: 0), as in `generate_bundle` otherwise: an exception it
+        raises is raised once the pass is done."""
+        return self._engine.sync(url, token, progress)
+
+    async def sync_async(self, url: str, token: Optional[str] = None, *, progress: Optional[Progress] = None) -> SyncReport:
         """`sync()` for asyncio: the blocking pass runs in a worker thread
-        (``asyncio.to_thread``), so the event loop keeps running. Cancelling the awaiting
-        task does not interrupt the pass already under way (it finishes in its thread)."""
-        return await asyncio.to_thread(self._engine.sync, url, token)
+        (``asyncio.to_thread``), so the event loop keeps running (`progress` is called on that
+        thread). Cancelling the awaiting task does not interrupt the pass already under way
+        (it finishes in its thread)."""
+        return await asyncio.to_thread(self._engine.sync, url, token, progress)
 
     def start_sync(
         self,
@@ -541,6 +634,20 @@ class SyncEngine:
         if resolution not in ("local", "remote"):
             raise ValueError("resolution must be 'local' or 'remote'")
         self.resolve(conflict_id, Resolution.LOCAL if resolution == "local" else Resolution.REMOTE)
+
+
+def clone(url: str, path: StrPath, token: Optional[str] = None, *, progress: Optional[Progress] = None) -> int:
+    """Start a new device from the snapshot of the server at `url` (``GET /v1/snapshot``):
+    download it to `path`, a new file, and return its size in bytes. Open it with
+    ``SyncEngine(path)`` (it gets a site id of its own) and `sync` it: the first pass carries
+    only what changed since the snapshot.
+
+    `progress(bytes, total)` is called as the file arrives (`total` 0 if the server did not
+    say). `InvalidArgumentError` if `path` exists, `InvalidBundleError` if the server's file
+    is not a snapshot of that server, `AuthError` / `NetworkError` as in `sync`; nothing is
+    left at `path` after an error. Blocks, with the GIL released."""
+    _sqlite.ensure_shared()  # the download is checked on the SQLite engines run on
+    return _native.clone_snapshot(url, path, token, progress)
 
 
 def _write_atomically(path: StrPath, data: bytes) -> None:

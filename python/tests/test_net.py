@@ -385,3 +385,78 @@ def test_sqlite3_writes_beside_background_syncs_converge(make_replica: MakeRepli
     assert todos(a) == todos(b) == server_rows(server)
     assert [row[2] for row in todos(a)] == [1] * 38 + [0, 0]
     assert a.state_hash() == b.state_hash()
+
+
+def fill(engine: SyncEngine, n: int) -> None:
+    engine.execute(
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?) "
+        "INSERT INTO todos(id, title, body) SELECT i, 'title ' || i, 'body ' || i FROM c",
+        (n,),
+    )
+
+
+def test_sync_progress_reports_the_changes_pulled(make_replica: MakeReplica, server: Server) -> None:
+    a = make_replica("a")
+    fill(a, 12_000)  # more than two pages of the default 5000 rows
+    a.sync(server.url, TOKEN)
+    b = make_replica("b")
+    calls: List[tuple[int, int]] = []
+    report = b.sync(server.url, TOKEN, progress=lambda done, total: calls.append((done, total)))
+    assert len(calls) >= 3, calls
+    pulled = [d for d, _ in calls]
+    assert pulled == sorted(pulled) and all(t == 0 for _, t in calls), calls
+    assert calls[-1][0] == report.pulled > 0
+    assert b.state_hash() == a.state_hash()
+
+    async def main() -> SyncReport:
+        return await a.sync_async(server.url, TOKEN, progress=lambda d, t: calls.append((d, t)))
+
+    calls.clear()
+    assert asyncio.run(main()).pulled == 0 and calls and set(calls) == {(0, 0)}
+
+    class Stop(Exception):
+        pass
+
+    def stop(done: int, total: int) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        a.sync(server.url, TOKEN, progress=stop)
+    with pytest.raises(TypeError, match="progress must be callable"):
+        a.sync(server.url, TOKEN, progress=3)  # type: ignore[arg-type]
+
+
+def test_clone_a_new_device_from_the_servers_snapshot(
+    make_replica: MakeReplica, server: Server, tmp_path: pathlib.Path
+) -> None:
+    a = make_replica("a")
+    fill(a, 3000)
+    a.sync(server.url, TOKEN)
+    target = tmp_path / "new-device.db"
+    calls: List[tuple[int, int]] = []
+    size = syncline.clone(server.url, target, TOKEN, progress=lambda done, total: calls.append((done, total)))
+    assert size == target.stat().st_size > 0
+    received = [d for d, _ in calls]
+    assert received == sorted(received) and calls[-1][0] == size, calls[-3:]
+    assert all(t in (0, size) for _, t in calls)
+    with SyncEngine(target) as device:
+        assert device.site_id not in (a.site_id, server.site_id)
+        assert todos(device) == todos(a)
+        # it catches up with only what changed since
+        a.execute("UPDATE todos SET title = 'after the snapshot' WHERE id = 1")
+        a.sync(server.url, TOKEN)
+        report = device.sync(server.url, TOKEN)
+        assert 0 < report.pulled < 10, report
+        assert device.state_hash() == a.state_hash()
+    # refusals: an existing file, a wrong token (nothing left behind), no server, bad progress
+    with pytest.raises(syncline.InvalidArgumentError):
+        syncline.clone(server.url, target, TOKEN)
+    other = tmp_path / "other.db"
+    with pytest.raises(AuthError):
+        syncline.clone(server.url, other, "wrong")
+    with pytest.raises(NetworkError):
+        syncline.clone(f"http://127.0.0.1:{free_port()}", other)
+    with pytest.raises(TypeError, match="progress must be callable"):
+        syncline.clone(server.url, other, TOKEN, progress="no")  # type: ignore[arg-type]
+    assert not other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if "download" in p.name) == []

@@ -115,6 +115,19 @@ extension SyncEngine {
     }
 }
 
+/// Start a new device from the snapshot of the server at `url` (`GET /v1/snapshot`): download it
+/// to `path`, a new file, on the platform's SQLite or the one bound before (as `SyncEngine.open`);
+/// returns its size in bytes. `progress` gets (bytes, total bytes) as it arrives (total 0 if the
+/// server did not say), on the download's thread. Then `SyncEngine.open(path:)` and
+/// `sync(url:token:)`: the first pass carries only what changed since. Throws `.InvalidArgument`
+/// if `path` exists, `.Auth`, `.Network`, `.InvalidBundle`; nothing is left at `path` after an error.
+public func cloneSnapshot(url: String, path: String, token: String? = nil, progress: ProgressListener? = nil)
+    async throws -> UInt64
+{
+    try usePlatformSqlite()
+    return try await cloneSnapshotBound(url: url, path: path, token: token, progress: progress)
+}
+
 // MARK: - Options
 
 extension EngineOptions {
@@ -161,6 +174,14 @@ public final class ClosureObserver: EventObserver, @unchecked Sendable {
     private let body: @Sendable (Event) -> Void
     public init(_ body: @escaping @Sendable (Event) -> Void) { self.body = body }
     public func onEvent(event: Event) throws { body(event) }
+}
+
+/// Adapts a closure to `ProgressListener`: `try db.generateBundle(progress: ClosureProgress { done, total in ... })`.
+/// Throwing stops the calls; the engine call then throws that error once it is done.
+public final class ClosureProgress: ProgressListener, @unchecked Sendable {
+    private let body: @Sendable (UInt64, UInt64) throws -> Void
+    public init(_ body: @escaping @Sendable (UInt64, UInt64) throws -> Void) { self.body = body }
+    public func onProgress(done: UInt64, total: UInt64) throws { try body(done, total) }
 }
 
 extension SyncEngine {

@@ -1082,6 +1082,224 @@ public func FfiConverterTypeEventObserver_lower(_ value: EventObserver) -> UInt6
 
 
 /**
+ * Receives the progress of an export or import: `done` rows of `total`, on the thread that
+ * called the engine, every few thousand rows and once at the end (`done == total`); of a sync
+ * pass (`sync`: changes pulled, total 0) or a snapshot download (`cloneSnapshot`: bytes). The core
+ * cannot stop a call midway: once it throws it is not called again, and the call throws that
+ * error when it is done (an import is applied by then; importing the bundle again is
+ * harmless). It must not call the engine.
+ */
+public protocol ProgressListener: AnyObject, Sendable {
+    
+    func onProgress(done: UInt64, total: UInt64) throws 
+    
+}
+/**
+ * Receives the progress of an export or import: `done` rows of `total`, on the thread that
+ * called the engine, every few thousand rows and once at the end (`done == total`); of a sync
+ * pass (`sync`: changes pulled, total 0) or a snapshot download (`cloneSnapshot`: bytes). The core
+ * cannot stop a call midway: once it throws it is not called again, and the call throws that
+ * error when it is done (an import is applied by then; importing the bundle again is
+ * harmless). It must not call the engine.
+ */
+open class ProgressListenerImpl: ProgressListener, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_syncline_ffi_fn_clone_progresslistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_syncline_ffi_fn_free_progresslistener(handle, $0) }
+    }
+
+    
+
+    
+open func onProgress(done: UInt64, total: UInt64)throws   {try rustCallWithError(FfiConverterTypeSynclineError_lift) {
+        uniffiCallStatus in
+    uniffi_syncline_ffi_fn_method_progresslistener_on_progress(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(done),
+        FfiConverterUInt64.lower(total),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceProgressListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceProgressListener = UniffiVTableCallbackInterfaceProgressListener(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeProgressListener.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface ProgressListener: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeProgressListener.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface ProgressListener: handle missing in uniffiClone")
+            }
+        },
+        onProgress: { (
+            uniffiHandle: UInt64,
+            done: UInt64,
+            total: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeProgressListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onProgress(
+                     done: try FfiConverterUInt64.lift(done),
+                     total: try FfiConverterUInt64.lift(total)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeSynclineError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceProgressListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceProgressListener>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitProgressListener() {
+    uniffi_syncline_ffi_fn_init_callback_vtable_progresslistener(UniffiCallbackInterfaceProgressListener.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeProgressListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<ProgressListener>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = ProgressListener
+
+    public static func lift(_ handle: UInt64) throws -> ProgressListener {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return ProgressListenerImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: ProgressListener) -> UInt64 {
+         if let rustImpl = value as? ProgressListenerImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ProgressListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: ProgressListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeProgressListener_lift(_ handle: UInt64) throws -> ProgressListener {
+    return try FfiConverterTypeProgressListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeProgressListener_lower(_ value: ProgressListener) -> UInt64 {
+    return FfiConverterTypeProgressListener.lower(value)
+}
+
+
+
+
+
+
+/**
  * Runs SQL through the application's own SQLite driver, for [`check_shared_sqlite`].
  */
 public protocol SqliteDriverProbe: AnyObject, Sendable {
@@ -1495,18 +1713,19 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
     
     /**
      * A bundle of what `peer` (site id hex) lacks; everything for none or an unknown peer.
+     * `progress`: see [`ProgressListener`].
      */
-    func generateBundle(peer: String?, compress: Bool) throws  -> Data
+    func generateBundle(peer: String?, compress: Bool, progress: ProgressListener?) throws  -> Data
     
     /**
      * Import a bundle: one transaction, idempotent; on error nothing changes.
      */
-    func importBundle(bundle: Data) throws  -> ImportReport
+    func importBundle(bundle: Data, progress: ProgressListener?) throws  -> ImportReport
     
     /**
-     * Import a bundle file.
+     * Import a bundle file (streamed: never whole in memory).
      */
-    func importBundleFile(path: String) throws  -> ImportReport
+    func importBundleFile(path: String, progress: ProgressListener?) throws  -> ImportReport
     
     /**
      * Whether `close()` was called.
@@ -1605,13 +1824,16 @@ public protocol SyncEngineProtocol: AnyObject, Sendable {
      * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
      * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
      * import's own kinds.
+     * `progress`: `(pulled, 0)` after each page, the changes pulled so far (the total is not
+     * known in advance), on the pass's thread; see [`ProgressListener`] for a throwing one.
      */
-    func sync(url: String, token: String?) async throws  -> SyncReport
+    func sync(url: String, token: String?, progress: ProgressListener?) async throws  -> SyncReport
     
     /**
-     * Write the bundle for `peer` (everything for none) to a file, atomically.
+     * Write the bundle for `peer` (everything for none) to a file, atomically; the bundle is
+     * never whole in memory.
      */
-    func writeBundle(path: String, peer: String?, compress: Bool) throws  -> BundleStats
+    func writeBundle(path: String, peer: String?, compress: Bool, progress: ProgressListener?) throws  -> BundleStats
     
 }
 /**
@@ -1833,14 +2055,16 @@ open func executeBatch(sql: String)throws   {try rustCallWithError(FfiConverterT
     
     /**
      * A bundle of what `peer` (site id hex) lacks; everything for none or an unknown peer.
+     * `progress`: see [`ProgressListener`].
      */
-open func generateBundle(peer: String? = nil, compress: Bool = false)throws  -> Data  {
+open func generateBundle(peer: String? = nil, compress: Bool = false, progress: ProgressListener? = nil)throws  -> Data  {
     return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
         uniffiCallStatus in
     uniffi_syncline_ffi_fn_method_syncengine_generate_bundle(
             self.uniffiCloneHandle(),
         FfiConverterOptionString.lower(peer),
-        FfiConverterBool.lower(compress),uniffiCallStatus
+        FfiConverterBool.lower(compress),
+        FfiConverterOptionTypeProgressListener.lower(progress),uniffiCallStatus
     )
 })
 }
@@ -1848,25 +2072,27 @@ open func generateBundle(peer: String? = nil, compress: Bool = false)throws  -> 
     /**
      * Import a bundle: one transaction, idempotent; on error nothing changes.
      */
-open func importBundle(bundle: Data)throws  -> ImportReport  {
+open func importBundle(bundle: Data, progress: ProgressListener? = nil)throws  -> ImportReport  {
     return try  FfiConverterTypeImportReport_lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
         uniffiCallStatus in
     uniffi_syncline_ffi_fn_method_syncengine_import_bundle(
             self.uniffiCloneHandle(),
-        FfiConverterData.lower(bundle),uniffiCallStatus
+        FfiConverterData.lower(bundle),
+        FfiConverterOptionTypeProgressListener.lower(progress),uniffiCallStatus
     )
 })
 }
     
     /**
-     * Import a bundle file.
+     * Import a bundle file (streamed: never whole in memory).
      */
-open func importBundleFile(path: String)throws  -> ImportReport  {
+open func importBundleFile(path: String, progress: ProgressListener? = nil)throws  -> ImportReport  {
     return try  FfiConverterTypeImportReport_lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
         uniffiCallStatus in
     uniffi_syncline_ffi_fn_method_syncengine_import_bundle_file(
             self.uniffiCloneHandle(),
-        FfiConverterString.lower(path),uniffiCallStatus
+        FfiConverterString.lower(path),
+        FfiConverterOptionTypeProgressListener.lower(progress),uniffiCallStatus
     )
 })
 }
@@ -2097,13 +2323,15 @@ open func subscribe(observer: EventObserver)throws  -> Subscription  {
      * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
      * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
      * import's own kinds.
+     * `progress`: `(pulled, 0)` after each page, the changes pulled so far (the total is not
+     * known in advance), on the pass's thread; see [`ProgressListener`] for a throwing one.
      */
-open func sync(url: String, token: String? = nil)async throws  -> SyncReport  {
+open func sync(url: String, token: String? = nil, progress: ProgressListener? = nil)async throws  -> SyncReport  {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_syncline_ffi_fn_method_syncengine_sync(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(url),FfiConverterOptionString.lower(token)
+                        self.uniffiCloneHandle(),FfiConverterString.lower(url),FfiConverterOptionString.lower(token),FfiConverterOptionTypeProgressListener.lower(progress)
                 )
             },
             pollFunc: ffi_syncline_ffi_rust_future_poll_rust_buffer,
@@ -2115,16 +2343,18 @@ open func sync(url: String, token: String? = nil)async throws  -> SyncReport  {
 }
     
     /**
-     * Write the bundle for `peer` (everything for none) to a file, atomically.
+     * Write the bundle for `peer` (everything for none) to a file, atomically; the bundle is
+     * never whole in memory.
      */
-open func writeBundle(path: String, peer: String? = nil, compress: Bool = false)throws  -> BundleStats  {
+open func writeBundle(path: String, peer: String? = nil, compress: Bool = false, progress: ProgressListener? = nil)throws  -> BundleStats  {
     return try  FfiConverterTypeBundleStats_lift(try rustCallWithError(FfiConverterTypeSynclineError_lift) {
         uniffiCallStatus in
     uniffi_syncline_ffi_fn_method_syncengine_write_bundle(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(path),
         FfiConverterOptionString.lower(peer),
-        FfiConverterBool.lower(compress),uniffiCallStatus
+        FfiConverterBool.lower(compress),
+        FfiConverterOptionTypeProgressListener.lower(progress),uniffiCallStatus
     )
 })
 }
@@ -4769,6 +4999,30 @@ fileprivate struct FfiConverterOptionTimestamp: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeProgressListener: FfiConverterRustBuffer {
+    typealias SwiftType = ProgressListener?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeProgressListener.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeProgressListener.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeConflict: FfiConverterRustBuffer {
     typealias SwiftType = Conflict?
 
@@ -5266,6 +5520,30 @@ public func checkSharedSqlite(probe: SqliteDriverProbe)throws   {try rustCallWit
 }
 }
 /**
+ * The core's `net::clone_snapshot` on the SQLite library already bound (`SqliteLibrary` if
+ * none is; apps call `cloneSnapshot` of the Swift or Kotlin layer, which applies the platform's
+ * default wiring first): download the snapshot of the server at `url` to `path` (a new file)
+ * for a new device; returns its size in bytes. `progress`: `(bytes, total bytes)` as it
+ * arrives (total 0 if the server did not say), on the download's thread. Open the file with
+ * `SyncEngine.open` and sync: the first pass carries only what changed since. Errors:
+ * `InvalidArgument` if `path` exists, `InvalidBundle` if the file is not a snapshot of that
+ * server, `Auth`, `Network`; nothing is left at `path` after an error.
+ */
+public func cloneSnapshotBound(url: String, path: String, token: String? = nil, progress: ProgressListener? = nil)async throws  -> UInt64  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_syncline_ffi_fn_func_clone_snapshot_bound(FfiConverterString.lower(url),FfiConverterString.lower(path),FfiConverterOptionString.lower(token),FfiConverterOptionTypeProgressListener.lower(progress)
+                )
+            },
+            pollFunc: ffi_syncline_ffi_rust_future_poll_u64,
+            completeFunc: ffi_syncline_ffi_rust_future_complete_u64,
+            freeFunc: ffi_syncline_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterUInt64.lift,
+            errorHandler: FfiConverterTypeSynclineError_lift
+        )
+}
+/**
  * The core's default engine options.
  */
 public func defaultEngineOptions() -> EngineOptions  {
@@ -5376,6 +5654,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_func_check_shared_sqlite() != 64091) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_syncline_ffi_checksum_func_clone_snapshot_bound() != 58280) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_syncline_ffi_checksum_func_default_engine_options() != 58876) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5404,6 +5685,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_eventobserver_on_event() != 46388) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_syncline_ffi_checksum_method_progresslistener_on_progress() != 39224) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_sqlitedriverprobe_set_soft_heap_limit() != 34599) {
@@ -5448,13 +5732,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_syncengine_execute_batch() != 2461) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_syncline_ffi_checksum_method_syncengine_generate_bundle() != 21378) {
+    if (uniffi_syncline_ffi_checksum_method_syncengine_generate_bundle() != 54686) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_syncline_ffi_checksum_method_syncengine_import_bundle() != 19528) {
+    if (uniffi_syncline_ffi_checksum_method_syncengine_import_bundle() != 9894) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_syncline_ffi_checksum_method_syncengine_import_bundle_file() != 41880) {
+    if (uniffi_syncline_ffi_checksum_method_syncengine_import_bundle_file() != 6284) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_syncengine_is_closed() != 20411) {
@@ -5508,10 +5792,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_syncline_ffi_checksum_method_syncengine_subscribe() != 10991) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_syncline_ffi_checksum_method_syncengine_sync() != 38096) {
+    if (uniffi_syncline_ffi_checksum_method_syncengine_sync() != 55918) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_syncline_ffi_checksum_method_syncengine_write_bundle() != 32962) {
+    if (uniffi_syncline_ffi_checksum_method_syncengine_write_bundle() != 53145) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_syncline_ffi_checksum_method_synchandle_is_running() != 22920) {
@@ -5532,6 +5816,7 @@ private let initializationResult: InitializationResult = {
 
     uniffiCallbackInitConflictResolver()
     uniffiCallbackInitEventObserver()
+    uniffiCallbackInitProgressListener()
     uniffiCallbackInitSqliteDriverProbe()
     return InitializationResult.ok
 }()

@@ -257,6 +257,13 @@ typedef void (*UniffiCallbackInterfaceEventObserverMethod0)(uint64_t, RustBuffer
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_PROGRESS_LISTENER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_PROGRESS_LISTENER_METHOD0
+typedef void (*UniffiCallbackInterfaceProgressListenerMethod0)(uint64_t, uint64_t, uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_SQLITE_DRIVER_PROBE_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_SQLITE_DRIVER_PROBE_METHOD0
 typedef void (*UniffiCallbackInterfaceSqliteDriverProbeMethod0)(uint64_t, int64_t, void* _Nonnull, 
@@ -280,6 +287,15 @@ typedef struct UniffiVTableCallbackInterfaceEventObserver {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceEventObserverMethod0 _Nonnull onEvent;
 } UniffiVTableCallbackInterfaceEventObserver;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_PROGRESS_LISTENER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_PROGRESS_LISTENER
+typedef struct UniffiVTableCallbackInterfaceProgressListener {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceProgressListenerMethod0 _Nonnull onProgress;
+} UniffiVTableCallbackInterfaceProgressListener;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_SQLITE_DRIVER_PROBE
@@ -329,6 +345,26 @@ void uniffi_syncline_ffi_fn_init_callback_vtable_eventobserver(const UniffiVTabl
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_EVENTOBSERVER_ON_EVENT
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_EVENTOBSERVER_ON_EVENT
 void uniffi_syncline_ffi_fn_method_eventobserver_on_event(uint64_t ptr, RustBuffer event, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_PROGRESSLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_PROGRESSLISTENER
+uint64_t uniffi_syncline_ffi_fn_clone_progresslistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FREE_PROGRESSLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FREE_PROGRESSLISTENER
+void uniffi_syncline_ffi_fn_free_progresslistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_INIT_CALLBACK_VTABLE_PROGRESSLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_INIT_CALLBACK_VTABLE_PROGRESSLISTENER
+void uniffi_syncline_ffi_fn_init_callback_vtable_progresslistener(const UniffiVTableCallbackInterfaceProgressListener* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_PROGRESSLISTENER_ON_PROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_PROGRESSLISTENER_ON_PROGRESS
+void uniffi_syncline_ffi_fn_method_progresslistener_on_progress(uint64_t ptr, uint64_t done, uint64_t total, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_SQLITEDRIVERPROBE
@@ -443,17 +479,17 @@ void uniffi_syncline_ffi_fn_method_syncengine_execute_batch(uint64_t ptr, RustBu
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_GENERATE_BUNDLE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_GENERATE_BUNDLE
-RustBuffer uniffi_syncline_ffi_fn_method_syncengine_generate_bundle(uint64_t ptr, RustBuffer peer, int8_t compress, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_syncline_ffi_fn_method_syncengine_generate_bundle(uint64_t ptr, RustBuffer peer, int8_t compress, RustBuffer progress, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_IMPORT_BUNDLE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_IMPORT_BUNDLE
-RustBuffer uniffi_syncline_ffi_fn_method_syncengine_import_bundle(uint64_t ptr, RustBuffer bundle, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_syncline_ffi_fn_method_syncengine_import_bundle(uint64_t ptr, RustBuffer bundle, RustBuffer progress, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_IMPORT_BUNDLE_FILE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_IMPORT_BUNDLE_FILE
-RustBuffer uniffi_syncline_ffi_fn_method_syncengine_import_bundle_file(uint64_t ptr, RustBuffer path, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_syncline_ffi_fn_method_syncengine_import_bundle_file(uint64_t ptr, RustBuffer path, RustBuffer progress, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_IS_CLOSED
@@ -543,12 +579,12 @@ uint64_t uniffi_syncline_ffi_fn_method_syncengine_subscribe(uint64_t ptr, uint64
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SYNC
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_SYNC
-uint64_t uniffi_syncline_ffi_fn_method_syncengine_sync(uint64_t ptr, RustBuffer url, RustBuffer token
+uint64_t uniffi_syncline_ffi_fn_method_syncengine_sync(uint64_t ptr, RustBuffer url, RustBuffer token, RustBuffer progress
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_WRITE_BUNDLE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_METHOD_SYNCENGINE_WRITE_BUNDLE
-RustBuffer uniffi_syncline_ffi_fn_method_syncengine_write_bundle(uint64_t ptr, RustBuffer path, RustBuffer peer, int8_t compress, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_syncline_ffi_fn_method_syncengine_write_bundle(uint64_t ptr, RustBuffer path, RustBuffer peer, int8_t compress, RustBuffer progress, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_CLONE_SYNCHANDLE
@@ -595,6 +631,11 @@ RustBuffer uniffi_syncline_ffi_fn_func_bound_sqlite_library(RustCallStatus *_Non
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_CHECK_SHARED_SQLITE
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_CHECK_SHARED_SQLITE
 void uniffi_syncline_ffi_fn_func_check_shared_sqlite(uint64_t probe, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_CLONE_SNAPSHOT_BOUND
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_CLONE_SNAPSHOT_BOUND
+uint64_t uniffi_syncline_ffi_fn_func_clone_snapshot_bound(RustBuffer url, RustBuffer path, RustBuffer token, RustBuffer progress
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_FN_FUNC_DEFAULT_ENGINE_OPTIONS
@@ -922,6 +963,12 @@ uint16_t uniffi_syncline_ffi_checksum_func_check_shared_sqlite(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_CLONE_SNAPSHOT_BOUND
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_CLONE_SNAPSHOT_BOUND
+uint16_t uniffi_syncline_ffi_checksum_func_clone_snapshot_bound(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_DEFAULT_ENGINE_OPTIONS
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_FUNC_DEFAULT_ENGINE_OPTIONS
 uint16_t uniffi_syncline_ffi_checksum_func_default_engine_options(void
@@ -979,6 +1026,12 @@ uint16_t uniffi_syncline_ffi_checksum_method_conflictresolver_resolve(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_EVENTOBSERVER_ON_EVENT
 #define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_EVENTOBSERVER_ON_EVENT
 uint16_t uniffi_syncline_ffi_checksum_method_eventobserver_on_event(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_PROGRESSLISTENER_ON_PROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_SYNCLINE_FFI_CHECKSUM_METHOD_PROGRESSLISTENER_ON_PROGRESS
+uint16_t uniffi_syncline_ffi_checksum_method_progresslistener_on_progress(void
     
 );
 #endif

@@ -184,4 +184,71 @@ final class NetworkTests: XCTestCase {
         _ = try await a.sync(url: url, token: token)
         XCTAssertTrue(waitUntil(20) { ((try? self.titles(b, [x])) ?? []).count == 1 }, "b never saw a's push")
     }
+    func testSyncProgressCountsThePulledChanges() async throws {
+        let a = try replica("a")
+        let b = try replica("b")
+        // more rows than one page (5000 by default)
+        try a.execute(
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 6000) "
+                + "INSERT INTO todos(id, title) SELECT ? || '-' || i, 'progress ' || i FROM c", .text(uuid7()))
+        _ = try await a.sync(url: url, token: token)
+        let seen = ProgressCalls()
+        let report = try await b.sync(url: url, token: token, progress: seen)
+        let calls = seen.all
+        XCTAssertGreaterThanOrEqual(calls.count, 2, "\(calls)")
+        XCTAssertEqual(calls.map { $0.0 }, calls.map { $0.0 }.sorted())
+        XCTAssertTrue(calls.allSatisfy { $0.1 == 0 }, "the total is not known: 0")
+        XCTAssertEqual(calls.last?.0, report.pulled)
+        XCTAssertGreaterThanOrEqual(report.pulled, 6000)
+        // a throwing listener: the pass's error once it is done
+        await expectSyncError("InvalidArgument") {
+            _ = try await b.sync(
+                url: self.url, token: self.token,
+                progress: ClosureProgress { _, _ in throw SynclineError.InvalidArgument(message: "stop") })
+        }
+    }
+
+    func testANewDeviceStartsFromTheServersSnapshot() async throws {
+        let a = try replica("a")
+        let x = uuid7()
+        try a.execute("INSERT INTO todos(id, title) VALUES (?, ?)", .text(x), "before the snapshot")
+        _ = try await a.sync(url: url, token: token)
+        let path = dir.appendingPathComponent("device.db").path
+        let seen = ProgressCalls()
+        let size = try await cloneSnapshot(url: url, path: path, token: token, progress: seen)
+        let attrs = try FileManager.default.attributesOfItem(atPath: path)
+        XCTAssertEqual((attrs[.size] as? NSNumber)?.uint64Value, size)
+        let calls = seen.all
+        XCTAssertEqual(calls.map { $0.0 }, calls.map { $0.0 }.sorted())
+        XCTAssertEqual(calls.last?.0, size)
+        XCTAssertTrue(calls.allSatisfy { $0.1 == 0 || $0.1 == size }, "\(calls)")
+        let device = try SyncEngine.open(path: path)
+        XCTAssertNotEqual(try device.siteId(), try a.siteId())
+        XCTAssertEqual(try titles(device, [x]), [[.text(x), "before the snapshot"]])
+        // it catches up through the server
+        try a.execute("UPDATE todos SET title = 'after the snapshot' WHERE id = ?", .text(x))
+        _ = try await a.sync(url: url, token: token)
+        let caughtUp = try await device.sync(url: url, token: token)
+        XCTAssertGreaterThanOrEqual(caughtUp.applied, 1)
+        XCTAssertEqual(try titles(device, [x]), [[.text(x), "after the snapshot"]])
+        // refusals: an existing file, a wrong token (nothing left behind), no server
+        await expectSyncError("InvalidArgument") { _ = try await cloneSnapshot(url: self.url, path: path, token: self.token) }
+        let other = dir.appendingPathComponent("other.db").path
+        await expectSyncError("Auth") { _ = try await cloneSnapshot(url: self.url, path: other, token: "not-\(self.token)") }
+        let down = unreachableURL()
+        await expectSyncError("Network") { _ = try await cloneSnapshot(url: down, path: other, token: self.token) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: other))
+    }
+}
+
+/// Records (done, total) calls, from whichever thread makes them.
+final class ProgressCalls: ProgressListener, @unchecked Sendable {
+    private let lock = NSLock()
+    private var calls: [(UInt64, UInt64)] = []
+    func onProgress(done: UInt64, total: UInt64) throws {
+        lock.lock()
+        calls.append((done, total))
+        lock.unlock()
+    }
+    var all: [(UInt64, UInt64)] { lock.lock(); defer { lock.unlock() }; return calls }
 }

@@ -663,6 +663,9 @@ internal interface UniffiCallbackInterfaceConflictResolverMethod0 : com.sun.jna.
 internal interface UniffiCallbackInterfaceEventObserverMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceProgressListenerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`done`: Long,`total`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceSqliteDriverProbeMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`limit`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -701,6 +704,25 @@ internal open class UniffiVTableCallbackInterfaceEventObserver(
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `onEvent` = other.`onEvent`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onProgress")
+internal open class UniffiVTableCallbackInterfaceProgressListener(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `onProgress`: UniffiCallbackInterfaceProgressListenerMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `onProgress`: UniffiCallbackInterfaceProgressListenerMethod0? = null,
+    ): UniffiVTableCallbackInterfaceProgressListener(`uniffiFree`,`uniffiClone`,`onProgress`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceProgressListener) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `onProgress` = other.`onProgress`
     }
 
 }
@@ -754,6 +776,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_syncline_ffi_checksum_func_check_shared_sqlite(
     ): Int
+    external fun uniffi_syncline_ffi_checksum_func_clone_snapshot_bound(
+    ): Int
     external fun uniffi_syncline_ffi_checksum_func_default_engine_options(
     ): Int
     external fun uniffi_syncline_ffi_checksum_func_default_sync_options(
@@ -773,6 +797,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_syncline_ffi_checksum_method_conflictresolver_resolve(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_eventobserver_on_event(
+    ): Int
+    external fun uniffi_syncline_ffi_checksum_method_progresslistener_on_progress(
     ): Int
     external fun uniffi_syncline_ffi_checksum_method_sqlitedriverprobe_set_soft_heap_limit(
     ): Int
@@ -874,6 +900,7 @@ internal object UniffiLib {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "syncline_ffi"))
         uniffiCallbackInterfaceConflictResolver.register(this)
         uniffiCallbackInterfaceEventObserver.register(this)
+        uniffiCallbackInterfaceProgressListener.register(this)
         uniffiCallbackInterfaceSqliteDriverProbe.register(this)
         
     }
@@ -894,6 +921,14 @@ internal object UniffiLib {
     external fun uniffi_syncline_ffi_fn_init_callback_vtable_eventobserver(`vtable`: UniffiVTableCallbackInterfaceEventObserver,
     ): Unit
     external fun uniffi_syncline_ffi_fn_method_eventobserver_on_event(`ptr`: Long,`event`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_syncline_ffi_fn_clone_progresslistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_syncline_ffi_fn_free_progresslistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_syncline_ffi_fn_init_callback_vtable_progresslistener(`vtable`: UniffiVTableCallbackInterfaceProgressListener,
+    ): Unit
+    external fun uniffi_syncline_ffi_fn_method_progresslistener_on_progress(`ptr`: Long,`done`: Long,`total`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_syncline_ffi_fn_clone_sqlitedriverprobe(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -939,11 +974,11 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_syncline_ffi_fn_method_syncengine_execute_batch(`ptr`: Long,`sql`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_syncline_ffi_fn_method_syncengine_generate_bundle(`ptr`: Long,`peer`: RustBuffer.ByValue,`compress`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_syncline_ffi_fn_method_syncengine_generate_bundle(`ptr`: Long,`peer`: RustBuffer.ByValue,`compress`: Byte,`progress`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_syncline_ffi_fn_method_syncengine_import_bundle(`ptr`: Long,`bundle`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_syncline_ffi_fn_method_syncengine_import_bundle(`ptr`: Long,`bundle`: RustBuffer.ByValue,`progress`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_syncline_ffi_fn_method_syncengine_import_bundle_file(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_syncline_ffi_fn_method_syncengine_import_bundle_file(`ptr`: Long,`path`: RustBuffer.ByValue,`progress`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_is_closed(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
@@ -979,9 +1014,9 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_method_syncengine_subscribe(`ptr`: Long,`observer`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_syncline_ffi_fn_method_syncengine_sync(`ptr`: Long,`url`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,
+    external fun uniffi_syncline_ffi_fn_method_syncengine_sync(`ptr`: Long,`url`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`progress`: RustBuffer.ByValue,
     ): Long
-    external fun uniffi_syncline_ffi_fn_method_syncengine_write_bundle(`ptr`: Long,`path`: RustBuffer.ByValue,`peer`: RustBuffer.ByValue,`compress`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_syncline_ffi_fn_method_syncengine_write_bundle(`ptr`: Long,`path`: RustBuffer.ByValue,`peer`: RustBuffer.ByValue,`compress`: Byte,`progress`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_clone_synchandle(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1001,6 +1036,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_func_check_shared_sqlite(`probe`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_syncline_ffi_fn_func_clone_snapshot_bound(`url`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`progress`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_syncline_ffi_fn_func_default_engine_options(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_syncline_ffi_fn_func_default_sync_options(uniffi_out_err: UniffiRustCallStatus, 
@@ -1145,6 +1182,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_func_check_shared_sqlite() and 0xFFFF) != 64091) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_syncline_ffi_checksum_func_clone_snapshot_bound() and 0xFFFF) != 58280) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_syncline_ffi_checksum_func_default_engine_options() and 0xFFFF) != 58876) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1173,6 +1213,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_eventobserver_on_event() and 0xFFFF) != 46388) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_syncline_ffi_checksum_method_progresslistener_on_progress() and 0xFFFF) != 39224) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_sqlitedriverprobe_set_soft_heap_limit() and 0xFFFF) != 34599) {
@@ -1217,13 +1260,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_execute_batch() and 0xFFFF) != 2461) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_generate_bundle() and 0xFFFF) != 21378) {
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_generate_bundle() and 0xFFFF) != 54686) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_import_bundle() and 0xFFFF) != 19528) {
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_import_bundle() and 0xFFFF) != 9894) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_import_bundle_file() and 0xFFFF) != 41880) {
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_import_bundle_file() and 0xFFFF) != 6284) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_is_closed() and 0xFFFF) != 20411) {
@@ -1277,10 +1320,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_subscribe() and 0xFFFF) != 10991) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_sync() and 0xFFFF) != 38096) {
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_sync() and 0xFFFF) != 55918) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_write_bundle() and 0xFFFF) != 32962) {
+    if ((lib.uniffi_syncline_ffi_checksum_method_syncengine_write_bundle() and 0xFFFF) != 53145) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_syncline_ffi_checksum_method_synchandle_is_running() and 0xFFFF) != 22920) {
@@ -2508,6 +2551,341 @@ public object FfiConverterTypeEventObserver: FfiConverter<EventObserver, Long> {
 
 
 /**
+ * Receives the progress of an export or import: `done` rows of `total`, on the thread that
+ * called the engine, every few thousand rows and once at the end (`done == total`); of a sync
+ * pass (`sync`: changes pulled, total 0) or a snapshot download (`cloneSnapshot`: bytes). The core
+ * cannot stop a call midway: once it throws it is not called again, and the call throws that
+ * error when it is done (an import is applied by then; importing the bundle again is
+ * harmless). It must not call the engine.
+ */
+public interface ProgressListener {
+    
+    fun `onProgress`(`done`: kotlin.ULong, `total`: kotlin.ULong)
+    
+    companion object
+}
+
+/**
+ * Receives the progress of an export or import: `done` rows of `total`, on the thread that
+ * called the engine, every few thousand rows and once at the end (`done == total`); of a sync
+ * pass (`sync`: changes pulled, total 0) or a snapshot download (`cloneSnapshot`: bytes). The core
+ * cannot stop a call midway: once it throws it is not called again, and the call throws that
+ * error when it is done (an import is applied by then; importing the bundle again is
+ * harmless). It must not call the engine.
+ */
+open class ProgressListenerImpl: Disposable, AutoCloseable, ProgressListener
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_syncline_ffi_fn_free_progresslistener(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_syncline_ffi_fn_clone_progresslistener(handle, status)
+        }
+    }
+
+    
+    @Throws(SynclineException::class)override fun `onProgress`(`done`: kotlin.ULong, `total`: kotlin.ULong)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SynclineException) { _status ->
+    UniffiLib.uniffi_syncline_ffi_fn_method_progresslistener_on_progress(
+        it,
+        
+        FfiConverterULong.lower(`done`),
+        FfiConverterULong.lower(`total`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceProgressListener {
+    internal object `onProgress`: UniffiCallbackInterfaceProgressListenerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`done`: Long,`total`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeProgressListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onProgress`(
+                    FfiConverterULong.lift(`done`),
+                    FfiConverterULong.lift(`total`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: SynclineException -> FfiConverterTypeSynclineError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeProgressListener.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeProgressListener.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceProgressListener.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `onProgress`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_syncline_ffi_fn_init_callback_vtable_progresslistener(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeProgressListener: FfiConverter<ProgressListener, Long> {
+    internal val handleMap = UniffiHandleMap<ProgressListener>()
+
+    override fun lower(value: ProgressListener): Long {
+        if (value is ProgressListenerImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): ProgressListener {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return ProgressListenerImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): ProgressListener {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: ProgressListener) = 8UL
+
+    override fun write(value: ProgressListener, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * Runs SQL through the application's own SQLite driver, for [`check_shared_sqlite`].
  */
 public interface SqliteDriverProbe {
@@ -3181,18 +3559,19 @@ public interface SyncEngineInterface {
     
     /**
      * A bundle of what `peer` (site id hex) lacks; everything for none or an unknown peer.
+     * `progress`: see [`ProgressListener`].
      */
-    fun `generateBundle`(`peer`: kotlin.String? = null, `compress`: kotlin.Boolean = false): kotlin.ByteArray
+    fun `generateBundle`(`peer`: kotlin.String? = null, `compress`: kotlin.Boolean = false, `progress`: ProgressListener? = null): kotlin.ByteArray
     
     /**
      * Import a bundle: one transaction, idempotent; on error nothing changes.
      */
-    fun `importBundle`(`bundle`: kotlin.ByteArray): ImportReport
+    fun `importBundle`(`bundle`: kotlin.ByteArray, `progress`: ProgressListener? = null): ImportReport
     
     /**
-     * Import a bundle file.
+     * Import a bundle file (streamed: never whole in memory).
      */
-    fun `importBundleFile`(`path`: kotlin.String): ImportReport
+    fun `importBundleFile`(`path`: kotlin.String, `progress`: ProgressListener? = null): ImportReport
     
     /**
      * Whether `close()` was called.
@@ -3291,13 +3670,16 @@ public interface SyncEngineInterface {
      * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
      * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
      * import's own kinds.
+     * `progress`: `(pulled, 0)` after each page, the changes pulled so far (the total is not
+     * known in advance), on the pass's thread; see [`ProgressListener`] for a throwing one.
      */
-    suspend fun `sync`(`url`: kotlin.String, `token`: kotlin.String? = null): SyncReport
+    suspend fun `sync`(`url`: kotlin.String, `token`: kotlin.String? = null, `progress`: ProgressListener? = null): SyncReport
     
     /**
-     * Write the bundle for `peer` (everything for none) to a file, atomically.
+     * Write the bundle for `peer` (everything for none) to a file, atomically; the bundle is
+     * never whole in memory.
      */
-    fun `writeBundle`(`path`: kotlin.String, `peer`: kotlin.String? = null, `compress`: kotlin.Boolean = false): BundleStats
+    fun `writeBundle`(`path`: kotlin.String, `peer`: kotlin.String? = null, `compress`: kotlin.Boolean = false, `progress`: ProgressListener? = null): BundleStats
     
     companion object
 }
@@ -3608,8 +3990,9 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
     
     /**
      * A bundle of what `peer` (site id hex) lacks; everything for none or an unknown peer.
+     * `progress`: see [`ProgressListener`].
      */
-    @Throws(SynclineException::class)override fun `generateBundle`(`peer`: kotlin.String?, `compress`: kotlin.Boolean): kotlin.ByteArray {
+    @Throws(SynclineException::class)override fun `generateBundle`(`peer`: kotlin.String?, `compress`: kotlin.Boolean, `progress`: ProgressListener?): kotlin.ByteArray {
             return FfiConverterByteArray.lift(
     callWithHandle {
     uniffiRustCallWithError(SynclineException) { _status ->
@@ -3617,7 +4000,8 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
         it,
         
         FfiConverterOptionalString.lower(`peer`),
-        FfiConverterBoolean.lower(`compress`),_status)
+        FfiConverterBoolean.lower(`compress`),
+        FfiConverterOptionalTypeProgressListener.lower(`progress`),_status)
 }
     }
     )
@@ -3628,14 +4012,15 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
     /**
      * Import a bundle: one transaction, idempotent; on error nothing changes.
      */
-    @Throws(SynclineException::class)override fun `importBundle`(`bundle`: kotlin.ByteArray): ImportReport {
+    @Throws(SynclineException::class)override fun `importBundle`(`bundle`: kotlin.ByteArray, `progress`: ProgressListener?): ImportReport {
             return FfiConverterTypeImportReport.lift(
     callWithHandle {
     uniffiRustCallWithError(SynclineException) { _status ->
     UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_import_bundle(
         it,
         
-        FfiConverterByteArray.lower(`bundle`),_status)
+        FfiConverterByteArray.lower(`bundle`),
+        FfiConverterOptionalTypeProgressListener.lower(`progress`),_status)
 }
     }
     )
@@ -3644,16 +4029,17 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
 
     
     /**
-     * Import a bundle file.
+     * Import a bundle file (streamed: never whole in memory).
      */
-    @Throws(SynclineException::class)override fun `importBundleFile`(`path`: kotlin.String): ImportReport {
+    @Throws(SynclineException::class)override fun `importBundleFile`(`path`: kotlin.String, `progress`: ProgressListener?): ImportReport {
             return FfiConverterTypeImportReport.lift(
     callWithHandle {
     uniffiRustCallWithError(SynclineException) { _status ->
     UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_import_bundle_file(
         it,
         
-        FfiConverterString.lower(`path`),_status)
+        FfiConverterString.lower(`path`),
+        FfiConverterOptionalTypeProgressListener.lower(`progress`),_status)
 }
     }
     )
@@ -3969,10 +4355,12 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
      * push what the server lacks, pull what this replica lacks. Errors: `Auth` (token refused;
      * nothing changed), `Network` (transport failed), `InvalidArgument` (bad URL), and the
      * import's own kinds.
+     * `progress`: `(pulled, 0)` after each page, the changes pulled so far (the total is not
+     * known in advance), on the pass's thread; see [`ProgressListener`] for a throwing one.
      */
     @Throws(SynclineException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `sync`(`url`: kotlin.String, `token`: kotlin.String?) : SyncReport {
+    override suspend fun `sync`(`url`: kotlin.String, `token`: kotlin.String?, `progress`: ProgressListener?) : SyncReport {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_syncline_ffi_fn_method_syncengine_sync(
@@ -3980,6 +4368,7 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
                 
         FfiConverterString.lower(`url`),
         FfiConverterOptionalString.lower(`token`),
+        FfiConverterOptionalTypeProgressListener.lower(`progress`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_syncline_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
@@ -3994,9 +4383,10 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
 
     
     /**
-     * Write the bundle for `peer` (everything for none) to a file, atomically.
+     * Write the bundle for `peer` (everything for none) to a file, atomically; the bundle is
+     * never whole in memory.
      */
-    @Throws(SynclineException::class)override fun `writeBundle`(`path`: kotlin.String, `peer`: kotlin.String?, `compress`: kotlin.Boolean): BundleStats {
+    @Throws(SynclineException::class)override fun `writeBundle`(`path`: kotlin.String, `peer`: kotlin.String?, `compress`: kotlin.Boolean, `progress`: ProgressListener?): BundleStats {
             return FfiConverterTypeBundleStats.lift(
     callWithHandle {
     uniffiRustCallWithError(SynclineException) { _status ->
@@ -4005,7 +4395,8 @@ open class SyncEngine: Disposable, AutoCloseable, SyncEngineInterface
         
         FfiConverterString.lower(`path`),
         FfiConverterOptionalString.lower(`peer`),
-        FfiConverterBoolean.lower(`compress`),_status)
+        FfiConverterBoolean.lower(`compress`),
+        FfiConverterOptionalTypeProgressListener.lower(`progress`),_status)
 }
     }
     )
@@ -6572,6 +6963,38 @@ public object FfiConverterOptionalTimestamp: FfiConverterRustBuffer<java.time.In
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeProgressListener: FfiConverterRustBuffer<ProgressListener?> {
+    override fun read(buf: ByteBuffer): ProgressListener? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeProgressListener.read(buf)
+    }
+
+    override fun allocationSize(value: ProgressListener?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeProgressListener.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ProgressListener?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeProgressListener.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeConflict: FfiConverterRustBuffer<Conflict?> {
     override fun read(buf: ByteBuffer): Conflict? {
         if (buf.get().toInt() == 0) {
@@ -7126,6 +7549,35 @@ public object FfiConverterSequenceSequenceTypeValue: FfiConverterRustBuffer<List
 }
     
     
+
+        /**
+         * The core's `net::clone_snapshot` on the SQLite library already bound (`SqliteLibrary` if
+         * none is; apps call `cloneSnapshot` of the Swift or Kotlin layer, which applies the platform's
+         * default wiring first): download the snapshot of the server at `url` to `path` (a new file)
+         * for a new device; returns its size in bytes. `progress`: `(bytes, total bytes)` as it
+         * arrives (total 0 if the server did not say), on the download's thread. Open the file with
+         * `SyncEngine.open` and sync: the first pass carries only what changed since. Errors:
+         * `InvalidArgument` if `path` exists, `InvalidBundle` if the file is not a snapshot of that
+         * server, `Auth`, `Network`; nothing is left at `path` after an error.
+         */
+    @Throws(SynclineException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+     suspend fun `cloneSnapshotBound`(`url`: kotlin.String, `path`: kotlin.String, `token`: kotlin.String? = null, `progress`: ProgressListener? = null) : kotlin.ULong {
+        return uniffiRustCallAsync(
+        UniffiLib.uniffi_syncline_ffi_fn_func_clone_snapshot_bound(
+        FfiConverterString.lower(`url`),
+        FfiConverterString.lower(`path`),
+        FfiConverterOptionalString.lower(`token`),
+        FfiConverterOptionalTypeProgressListener.lower(`progress`),),
+        { future, callback, continuation -> UniffiLib.ffi_syncline_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_syncline_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_syncline_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterULong.lift(it) },
+        // Error FFI converter
+        SynclineException.ErrorHandler,
+    )
+    }
 
         /**
          * The core's default engine options.

@@ -122,3 +122,18 @@ fun SyncEngine.Companion.open(path: String, options: EngineOptions? = null): Syn
     Syncline.useDefault()
     return SyncEngine.openBound(path, options)
 }
+
+/**
+ * Start a new device from the snapshot of the server at [url] (`GET /v1/snapshot`): download it
+ * to [path], a new file, on the SQLite of this process ([Syncline.useDefault] first, as
+ * [SyncEngine.Companion.open]); returns its size in bytes. [progress] gets (bytes, total bytes)
+ * as it arrives (total 0 if the server did not say), on the download's thread. Then
+ * `SyncEngine.open(path)` and `sync(url, token)`: the first pass carries only what changed since.
+ *
+ * @throws SynclineException.InvalidArgument if [path] exists; `Auth`, `Network`, `InvalidBundle`
+ *   (not a snapshot of that server). Nothing is left at [path] after an error.
+ */
+suspend fun cloneSnapshot(url: String, path: String, token: String? = null, progress: ProgressListener? = null): ULong {
+    Syncline.useDefault()
+    return cloneSnapshotBound(url, path, token, progress)
+}

@@ -57,6 +57,17 @@ fun SyncEngine.subscribe(listener: (Event) -> Unit): Subscription =
         override fun onEvent(event: Event) = listener(event)
     })
 
+/**
+ * A lambda as a [ProgressListener] (rows done, rows total), e.g.
+ * `db.writeBundle(path, progress = progressListener { done, total -> ... })`. Throwing stops the
+ * calls; the engine call then throws once it is done (a non-Syncline exception as
+ * `SynclineException.Resolver`, "the callback threw").
+ */
+fun progressListener(block: (done: ULong, total: ULong) -> Unit): ProgressListener =
+    object : ProgressListener {
+        override fun onProgress(done: ULong, total: ULong) = block(done, total)
+    }
+
 /** Events as a cold [Flow]: each collector subscribes, and unsubscribes when it stops. */
 fun SyncEngine.events(): Flow<Event> = callbackFlow {
     val subscription = subscribe { event -> trySendBlocking(event) }

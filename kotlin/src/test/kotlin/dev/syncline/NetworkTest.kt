@@ -256,4 +256,66 @@ class NetworkTest {
             }
         }
     }
+    @Test
+    fun syncProgressCountsThePulledChanges(): Unit = runBlocking {
+        replica("a").use { a ->
+            replica("b").use { b ->
+                // more rows than one page (5000 by default)
+                a.exec(
+                    "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 6000) " +
+                        "INSERT INTO todos(id, title) SELECT ? || '-' || i, 'progress ' || i FROM c",
+                    uuid7(),
+                )
+                a.sync(server, token)
+                val calls = java.util.Collections.synchronizedList(mutableListOf<Pair<ULong, ULong>>())
+                val report = b.sync(server, token, progressListener { done, total -> calls.add(done to total) })
+                assertTrue(calls.size >= 2, "$calls")
+                val pulled = calls.map { it.first }
+                assertEquals(pulled.sorted(), pulled)
+                assertTrue(calls.all { it.second == 0uL }, "the total is not known: 0")
+                assertEquals(report.pulled, calls.last().first)
+                assertTrue(report.pulled >= 6000uL, "$report")
+                // a throwing listener: the pass's error once it is done
+                val e = runCatching {
+                    b.sync(server, token, progressListener { _, _ -> throw SynclineException.InvalidArgument("stop") })
+                }.exceptionOrNull()
+                assertTrue(e is SynclineException.InvalidArgument, "$e")
+            }
+        }
+    }
+
+    @Test
+    fun aNewDeviceStartsFromTheServersSnapshot(): Unit = runBlocking {
+        replica("a").use { a ->
+            val x = uuid7()
+            a.exec("INSERT INTO todos(id, title) VALUES (?, ?)", x, "before the snapshot")
+            a.sync(server, token)
+            val path = dir.resolve("device.db").toString()
+            val calls = java.util.Collections.synchronizedList(mutableListOf<Pair<ULong, ULong>>())
+            val size = cloneSnapshot(server, path, token, progressListener { done, total -> calls.add(done to total) })
+            assertEquals(java.io.File(path).length().toULong(), size)
+            val got = calls.map { it.first }
+            assertEquals(got.sorted(), got)
+            assertEquals(size, calls.last().first)
+            assertTrue(calls.all { it.second == 0uL || it.second == size }, "$calls")
+            SyncEngine.open(path).use { device ->
+                assertTrue(device.siteId() != a.siteId())
+                assertTrue(titles(device, x).sameAs(listOf(listOf(Value.Text(x), Value.Text("before the snapshot")))))
+                // it catches up through the server
+                a.exec("UPDATE todos SET title = 'after the snapshot' WHERE id = ?", x)
+                a.sync(server, token)
+                assertTrue(device.sync(server, token).applied >= 1uL)
+                assertEquals("after the snapshot", titles(device, x)[0][1].asString)
+            }
+            // refusals: an existing file, a wrong token (nothing left behind), no server
+            val exists = runCatching { cloneSnapshot(server, path, token) }.exceptionOrNull()
+            assertTrue(exists is SynclineException.InvalidArgument, "$exists")
+            val other = dir.resolve("other.db").toString()
+            val auth = runCatching { cloneSnapshot(server, other, "not-$token") }.exceptionOrNull()
+            assertTrue(auth is SynclineException.Auth, "$auth")
+            val down = runCatching { cloneSnapshot(unreachableUrl(), other, token) }.exceptionOrNull()
+            assertTrue(down is SynclineException.Network, "$down")
+            assertFalse(java.io.File(other).exists())
+        }
+    }
 }
