@@ -104,7 +104,7 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
         let server = Arc::new(replica(dir.path().join("server.db"))?);
         let mut tokens = Tokens::default();
         tokens.add("bench");
-        let handle = ServerHandle::start(server, addr, ServerConfig { tokens, ..Default::default() })?;
+        let handle = ServerHandle::start(server, addr, ServerConfig { tokens, max_connections: a.clients + 16, ..Default::default() })?;
         (handle, vec!["bench".to_owned(); a.clients], vec![a.clients])
     } else {
         let namespaces = a.namespaces.max(1);
@@ -121,7 +121,7 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
         }
         let tokens = (0..a.clients).map(|n| per_namespace[n % namespaces].clone()).collect();
         let per_set = (0..namespaces).map(|i| (0..a.clients).filter(|n| n % namespaces == i).count()).collect();
-        let config = ServerConfig { max_open_namespaces: namespaces, readers: 1, ..Default::default() };
+        let config = ServerConfig { max_open_namespaces: namespaces, readers: 1, max_connections: a.clients + 16, ..Default::default() };
         (ServerHandle::start_hub(hub, addr, config)?, tokens, per_set)
     };
     let url = handle.url();
