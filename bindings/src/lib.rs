@@ -1207,7 +1207,12 @@ impl SyncEngine {
 /// `InvalidArgument` if `path` exists, `InvalidBundle` if the file is not a snapshot of that
 /// server, `Auth`, `Network`; nothing is left at `path` after an error.
 #[uniffi::export(default(token = None, progress = None))]
-pub async fn clone_snapshot_bound(url: String, path: String, token: Option<String>, progress: Option<Arc<dyn ProgressListener>>) -> Result<u64> {
+pub async fn clone_snapshot_bound(
+    url: String,
+    path: String,
+    token: Option<String>,
+    progress: Option<Arc<dyn ProgressListener>>,
+) -> Result<u64> {
     offload("syncline-ffi-clone", move || {
         let mut progress = ProgressAdapter::new(progress);
         let out = syncline::net::clone_snapshot(&url, token.as_deref(), std::path::Path::new(&path), &mut |d, t| progress.call(d, t));

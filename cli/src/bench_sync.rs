@@ -93,6 +93,9 @@ fn client(
 }
 
 pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
+    // The server's warnings and errors on stderr (RUST_LOG overrides the level).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let dir = tempfile::tempdir().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     let addr = "127.0.0.1:0".parse().expect("address");
     // The token of each client, and the rows every client of its data set ends with.

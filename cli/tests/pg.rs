@@ -274,3 +274,33 @@ fn killing_one_node_mid_sync_loses_nothing_acknowledged() {
     n2.kill().unwrap();
     n2.wait().unwrap();
 }
+
+#[test]
+fn concurrent_first_requests_on_a_fresh_node_share_one_cache_replica() {
+    // A node builds a namespace's cache replica on first use; requests racing for it must not
+    // build it twice (the second build would delete the first one's file under it).
+    let cluster = Cluster::start();
+    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
+    admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    let t = admin.issue_token("team", &[]).unwrap();
+    let (mut n1, u1) = node(&cluster.url());
+    let dir = tempfile::tempdir().unwrap();
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let (path, url, t) = (dir.path().join(format!("c{i}.db")), u1.clone(), t.clone());
+            std::thread::spawn(move || {
+                let e = replica(&path);
+                e.execute("INSERT INTO todos VALUES (?1, 'x')", &[Value::Text(format!("r{i}"))]).unwrap();
+                e.sync(&url, Some(&t)).map(drop)
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap().unwrap();
+    }
+    let all = replica(&dir.path().join("all.db"));
+    all.sync(&u1, Some(&t)).unwrap();
+    assert_eq!(ids(&all).len(), 16);
+    n1.kill().unwrap();
+    n1.wait().unwrap();
+}

@@ -870,7 +870,8 @@ impl Engine {
     ) -> PyResult<(Bound<'py, PyBytes>, BundleStats)> {
         let peer = peer.map(parse_site).transpose()?;
         let mut progress = PyProgress::new(progress)?;
-        let out = self.run(py, |e| e.generate_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &mut |d, t| progress.call(d, t)));
+        let out =
+            self.run(py, |e| e.generate_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &mut |d, t| progress.call(d, t)));
         let (bytes, s) = progress.finish(out)?;
         Ok((PyBytes::new(py, &bytes), BundleStats { rows: s.rows, changes: s.changes, bytes: s.bytes }))
     }
@@ -885,7 +886,8 @@ impl Engine {
     ) -> PyResult<BundleStats> {
         let peer = peer.map(parse_site).transpose()?;
         let mut progress = PyProgress::new(progress)?;
-        let out = self.run(py, |e| e.write_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &path, &mut |d, t| progress.call(d, t)));
+        let out = self
+            .run(py, |e| e.write_bundle_with(sl::ExportOptions { peer: peer.as_ref(), compress }, &path, &mut |d, t| progress.call(d, t)));
         let s = progress.finish(out)?;
         Ok(BundleStats { rows: s.rows, changes: s.changes, bytes: s.bytes })
     }

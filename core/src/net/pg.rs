@@ -58,9 +58,29 @@ fn log_site(name: &str) -> SiteId {
     SiteId(id)
 }
 
+/// The runtime of the PostgreSQL connections. It may be dropped on a server's async thread
+/// (with the last reference to the hub), where a runtime cannot wait for its threads: it is
+/// shut down in the background.
+struct Background(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for Background {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime lives until drop")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// A hub whose state lives in PostgreSQL.
 pub struct PgHub {
-    runtime: tokio::runtime::Runtime,
+    runtime: Background,
     pool: Pool,
     /// This node's cache replicas, one SQLite file per namespace (a private temporary folder).
     cache: tempfile::TempDir,
@@ -90,7 +110,7 @@ impl PgHub {
             .prefix("syncline-node-")
             .tempdir()
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot create the node's cache folder: {e}")))?;
-        let hub = PgHub { runtime, pool, cache, options, own: Mutex::new(HashSet::new()), remote };
+        let hub = PgHub { runtime: Background(Some(runtime)), pool, cache, options, own: Mutex::new(HashSet::new()), remote };
         hub.block_on(async {
             // One node at a time creates the tables (CREATE ... IF NOT EXISTS races otherwise).
             let mut client = hub.pool.get().await.map_err(pg)?;

@@ -190,6 +190,8 @@ pub(crate) struct Shared {
     pub store: SharedStore,
     /// Namespaces open now, by name.
     open: Mutex<HashMap<String, Arc<Dataset>>>,
+    /// Held while a namespace is being opened.
+    opening: Mutex<()>,
     pub config: ServerConfig,
     stopping: watch::Receiver<bool>,
     /// Slots for decoding and importing (`max_concurrent`).
@@ -302,12 +304,15 @@ impl Shared {
             *d.used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             return Ok(Some(d.clone()));
         }
+        // One opening at a time: a store may build the namespace's replica afresh (PostgreSQL
+        // rebuilds a node's cache file), which two concurrent openings would collide on.
+        let _opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Ok(Some(d.clone())); // another request opened it meanwhile
+        }
         let Some(writer) = self.store.open(name)? else { return Ok(None) };
         let fresh = Arc::new(Dataset::open(name, writer, self.config.readers)?);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(d) = open.get(name) {
-            return Ok(Some(d.clone())); // another request opened it meanwhile
-        }
         while open.len() >= self.config.max_open_namespaces.max(1) {
             let idle = open
                 .values()
@@ -601,6 +606,7 @@ async fn serve_store(
         snapshot_slot: Arc::new(Semaphore::new(1)),
         store,
         open: Mutex::new(HashMap::new()),
+        opening: Mutex::new(()),
         config,
         stopping,
         metrics: Arc::new(Metrics::new()),
