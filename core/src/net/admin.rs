@@ -4,7 +4,8 @@
 //! every replica adopts; live clients are told at once). Without an admin token, 404.
 
 use super::auth::{bearer, hash};
-use super::server::{joined, HttpError, Shared};
+use super::http_error::{joined, HttpError};
+use super::server::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Resolution;
 use axum::extract::{Path, State};

@@ -19,13 +19,16 @@ mod admin;
 mod auth;
 mod background;
 mod client;
+mod dataset;
 mod fetch;
+mod http_error;
 mod hub;
 mod listen;
 mod observe;
 mod paging;
 #[cfg(feature = "postgres")]
 mod pg;
+mod run;
 mod server;
 
 pub use auth::Tokens;
@@ -36,7 +39,8 @@ pub use hub::{check_namespace, Backend, Catalog, HubDir, NamespaceInfo, DEFAULT_
 pub use observe::REQUEST_ID_HEADER;
 #[cfg(feature = "postgres")]
 pub use pg::PgHub;
-pub use server::{run_hub, run_server, serve, serve_hub, shutdown_signal, wait_for_shutdown_signal, ServerConfig, ServerHandle};
+pub use run::{run_hub, run_server, shutdown_signal, wait_for_shutdown_signal, ServerHandle};
+pub use server::{serve, serve_hub, ServerConfig};
 
 /// The protocol version, the first segment of every path.
 pub const PROTOCOL_VERSION: u32 = 1;

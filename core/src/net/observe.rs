@@ -131,7 +131,7 @@ pub(crate) async fn around(metrics: std::sync::Arc<Metrics>, request: Request, n
     let status = response.status();
     let seconds = start.elapsed().as_secs_f64();
     metrics.requests.with_label_values(&[&endpoint, status.as_str()]).inc();
-    if let Some(kind) = response.extensions().get::<super::server::Refused>() {
+    if let Some(kind) = response.extensions().get::<super::http_error::Refused>() {
         metrics.rejected(kind.0);
     }
     metrics.latency.with_label_values(&[&endpoint]).observe(seconds);

@@ -1,12 +1,14 @@
-//! The sync server (axum handlers on hyper, accept loop in `listen`): `GET /v1/info`,
-//! `POST /v1/sync` (import the client's bundle, acknowledge only after its transaction
-//! committed, answer with a page of what the client lacks), `GET /v1/live` (WebSocket
-//! notices after each push that changed something) and `GET /v1/snapshot` (a new device's
-//! starting file). Bearer tokens, device binding (only after
-//! an import succeeded), body and op limits (ops counted as decoded), body timeout, request
-//! deadline, a bounded number of concurrent imports, error bodies without internals.
+//! The sync server's handlers (axum on hyper; accept loop in `listen`, running it in `run`),
+//! each under `/v1/` and `/ns/{namespace}/v1/`: `GET info`, `POST sync` (import the client's
+//! bundle, acknowledge only after it is durable, answer with a page of what the client lacks),
+//! `GET live` (WebSocket notices after each push that changed something) and `GET snapshot`
+//! (a new device's starting file); admitting a request to one namespace of the store, bearer
+//! tokens, device binding (only after an import succeeded), body and op limits (ops counted as
+//! decoded), body timeout, request deadline, a bounded number of concurrent imports.
 
-use super::auth::{bearer, Devices, Grant, TokenHash, Tokens};
+use super::auth::{bearer, Grant, TokenHash, Tokens};
+use super::dataset::Dataset;
+use super::http_error::{joined, timed_out, too_large, HttpError};
 use super::hub::{Backend, SharedStore, Single};
 use super::listen::{self, Limits};
 use super::observe::{self, Metrics};
@@ -14,7 +16,6 @@ use super::paging::{decode_token, encode_token, export_page};
 use super::{APPLIED_HEADER, BUNDLE_CONTENT_TYPE, CURSOR_HEADER, PAGE_ROWS_HEADER, PROTOCOL_VERSION, SNAPSHOT_CONTENT_TYPE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::export::PageCursor;
-use crate::meta::VersionVector;
 use crate::site::SiteId;
 use crate::{bundle, SyncEngine};
 use axum::body::Body;
@@ -27,8 +28,7 @@ use axum::Router;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch, Semaphore};
@@ -93,92 +93,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// How long an unfinished pull pass is remembered, and how many at most.
-const PASS_TTL: Duration = Duration::from_secs(600);
-const MAX_PASSES: usize = 10_000;
-
-/// Unfinished pull passes: the snapshot each claims, by pass id.
-#[derive(Default)]
-struct Passes {
-    open: HashMap<u64, (SiteId, VersionVector, Instant)>,
-}
-
-impl Passes {
-    /// The pass a cursor continues, or a new pass (unknown, expired or another device's).
-    fn resume(&mut self, token: Option<(u64, PageCursor)>, site: &SiteId) -> (u64, Option<PageCursor>, Option<VersionVector>) {
-        if let Some((id, cursor)) = token {
-            if let Some((owner, snapshot, _)) = self.open.get(&id) {
-                if owner == site {
-                    return (id, Some(cursor), Some(snapshot.clone()));
-                }
-            }
-        }
-        (uuid::Uuid::new_v4().as_u64_pair().0, None, None)
-    }
-
-    fn keep(&mut self, id: u64, site: SiteId, snapshot: VersionVector) {
-        let now = Instant::now();
-        self.open.retain(|_, (_, _, at)| now.duration_since(*at) < PASS_TTL);
-        if self.open.len() >= MAX_PASSES {
-            if let Some(oldest) = self.open.iter().min_by_key(|(_, (_, _, at))| *at).map(|(k, _)| *k) {
-                self.open.remove(&oldest);
-            }
-        }
-        self.open.insert(id, (site, snapshot, now));
-    }
-}
-
-/// One namespace being served: its replica's writer and readers, device bindings, open pull
-/// passes and live notices.
-pub(crate) struct Dataset {
-    pub name: String,
-    pub writer: Arc<SyncEngine>,
-    readers: Vec<SyncEngine>,
-    next_reader: AtomicUsize,
-    pub devices: Devices,
-    passes: Mutex<Passes>,
-    pub notices: broadcast::Sender<SiteId>,
-    pub site: SiteId,
-    /// When a request last used it (for closing the least recently used).
-    used: Mutex<Instant>,
-    /// Its position in the store's shared log (several server nodes); held while catching up.
-    log: Mutex<i64>,
-}
-
-impl Dataset {
-    fn open(name: &str, writer: Arc<SyncEngine>, readers: usize) -> Result<Dataset> {
-        let readers = (0..readers.max(1)).map(|_| SyncEngine::open(writer.path(), writer.options().clone())).collect::<Result<Vec<_>>>()?;
-        Ok(Dataset {
-            name: name.to_owned(),
-            devices: Devices::load(&writer)?,
-            site: writer.site_id()?,
-            writer,
-            readers,
-            next_reader: AtomicUsize::new(0),
-            passes: Mutex::new(Passes::default()),
-            notices: broadcast::channel(256).0,
-            used: Mutex::new(Instant::now()),
-            log: Mutex::new(0),
-        })
-    }
-
-    fn reader(&self) -> &SyncEngine {
-        &self.readers[self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
-    }
-
-    /// Import what other server nodes accepted (nothing for a single node).
-    pub(crate) fn catch_up(&self, store: &SharedStore) -> Result<()> {
-        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        store.catch_up(&self.name, &self.writer, &mut log)
-    }
-}
-
-impl Drop for Dataset {
-    fn drop(&mut self) {
-        self.devices.flush(&self.writer);
-    }
-}
-
 /// A request's admission: the namespace it reaches and the token it presented (none on an
 /// open server).
 struct Admitted {
@@ -201,73 +115,6 @@ pub(crate) struct Shared {
     /// One snapshot is written at a time.
     snapshot_slot: Arc<Semaphore>,
     metrics: Arc<Metrics>,
-}
-
-/// The kind of a refused request's error, left on its response for the metrics.
-#[derive(Clone, Copy)]
-pub(crate) struct Refused(pub &'static str);
-
-/// An error answered to the client: a status and a JSON body `{"error": kind, "message"}`.
-pub(crate) struct HttpError(pub StatusCode, pub Error);
-
-/// Whether an error's message is meant for the client. Others (SQLite, files, the engine's
-/// own state) may name SQL or metadata tables: the client gets the kind and a generic message,
-/// the server's standard error the details.
-fn for_the_client(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::InvalidBundle
-            | ErrorKind::SchemaMismatch
-            | ErrorKind::UnknownTable
-            | ErrorKind::UnknownColumn
-            | ErrorKind::ClockDrift
-            | ErrorKind::SiteIdClash
-            | ErrorKind::InvalidArgument
-            | ErrorKind::Auth
-            | ErrorKind::Network
-            | ErrorKind::NeedsSnapshot
-            | ErrorKind::NotFound
-    )
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        let kind = self.1.kind();
-        // Belt and braces: a message naming metadata tables is never the client's business.
-        let message = if for_the_client(kind) && !self.1.message().to_ascii_lowercase().contains("_syncline_") {
-            self.1.message().to_owned()
-        } else {
-            tracing::error!(kind = kind.code(), status = self.0.as_u16(), "{}", self.1.message());
-            format!("the server failed ({}); its log has the details", kind.code())
-        };
-        let body = serde_json::json!({ "error": kind.code(), "message": message });
-        let mut response = (self.0, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-        response.extensions_mut().insert(Refused(kind.code()));
-        response
-    }
-}
-
-fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidBundle | ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
-        ErrorKind::SchemaMismatch | ErrorKind::UnknownTable | ErrorKind::UnknownColumn | ErrorKind::ClockDrift => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        ErrorKind::SiteIdClash | ErrorKind::NeedsSnapshot => StatusCode::CONFLICT,
-        ErrorKind::Auth => StatusCode::FORBIDDEN,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-impl From<Error> for HttpError {
-    fn from(e: Error) -> Self {
-        HttpError(status_of(e.kind()), e)
-    }
-}
-
-fn too_large(message: String) -> HttpError {
-    HttpError(StatusCode::PAYLOAD_TOO_LARGE, Error::new(ErrorKind::InvalidArgument, message))
 }
 
 impl Shared {
@@ -406,10 +253,6 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, HttpError> {
     Ok(out)
 }
 
-fn timed_out(status: StatusCode, message: String) -> HttpError {
-    HttpError(status, super::network(message))
-}
-
 async fn sync(st: Arc<Shared>, named: Option<String>, request: Request) -> Response {
     async fn inner(st: Arc<Shared>, named: Option<String>, request: Request) -> Result<Response, HttpError> {
         let deadline = tokio::time::Instant::now() + st.config.request_timeout;
@@ -438,10 +281,6 @@ async fn sync(st: Arc<Shared>, named: Option<String>, request: Request) -> Respo
         .map_err(joined)?
     }
     inner(st, named, request).await.unwrap_or_else(IntoResponse::into_response)
-}
-
-pub(crate) fn joined(e: tokio::task::JoinError) -> HttpError {
-    HttpError(StatusCode::INTERNAL_SERVER_ERROR, Error::new(ErrorKind::Io, e.to_string()))
 }
 
 /// [`Shared::admit`] off the async threads (it may read the catalog and open a namespace).
@@ -577,7 +416,7 @@ pub async fn serve(
     serve_store(single(engine, &config), listener, config, shutdown).await
 }
 
-fn single(engine: Arc<SyncEngine>, config: &ServerConfig) -> SharedStore {
+pub(crate) fn single(engine: Arc<SyncEngine>, config: &ServerConfig) -> SharedStore {
     Arc::new(Single { engine, tokens: config.tokens.clone() })
 }
 
@@ -591,7 +430,7 @@ pub async fn serve_hub(
     serve_store(hub.into().into_store(), listener, config, shutdown).await
 }
 
-async fn serve_store(
+pub(crate) async fn serve_store(
     store: SharedStore,
     listener: tokio::net::TcpListener,
     config: ServerConfig,
@@ -687,164 +526,5 @@ async fn readyz(State(st): State<Arc<Shared>>) -> Response {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
-    }
-}
-
-/// Completes on ctrl-c or (on Unix) SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
-
-/// Block the calling thread until ctrl-c or (on Unix) SIGTERM.
-pub fn wait_for_shutdown_signal() -> Result<()> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start a runtime: {e}")))?
-        .block_on(shutdown_signal());
-    Ok(())
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("syncline-server")
-        .build()
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the server runtime: {e}")))
-}
-
-fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| Error::new(ErrorKind::Io, format!("cannot listen on {addr}: {e}")))?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
-}
-
-/// Serve until ctrl-c or SIGTERM (blocking); `on_listening` gets the bound address first.
-pub fn run_server(engine: Arc<SyncEngine>, addr: SocketAddr, config: ServerConfig, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
-    run_store(single(engine, &config), addr, config, on_listening)
-}
-
-/// [`run_server`] for the namespaces of `hub`.
-pub fn run_hub(hub: impl Into<Backend>, addr: SocketAddr, config: ServerConfig, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
-    run_store(hub.into().into_store(), addr, config, on_listening)
-}
-
-fn run_store(store: SharedStore, addr: SocketAddr, config: ServerConfig, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
-    let listener = bind(addr)?;
-    on_listening(listener.local_addr()?);
-    runtime()?.block_on(async move { serve_store(store, tokio::net::TcpListener::from_std(listener)?, config, shutdown_signal()).await })
-}
-
-/// A server running on its own threads (tests, benchmarks, embedding); stops on
-/// [`stop`](ServerHandle::stop) or drop.
-pub struct ServerHandle {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<()>>>,
-}
-
-impl ServerHandle {
-    /// Bind `addr` (port 0: any free port) and start serving `engine`.
-    pub fn start(engine: Arc<SyncEngine>, addr: SocketAddr, config: ServerConfig) -> Result<ServerHandle> {
-        let store = single(engine, &config);
-        Self::start_store(store, addr, config)
-    }
-
-    /// Bind `addr` and start serving the namespaces of `hub`.
-    pub fn start_hub(hub: impl Into<Backend>, addr: SocketAddr, config: ServerConfig) -> Result<ServerHandle> {
-        Self::start_store(hub.into().into_store(), addr, config)
-    }
-
-    fn start_store(store: SharedStore, addr: SocketAddr, config: ServerConfig) -> Result<ServerHandle> {
-        let listener = bind(addr)?;
-        let addr = listener.local_addr()?;
-        let rt = runtime()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("syncline-serve".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    serve_store(store, listener, config, async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-                })
-            })
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the server thread: {e}")))?;
-        Ok(ServerHandle { addr, stop: Some(stop), thread: Some(thread) })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://ADDR`, the URL clients sync with.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stop gracefully: finish requests in flight, then return.
-    pub fn stop(mut self) -> Result<()> {
-        self.shutdown()
-    }
-
-    fn shutdown(&mut self) -> Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(Error::new(ErrorKind::Io, "the server thread panicked")),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for ServerHandle {
-    fn drop(&mut self) {
-        let _ = self.shutdown();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn body(e: HttpError) -> serde_json::Value {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let bytes = rt.block_on(axum::body::to_bytes(e.into_response().into_body(), 1 << 16)).unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
-
-    #[test]
-    fn error_bodies_carry_the_kind_and_no_internals() {
-        let sql = "no such table: _syncline_shadow_1 in SELECT s.pk0 FROM \"_syncline_shadow_1\" s";
-        let b = body(HttpError(StatusCode::INTERNAL_SERVER_ERROR, Error::new(ErrorKind::Sqlite, sql)));
-        assert_eq!(b["error"], "Sqlite");
-        let message = b["message"].as_str().unwrap();
-        assert!(!message.contains("SELECT") && !message.contains("_syncline_"), "{message}");
-        let b = body(HttpError(StatusCode::BAD_REQUEST, Error::new(ErrorKind::InvalidBundle, "row names _syncline_x")));
-        assert_eq!(b["error"], "InvalidBundle");
-        assert!(!b["message"].as_str().unwrap().contains("_syncline_"), "{b}");
-        let b = body(HttpError(StatusCode::BAD_REQUEST, Error::new(ErrorKind::InvalidBundle, "checksum mismatch")));
-        assert_eq!(b["message"], "checksum mismatch");
     }
 }
