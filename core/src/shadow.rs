@@ -178,6 +178,15 @@ pub fn tombstones_within(conn: &Connection, t: &SyncedTable, purge: bool) -> Res
         newest.push((origin, max as u64));
     }
     if purge && n > 0 {
+        // Keys purged here may be inserted again: their causal length must go on from here.
+        conn.execute(
+            &format!(
+                "INSERT INTO _syncline_purged_cl(tbl, cl) SELECT {id}, max(cl) {within} \
+                 ON CONFLICT(tbl) DO UPDATE SET cl = max(cl, excluded.cl)",
+                id = t.id
+            ),
+            [],
+        )?;
         conn.execute(&format!("DELETE {within}"), [])?;
     }
     Ok((n, newest))
@@ -288,11 +297,12 @@ impl Statements {
             // New row, re-insert after a delete (causal length +1), or a replaced live row
             // (INSERT OR REPLACE: every column restamped, the row stamp kept).
             insert: format!(
-                "INSERT INTO {sh}({pk_list}, cl, rh, rs, mh{cell_names}) VALUES ({keys}, 1, ?1, ?2, ?1{cell_now}) \
+                "INSERT INTO {sh}({pk_list}, cl, rh, rs, mh{cell_names}) VALUES ({keys}, {first}, ?1, ?2, ?1{cell_now}) \
                  ON CONFLICT({pk_list}) DO UPDATE SET cl = cl + 1 - cl % 2, \
                    rh = CASE WHEN cl % 2 = 0 THEN excluded.rh ELSE rh END, \
                    rs = CASE WHEN cl % 2 = 0 THEN excluded.rs ELSE rs END, mh = excluded.mh{cell_set}",
                 keys = keys.join(", "),
+                first = first_cl(t),
             ),
             // Causal length +1 (even: deleted), cell stamps cleared.
             delete: format!("UPDATE {sh} SET cl = cl + 1, rh = ?1, rs = ?2, mh = ?1{cleared} WHERE {key_match} AND cl % 2 = 1"),
@@ -364,6 +374,13 @@ pub fn put_params(pk: &[Value], s: &State) -> Vec<Value> {
     params
 }
 
+/// The causal length of a key inserted here that has no shadow row: 1, or one more than the
+/// largest causal length compaction purged from the table, so the insert wins over a
+/// tombstone of the same key that peers may still hold (spec/merge-rules.md §8a).
+fn first_cl(t: &SyncedTable) -> String {
+    format!("(SELECT coalesce(max(cl), 0) + 1 FROM _syncline_purged_cl WHERE tbl = {})", t.id)
+}
+
 /// A new local stamp (the send rule, `meta::tick`), with this site.
 pub fn local_stamp(conn: &Connection) -> Result<Stamp> {
     let hlc = crate::meta::tick(conn)?;
@@ -376,8 +393,9 @@ pub fn backfill(conn: &Connection, t: &SyncedTable, stamp: Stamp) -> Result<usiz
     let cell_names: String = (0..t.cols.len()).map(|i| format!(", h{i}, s{i}")).collect();
     let cell_vals: String = (0..t.cols.len()).map(|_| ", ?1, ?2").collect();
     let sql = format!(
-        "INSERT OR IGNORE INTO {sh}({pks}, cl, rh, rs, mh{cell_names}) SELECT {pk_vals}1, ?1, ?2, ?1{cell_vals} FROM {}",
+        "INSERT OR IGNORE INTO {sh}({pks}, cl, rh, rs, mh{cell_names}) SELECT {pk_vals}{first}, ?1, ?2, ?1{cell_vals} FROM {}",
         quote_ident(&t.name),
+        first = first_cl(t),
         sh = t.shadow(),
         pks = key_list(t, ""),
     );
