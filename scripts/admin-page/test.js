@@ -79,7 +79,8 @@ async function main() {
     await conflicts.getByText('"from b"').waitFor({ timeout: 15000 })
     await conflicts.getByRole('button', { name: /Keep incoming value/ }).click()
     await page.getByText(/Conflict \d+ resolved\./).waitFor()
-    assert.equal(await conflicts.getByRole('button').count(), 0)
+    // the page also refreshes on a timer: wait for the table rather than race it
+    await page.waitForFunction(() => document.querySelectorAll('#conflicts tbody button').length === 0, null, { timeout: 15000 })
     console.log('ok - conflict resolved from the page')
 
     // The resolution is a change like any other: it reaches the clients.

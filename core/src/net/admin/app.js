@@ -79,8 +79,8 @@ async function resolve(id, keep) {
     await api(`/admin/api/ns/${encodeURIComponent(current)}/conflicts/${id}`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ keep }),
     })
-    say(`Conflict ${id} resolved.`)
     await refresh()
+    say(`Conflict ${id} resolved.`) // announced once the table shows it
   } catch (e) { say(`Could not resolve conflict ${id}: ${e.message}`) }
 }
 
