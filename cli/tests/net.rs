@@ -2,35 +2,15 @@
 //! token, a server killed with SIGKILL mid-sync and restarted (nothing acknowledged is lost,
 //! background loops catch up by themselves), and a graceful stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
+mod common;
+use common::*;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use syncline::net::SyncOptions;
-use syncline::{EnableOptions, Options, SyncEngine, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_syncline");
-
-fn replica(path: &Path) -> SyncEngine {
-    let e = SyncEngine::open(path, Options::default()).unwrap();
-    e.execute_batch("CREATE TABLE IF NOT EXISTS todos(id TEXT PRIMARY KEY, title TEXT)").unwrap();
-    e.enable_sync("todos", EnableOptions::default()).unwrap();
-    e
-}
-
-fn ids(e: &SyncEngine) -> Vec<String> {
-    e.query("SELECT id FROM todos ORDER BY id", &[])
-        .unwrap()
-        .rows
-        .into_iter()
-        .map(|r| match &r[0] {
-            Value::Text(t) => t.clone(),
-            v => panic!("{v:?}"),
-        })
-        .collect()
-}
+use syncline::{Options, SyncEngine, Value};
 
 /// Start `syncline serve` and return it with its URL (read from its first line).
 fn serve(db: &Path, port: u16, extra: &[&str]) -> (Child, String) {
@@ -44,22 +24,12 @@ fn serve(db: &Path, port: u16, extra: &[&str]) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
+    let url = listening(&mut child);
     (child, url)
 }
 
 fn syncline(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -4,17 +4,15 @@
 //! clients of the other, a fresh node rebuilds from the log, and killing a node mid-sync loses
 //! nothing acknowledged. Needs PostgreSQL's server binaries (pg_config --bindir).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+mod common;
+use common::*;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use syncline::net::{Catalog, PgHub, SyncOptions};
-use syncline::{EnableOptions, Options, Strategy, SyncEngine, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_syncline");
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS todos(id TEXT PRIMARY KEY, title TEXT)";
+use syncline::{Options, Strategy, SyncEngine, Value};
 
 /// A PostgreSQL cluster in a temporary folder, stopped on drop.
 struct Cluster {
@@ -91,37 +89,8 @@ fn node(url: &str) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let at = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
+    let at = listening(&mut child);
     (child, at)
-}
-
-fn replica(path: &Path) -> SyncEngine {
-    let e = SyncEngine::open(path, Options::default()).unwrap();
-    e.execute_batch(SCHEMA).unwrap();
-    e.enable_sync("todos", EnableOptions::default()).unwrap();
-    e
-}
-
-fn ids(e: &SyncEngine) -> Vec<String> {
-    e.query("SELECT id FROM todos ORDER BY id", &[])
-        .unwrap()
-        .rows
-        .into_iter()
-        .map(|r| match &r[0] {
-            Value::Text(t) => t.clone(),
-            v => panic!("{v:?}"),
-        })
-        .collect()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn http(url: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {

@@ -3,13 +3,13 @@
 //! column of a synced table is a `SchemaMismatch`, and a server run with a few file
 //! descriptors keeps serving real clients while idle connections pile up.
 
-use std::io::{BufRead, BufReader};
+mod common;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_syncline");
+use common::BIN;
 
 fn syncline(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run syncline")
@@ -189,9 +189,7 @@ fn serve_limited(db: &Path, nofile: Option<u32>, extra: &[&str]) -> (std::proces
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
+    let url = common::listening(&mut child);
     (child, url)
 }
 
