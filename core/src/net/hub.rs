@@ -19,10 +19,14 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// What the server needs from a storage backend.
 pub(crate) trait Store: Send + Sync {
     /// True when every request is admitted without a token (a single database served with no
-    /// token configured).
-    fn is_open(&self) -> bool;
+    /// token configured). A hub always asks for one.
+    fn is_open(&self) -> bool {
+        false
+    }
     /// True when the server opens [`DEFAULT_NAMESPACE`] at start (a single database).
-    fn eager(&self) -> bool;
+    fn eager(&self) -> bool {
+        false
+    }
     /// The grant of an admitted token, or `None`.
     fn grant(&self, token: &TokenHash) -> Result<Option<Grant>>;
     /// Every namespace's name, sorted.
@@ -294,14 +298,6 @@ pub(crate) fn remove_database(file: &Path) {
 }
 
 impl Store for HubDir {
-    fn is_open(&self) -> bool {
-        false
-    }
-
-    fn eager(&self) -> bool {
-        false
-    }
-
     fn names(&self) -> Result<Vec<String>> {
         Ok(self.namespaces()?.into_iter().map(|n| n.name).collect())
     }

@@ -275,14 +275,6 @@ impl Catalog for PgHub {
 }
 
 impl Store for PgHub {
-    fn is_open(&self) -> bool {
-        false
-    }
-
-    fn eager(&self) -> bool {
-        false
-    }
-
     fn names(&self) -> Result<Vec<String>> {
         Ok(self.namespaces()?.into_iter().map(|n| n.name).collect())
     }
