@@ -32,6 +32,16 @@ pub struct BenchSync {
     #[cfg(feature = "postgres")]
     #[arg(long)]
     postgres: Option<String>,
+    /// Pace each client: one sync every this many milliseconds, the clients spread evenly
+    /// over the interval (an open load of clients/interval syncs per second). A latency is
+    /// then counted from when the sync was due, so a server that falls behind shows it.
+    /// 0: each client syncs again as soon as its last sync returns (a closed loop).
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
+    /// Sync each client once before the clock starts (its namespace open on the server, the
+    /// server's site id known): the figures are then those of a warm hub.
+    #[arg(long)]
+    warm: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -61,14 +71,23 @@ fn client(
     n: usize,
     a: &BenchSync,
     all_pushed: &Barrier,
+    began: Instant,
     deadline: Instant,
 ) -> Result<Vec<Duration>, Error> {
     let mut latencies = Vec::new();
+    let interval = Duration::from_millis(a.interval_ms);
+    let mut due = began + interval.mul_f64(n as f64 / a.clients.max(1) as f64);
     let mut timed = |engine: &SyncEngine| -> Result<(), Error> {
         if Instant::now() > deadline {
             return Err(Error::new(ErrorKind::Network, "the benchmark ran out of time"));
         }
-        let t = Instant::now();
+        let t = if interval.is_zero() {
+            Instant::now()
+        } else {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            due += interval;
+            due - interval
+        };
         sync.sync(engine)?;
         latencies.push(t.elapsed());
         Ok(())
@@ -138,10 +157,16 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
         let (path, url, a) = (dir.path().join(format!("client{n}.db")), url.clone(), a.clone());
         let (start_line, all_pushed, results) = (start_line.clone(), all_pushed.clone(), results.clone());
         threads.push(std::thread::spawn(move || {
-            let setup = replica(path).and_then(|e| Ok((e, SyncClient::new(&url, Some(&token), SyncOptions::default())?)));
+            let setup = replica(path).and_then(|e| {
+                let sync = SyncClient::new(&url, Some(&token), SyncOptions::default())?;
+                if a.warm {
+                    sync.sync(&e)?;
+                }
+                Ok((e, sync))
+            });
             start_line.wait();
             let outcome = setup.and_then(|(engine, sync)| {
-                let latencies = client(&engine, &sync, n, &a, &all_pushed, deadline)?;
+                let latencies = client(&engine, &sync, n, &a, &all_pushed, Instant::now(), deadline)?;
                 let rows = engine.query("SELECT count(*) FROM todos", &[])?.rows[0][0].clone();
                 Ok((latencies, rows))
             });
@@ -172,17 +197,18 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
     latencies.sort();
     let syncs = latencies.len();
     let doc = json!({
-        "clients": a.clients, "namespaces": a.namespaces, "postgres": postgres.is_some(), "changes_per_client": a.changes, "syncs": syncs, "seconds": elapsed,
+        "clients": a.clients, "namespaces": a.namespaces, "postgres": postgres.is_some(), "changes_per_client": a.changes, "interval_ms": a.interval_ms, "warm": a.warm, "syncs": syncs, "seconds": elapsed,
         "syncs_per_second": syncs as f64 / elapsed, "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99),
         "max_ms": percentile(&latencies, 1.0), "converged_clients": converged,
     });
     out.emit(doc.clone(), || {
         format!(
-            "{} clients in {}{} x {} changes: {syncs} syncs in {elapsed:.1} s = {:.0} syncs/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {converged}/{} clients converged",
+            "{} clients in {}{} x {} changes{}: {syncs} syncs in {elapsed:.1} s = {:.0} syncs/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {converged}/{} clients converged",
             a.clients,
             if a.namespaces == 0 { "one data set".to_owned() } else { format!("{} namespaces", a.namespaces) },
             if postgres.is_some() { " (PostgreSQL)" } else { "" },
             a.changes,
+            if a.interval_ms == 0 { String::new() } else { format!(", a sync every {} ms each", a.interval_ms) } + if a.warm { ", warm" } else { "" },
             doc["syncs_per_second"].as_f64().unwrap_or(0.0), doc["p50_ms"].as_f64().unwrap_or(0.0),
             doc["p99_ms"].as_f64().unwrap_or(0.0), doc["max_ms"].as_f64().unwrap_or(0.0), a.clients
         )

@@ -352,7 +352,7 @@ fn merge(
     let site_ids = meta::sites(tx)?;
     let open = conflict::open_cells(tx)?;
     let (report, events, carried) = {
-        let quiet = CaptureOff::new(tx)?;
+        let quiet = CaptureOff::new(tx, decoded.row_count())?;
         let targets = mapped
             .into_iter()
             .map(|m| m.map(|(meta, map, names)| Target::new(tx, meta, map, names).map(Rc::new)).transpose())
@@ -424,12 +424,20 @@ fn merge(
 /// but Syncline's, the connection stops running triggers at all (a per-connection switch,
 /// `SQLITE_DBCONFIG_ENABLE_TRIGGER`, that other connections never see). An app's own triggers
 /// (full-text indexes, audit logs, on any table a foreign-key action may reach) keep running.
+/// Flipping the switch expires every statement the connection prepared, so a small import
+/// (fewer than [`QUIET_ROWS`] rows, a sync's usual delta) lets the triggers run instead.
 struct CaptureOff<'c> {
     conn: Option<&'c Connection>,
 }
 
+/// Rows from which an import turns the capture triggers off.
+const QUIET_ROWS: u64 = 1000;
+
 impl<'c> CaptureOff<'c> {
-    fn new(conn: &'c Connection) -> Result<CaptureOff<'c>> {
+    fn new(conn: &'c Connection, rows: u64) -> Result<CaptureOff<'c>> {
+        if rows < QUIET_ROWS {
+            return Ok(CaptureOff { conn: None });
+        }
         let apps_own: bool = conn
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name NOT LIKE '\\_syncline\\_%' ESCAPE '\\') \

@@ -127,6 +127,8 @@ impl Drop for Held<'_> {
 fn connect(path: &Path, options: &Options) -> Result<Connection> {
     #[cfg(feature = "host-sqlite")]
     crate::host::ensure_bound()?;
+    #[cfg(not(feature = "host-sqlite"))]
+    quiet_memory_statistics();
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     if options.create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -142,6 +144,9 @@ fn connect(path: &Path, options: &Options) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(256);
+    // Plans that never depend on bound values: otherwise SQLite may compile a cached statement
+    // again each time a parameter compared with an indexed column changes (most of ours).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.pragma_update(None, "cache_size", -8192)?; // 8 MiB page cache
                                                     // A big export's rows wait in a temporary table (spill): on disk, not in memory.
     conn.pragma_update(None, "temp_store", "FILE")?;
@@ -149,6 +154,21 @@ fn connect(path: &Path, options: &Options) -> Result<Connection> {
     // keys on by default): merges apply rows in bundle order, not parents first.
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     Ok(conn)
+}
+
+/// Turn off the memory statistics of the SQLite compiled into this build, before its first
+/// use in the process. Kept on, every allocation SQLite makes takes one process-wide mutex, so
+/// threads serving many databases (a hub) wait on each other instead of working. Nothing here
+/// reads those statistics; when SQLite is already in use (the call is refused) they stay on.
+/// A host's SQLite (feature `host-sqlite`) is the host's to configure.
+#[cfg(not(feature = "host-sqlite"))]
+fn quiet_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: `sqlite3_config` is called before SQLite initializes (or is refused with
+    // SQLITE_MISUSE, harmlessly, when it already has); the option takes one int argument.
+    ONCE.call_once(|| unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
+    });
 }
 
 impl SyncEngine {
@@ -331,7 +351,12 @@ impl SyncEngine {
             };
             let affinities: Vec<&str> = info.pk.iter().map(|c| c.affinity).collect();
             capture::install(c, &t, &affinities)?;
-            shadow::backfill(c, &t, shadow::local_stamp(c)?)?;
+            // Rows already there are inserted now, under one stamp. An empty table takes no
+            // stamp: one no row carries would sit in this replica's vector where no peer could
+            // ever confirm holding it, and every delta for a peer would start below it.
+            if !schema::is_empty(c, table)? {
+                shadow::backfill(c, &t, shadow::local_stamp(c)?)?;
+            }
             // Migrations received for this table before it was enabled here.
             if evolve::policy(c)? == evolve::MigrationPolicy::Apply {
                 evolve::apply_held(c, Some(table))?;
@@ -639,4 +664,38 @@ fn write_local_cell(c: &Connection, t: &SyncedTable, pk: &[Value], column: &str,
     shadow::Statements::new(t).stamp(c, t, shadow::LocalOp::Update(col), pk, shadow::local_stamp(c)?, None)?;
     fold::discard(c)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cached statements stay compiled across syncs: binding a new value never recompiles one
+    /// (the query planner stability guarantee), nor does an import (small imports leave the
+    /// trigger switch alone). Without both, every sync compiled most of its SQL again.
+    #[test]
+    fn syncs_do_not_recompile_cached_statements() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let open = |name: &str| {
+            let e = SyncEngine::open(dir.path().join(name), Options::default()).unwrap();
+            e.execute_batch("CREATE TABLE t(id TEXT PRIMARY KEY, v TEXT)").unwrap();
+            e.enable_sync("t", EnableOptions::default()).unwrap();
+            e
+        };
+        let (a, b) = (open("a.db"), open("b.db"));
+        let (sa, sb) = (a.site_id().unwrap(), b.site_id().unwrap());
+        let recompiled = |e: &SyncEngine| {
+            let mut held = e.hold().unwrap();
+            let stmt = held.conn().unwrap().prepare_cached(crate::meta::COLUMNS_OF_TABLE).unwrap();
+            stmt.get_status(rusqlite::StatementStatus::RePrepare)
+        };
+        let mut counts = Vec::new();
+        for i in 0..4 {
+            a.execute("INSERT INTO t VALUES (?1, 'x')", &[Value::Text(format!("k{i}"))]).unwrap();
+            b.import_bundle(&a.generate_bundle(Some(&sb)).unwrap()).unwrap();
+            a.import_bundle(&b.generate_bundle(Some(&sa)).unwrap()).unwrap();
+            counts.push((recompiled(&a), recompiled(&b)));
+        }
+        assert!(counts.windows(2).all(|w| w[0] == w[1]), "recompiled at each sync: {counts:?}");
+    }
 }

@@ -52,11 +52,28 @@ pub(crate) fn scan_delta(
     conn: &Connection,
     t: &SyncedTable,
     known: &VersionVector,
-    sites: &BTreeMap<i64, SiteId>,
     mut visit: impl FnMut(WireRow) -> Result<()>,
 ) -> Result<()> {
-    scan_delta_ordered(conn, t, known, sites, None, None, |row| visit(row).map(|()| true))
+    let Some(floor) = floor(conn, known)? else { return Ok(()) };
+    scan_delta_ordered(conn, t, known, floor, None, None, |row| visit(row).map(|()| true))
 }
+
+/// The stamp every row a peer lacks is beyond, from what the peer is known to hold: the least
+/// `known` entry among the sites this replica holds more of than that (the most it holds of a
+/// site is its own vector's entry or the newest stamp any import carried, whichever is
+/// greater). `None`: the peer lacks nothing. Sites the peer is up to date with do not count, so
+/// a device that went quiet long ago does not make every later export start at its last write.
+pub(crate) fn floor(conn: &Connection, known: &VersionVector) -> Result<Option<u64>> {
+    let mut most = meta::local_vv(conn)?;
+    for (origin, hlc) in meta::held(conn)? {
+        let e = most.entry(origin).or_insert(0);
+        *e = (*e).max(hlc);
+    }
+    Ok(most.iter().map(|(o, h)| (known.get(o).copied().unwrap_or(0), *h)).filter(|(k, h)| k < h).map(|(k, _)| k).min())
+}
+
+/// Rows read through the `mh` index at most; a delta with more is read in key order.
+const INDEXED_ROWS: u64 = 10_000;
 
 /// Where a paged export resumes: after the row `pk` of `table`. Tables are visited by name and
 /// rows by primary key, the shadow table's own order, so resuming walks its key index from the
@@ -68,36 +85,43 @@ pub(crate) struct PageCursor {
 }
 
 /// The delta query of `t`: rows with a stamp beyond `?1`; with `ordered = Some(resumed)`, in
-/// primary-key order, after the key `?2..` when resumed.
-fn delta_sql(t: &SyncedTable, ordered: Option<bool>) -> String {
+/// primary-key order, after the key `?2..` when resumed. When `indexed` the rows come through
+/// the `mh` index (sorted afterwards if ordered); otherwise by a scan in key order, with the
+/// planner kept off the index (`NOT INDEXED` and the unary `+`).
+fn delta_sql(t: &SyncedTable, indexed: bool, ordered: Option<bool>) -> String {
     let keys = (0..t.pk.len()).map(|i| format!("s.pk{i}")).collect::<Vec<_>>().join(", ");
     let marks = (0..t.pk.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
-    let order = match ordered {
-        None => String::new(),
-        Some(false) => format!(" ORDER BY {keys}"),
-        Some(true) => format!(" AND ({keys}) > ({marks}) ORDER BY {keys}"),
+    let order = match (ordered, indexed) {
+        (None, true) => String::new(),
+        (None | Some(false), _) => format!(" ORDER BY {keys}"),
+        (Some(true), _) => format!(" AND ({keys}) > ({marks}) ORDER BY {keys}"),
     };
-    format!("{} WHERE s.mh > ?1{order}", shadow::joined_select(t))
+    if indexed {
+        let hint = format!("INDEXED BY {}", shadow::index_name(t));
+        format!("{} WHERE s.mh > ?1{order}", shadow::joined_select_hinted(t, &hint))
+    } else {
+        format!("{} WHERE +s.mh > ?1{order}", shadow::joined_select_hinted(t, "NOT INDEXED"))
+    }
 }
 
-/// [`scan_delta`] for paging: with `resume = Some(..)` rows come in primary-key order, after
-/// `pk` when given; `visit` returns false to stop.
+/// [`scan_delta`] from `floor` (see [`floor`]), for paging: with `resume = Some(..)` rows
+/// come in primary-key order, after `pk` when given; `visit` returns false to stop.
 fn scan_delta_ordered(
     conn: &Connection,
     t: &SyncedTable,
     known: &VersionVector,
-    sites: &BTreeMap<i64, SiteId>,
+    floor: u64,
     resume: Option<Option<&[Value]>>,
     held: Option<&Held>,
     mut visit: impl FnMut(WireRow) -> Result<bool>,
 ) -> Result<()> {
-    let floor = sites.keys().map(|o| known.get(o).copied().unwrap_or(0)).min().unwrap_or(0);
     let lacks = |h: u64, s: i64| h > known.get(&s).copied().unwrap_or(0);
     let np = t.pk.len();
+    let indexed = shadow::few_beyond(conn, t, floor, INDEXED_ROWS)?;
     let (sql, mut params) = match resume {
-        Some(Some(pk)) => (delta_sql(t, Some(true)), pk.to_vec()),
-        Some(None) => (delta_sql(t, Some(false)), vec![]),
-        None => (delta_sql(t, None), vec![]),
+        Some(Some(pk)) => (delta_sql(t, indexed, Some(true)), pk.to_vec()),
+        Some(None) => (delta_sql(t, indexed, Some(false)), vec![]),
+        None => (delta_sql(t, indexed, None), vec![]),
     };
     params.insert(0, Value::Integer(floor as i64));
     let values_at = np + shadow::state_width(t);
@@ -342,9 +366,9 @@ fn collect<'c>(
         }
     }
 
-    let floor = sites.keys().map(|o| known.get(o).copied().unwrap_or(0)).min().unwrap_or(0);
+    let floor = floor(conn, &known)?;
     let mut total = 0u64;
-    if page.is_none() {
+    if let (None, Some(floor)) = (page, floor) {
         for t in tables.values() {
             total += shadow::rows_beyond(conn, t, floor)?;
         }
@@ -415,7 +439,11 @@ fn collect<'c>(
             Ok(true)
         };
         match synced {
-            Some(t) => scan_delta_ordered(conn, t, &known, &sites, resume, held.as_ref(), visit)?,
+            Some(t) => {
+                if let Some(floor) = floor {
+                    scan_delta_ordered(conn, t, &known, floor, resume, held.as_ref(), visit)?;
+                }
+            }
             None => scan_held(conn, name, held.as_ref(), &known, resume.flatten(), visit)?,
         }
         if any {
@@ -460,11 +488,12 @@ mod tests {
     use super::*;
     use crate::{EnableOptions, Options, SyncEngine};
 
-    /// A resumed page walks the shadow table's key from the cursor: no sort, no scan of the
-    /// rows before it (what keeps an initial sync linear; `scripts/bench-initial-sync.py`
-    /// measures it). Checked for a rowid key and a composite key.
+    /// A resumed page of a large delta walks the shadow table's key from the cursor: no sort,
+    /// no scan of the rows before it (what keeps an initial sync linear;
+    /// `scripts/bench-initial-sync.py` measures it). A small delta is read through the `mh`
+    /// index, never by a scan. Checked for a rowid key and a composite key.
     #[test]
-    fn a_resumed_page_searches_the_key_index_and_sorts_nothing() {
+    fn delta_queries_search_an_index_and_a_large_one_sorts_nothing() {
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("plan.db");
         let e = SyncEngine::open(&path, Options::default()).unwrap();
@@ -475,8 +504,8 @@ mod tests {
         }
         let conn = Connection::open(&path).unwrap();
         for t in meta::synced_tables(&conn).unwrap().values() {
-            for resumed in [false, true] {
-                let sql = delta_sql(t, Some(resumed));
+            for (indexed, ordered) in [(false, None), (false, Some(false)), (false, Some(true)), (true, None), (true, Some(true))] {
+                let sql = delta_sql(t, indexed, ordered);
                 let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
                 let nulls = vec![Value::Null; stmt.parameter_count()];
                 let plan: Vec<String> = stmt
@@ -485,12 +514,54 @@ mod tests {
                     .collect::<rusqlite::Result<_>>()
                     .unwrap();
                 let plan = plan.join(" | ");
-                assert!(!plan.contains("TEMP B-TREE"), "{}: {plan}", t.name);
-                if resumed {
-                    assert!(plan.starts_with("SEARCH s USING"), "{}: {plan}", t.name);
+                let what = format!("{} indexed={indexed} ordered={ordered:?}: {plan}", t.name);
+                if indexed {
+                    assert!(plan.starts_with(&format!("SEARCH s USING INDEX _syncline_shadow_{}_mh (mh>?)", t.id)), "{what}");
+                } else {
+                    assert!(!plan.contains("TEMP B-TREE") && !plan.contains("_mh"), "{what}");
+                }
+                if ordered == Some(true) && !indexed {
+                    assert!(plan.starts_with("SEARCH s USING"), "{what}");
                 }
             }
         }
+    }
+
+    /// The floor of a delta skips sites the peer is up to date with: a device that wrote once,
+    /// long ago, does not pull every later export back to its stamp; and a peer that holds
+    /// everything gets no floor at all (nothing is read).
+    #[test]
+    fn the_floor_ignores_sites_the_peer_is_up_to_date_with() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let open = |name: &str| {
+            let e = SyncEngine::open(dir.path().join(name), Options::default()).unwrap();
+            e.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)").unwrap();
+            e.enable_sync("t", EnableOptions::default()).unwrap();
+            e
+        };
+        let (quiet, busy, hub, peer) = (open("quiet.db"), open("busy.db"), open("hub.db"), open("peer.db"));
+        quiet.execute_batch("INSERT INTO t VALUES (1, 'once')").unwrap();
+        hub.import_bundle(&quiet.generate_bundle(None).unwrap()).unwrap();
+        busy.execute_batch("INSERT INTO t VALUES (2, 'first')").unwrap();
+        hub.import_bundle(&busy.generate_bundle(None).unwrap()).unwrap();
+        // The peer takes everything the hub has, and tells the hub so.
+        let hub_site = hub.site_id().unwrap();
+        peer.import_bundle(&hub.generate_bundle(Some(&peer.site_id().unwrap())).unwrap()).unwrap();
+        hub.import_bundle(&peer.generate_bundle(Some(&hub_site)).unwrap()).unwrap();
+        let conn = Connection::open(dir.path().join("hub.db")).unwrap();
+        let known = known_of(&conn, Some(&peer.site_id().unwrap())).unwrap();
+        assert_eq!(floor(&conn, &known).unwrap(), None);
+        // The busy device writes again: only its stamp bounds what the peer lacks.
+        busy.execute_batch("UPDATE t SET v = 'second' WHERE id = 2").unwrap();
+        hub.import_bundle(&busy.generate_bundle(Some(&hub_site)).unwrap()).unwrap();
+        let ord = |e: &SyncEngine| find_site(&conn, &e.site_id().unwrap()).unwrap().unwrap();
+        let (quiet_has, busy_has) = (known[&ord(&quiet)], known[&ord(&busy)]);
+        assert!(quiet_has < busy_has);
+        assert_eq!(floor(&conn, &known).unwrap(), Some(busy_has));
+        let bundle = hub.generate_bundle(Some(&peer.site_id().unwrap())).unwrap();
+        let report = peer.import_bundle(&bundle).unwrap();
+        assert_eq!((report.rows, report.applied), (1, 1));
+        assert_eq!(peer.state_hash().unwrap(), hub.state_hash().unwrap());
     }
 
     /// Keys whose SQLite order is not their canonical (MessagePack) order, in numbers enough to

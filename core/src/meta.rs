@@ -74,6 +74,7 @@ pub fn install(conn: &Connection) -> Result<()> {
             conn.execute("INSERT INTO _syncline_meta(key, value) VALUES ('version', ?1)", [META_VERSION])?;
         }
     }
+    crate::shadow::ensure_indexes(conn, &synced_tables(conn)?)?;
     let has_clock: bool = conn.query_row("SELECT count(*) FROM _syncline_clock", [], |r| r.get::<_, i64>(0))? > 0;
     if !has_clock {
         let ord = site_ord(conn, &SiteId::random())?;
@@ -210,6 +211,11 @@ pub fn raise_held(conn: &Connection, carried: &VersionVector) -> Result<VersionV
     for (o, h) in carried {
         stmt.execute(params![o, *h as i64])?;
     }
+    held(conn)
+}
+
+/// Per origin site, the newest stamp imports have received.
+pub fn held(conn: &Connection) -> Result<VersionVector> {
     let mut stmt = conn.prepare_cached("SELECT origin, hlc FROM _syncline_held")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?;
     rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
@@ -261,13 +267,16 @@ impl SyncedTable {
     }
 }
 
+/// The registered columns of table `?1`, keys first, in registration order.
+pub const COLUMNS_OF_TABLE: &str = "SELECT is_pk, name FROM _syncline_columns WHERE tbl = ?1 ORDER BY is_pk DESC, ord";
+
 /// Every table registered for sync, by name.
 pub fn synced_tables(conn: &Connection) -> Result<BTreeMap<String, SyncedTable>> {
     let mut out = BTreeMap::new();
     let mut stmt = conn.prepare_cached("SELECT id, name, strategy FROM _syncline_tables ORDER BY name")?;
     let tables: Vec<(i64, String, String)> =
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
-    let mut cols = conn.prepare_cached("SELECT is_pk, name FROM _syncline_columns WHERE tbl = ?1 ORDER BY is_pk DESC, ord")?;
+    let mut cols = conn.prepare_cached(COLUMNS_OF_TABLE)?;
     for (id, name, strategy) in tables {
         let mut t = SyncedTable { id, name: name.clone(), strategy: strategy.parse()?, pk: vec![], cols: vec![] };
         for row in cols.query_map([id], |r| Ok((r.get::<_, bool>(0)?, r.get::<_, String>(1)?)))? {

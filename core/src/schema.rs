@@ -145,6 +145,11 @@ fn live_columns(conn: &Connection, table: &str) -> Result<Vec<(String, bool, Str
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Whether the user table `table` has no rows.
+pub fn is_empty(conn: &Connection, table: &str) -> Result<bool> {
+    Ok(conn.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", quote_ident(table)), [], |r| r.get(0))?)
+}
+
 /// The way out of an unsupported change, named in every such error.
 pub const WAY_OUT: &str = "Syncline supports adding columns (and tables); to make any other change, undo it, \
      or reseed: make the change on one replica, take a snapshot of it (a copy of the file that gets a new site id \

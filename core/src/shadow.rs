@@ -3,7 +3,7 @@
 //!
 //! Layout, per synced table T (keyed like T): `pk0..` (T's primary key), `cl` (causal length:
 //! odd = alive, even = deleted), `rh`/`rs` (stamp of the last `cl` change: hlc, site ordinal),
-//! `mh` (newest stamp in the row, for delta export and paging; it never decreases) and, per
+//! `mh` (newest stamp in the row, indexed, for delta export and paging; it never decreases) and, per
 //! non-key column i in registration order, the stamp `h<i>`/`s<i>` of the value T holds (NULL:
 //! never stamped, the column's default). A column added later gets the next index.
 //!
@@ -128,14 +128,56 @@ pub fn create(conn: &Connection, t: &SyncedTable, pk_affinity: &[&str]) -> Resul
     let key_clause = if rowid { String::new() } else { format!(", PRIMARY KEY({})", key_list(t, "")) };
     let without_rowid = if rowid { "" } else { " WITHOUT ROWID" };
     let cell_cols: String = (0..t.cols.len()).map(|i| format!(", h{i} INTEGER, s{i} INTEGER")).collect();
-    // No index on `mh`: keeping one costs every stamped write an index update, while a delta
-    // export scans the shadow once.
     conn.execute_batch(&format!(
         "CREATE TABLE {}({pk_cols}cl INTEGER NOT NULL, rh INTEGER NOT NULL, rs INTEGER NOT NULL, \
            mh INTEGER NOT NULL{cell_cols}{key_clause}){without_rowid};",
         t.shadow()
     ))?;
+    ensure_index(conn, t)
+}
+
+/// The index on `mh` that makes a delta export cost the rows it carries: a sync that sends a
+/// few rows reads a few index entries, not the whole shadow. Created with the shadow, and on
+/// open for shadows made before it existed (an older build ignores it).
+pub fn ensure_index(conn: &Connection, t: &SyncedTable) -> Result<()> {
+    conn.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {} ON {}(mh);", index_name(t), t.shadow()))?;
     Ok(())
+}
+
+/// [`ensure_index`] for the shadows of `tables` that exist and lack it (made by an older
+/// build); a missing shadow is left to the schema check to report.
+pub fn ensure_indexes(conn: &Connection, tables: &std::collections::BTreeMap<String, SyncedTable>) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = '_syncline_shadow_' || ?1) \
+           AND NOT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = '_syncline_shadow_' || ?1 || '_mh')",
+    )?;
+    for t in tables.values() {
+        if stmt.query_row([t.id], |r| r.get::<_, bool>(0))? {
+            ensure_index(conn, t)?;
+        }
+    }
+    Ok(())
+}
+
+/// The quoted name of the `mh` index of `t`'s shadow.
+pub fn index_name(t: &SyncedTable) -> String {
+    format!("\"_syncline_shadow_{}_mh\"", t.id)
+}
+
+/// Whether the `mh` index exists and fewer than `cap` rows have a stamp beyond `floor`
+/// (counted on the index, at most `cap` entries read): then a delta export reads them through
+/// the index; otherwise it scans the shadow in key order, cheaper for a large part of it.
+pub fn few_beyond(conn: &Connection, t: &SyncedTable, floor: u64, cap: u64) -> Result<bool> {
+    let name = format!("_syncline_shadow_{}_mh", t.id);
+    let exists: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1)")?
+        .query_row([&name], |r| r.get(0))?;
+    if !exists {
+        return Ok(false); // made by an older build since this one opened the file
+    }
+    let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {} INDEXED BY {} WHERE mh > ?1 LIMIT ?2)", t.shadow(), index_name(t));
+    let n: i64 = conn.prepare_cached(&sql)?.query_row([floor as i64, cap as i64], |r| r.get(0))?;
+    Ok((n as u64) < cap)
 }
 
 /// Give the shadow of `t` (already listing its new column last) the stamp columns of that
@@ -483,9 +525,14 @@ pub fn alive_but_gone(conn: &Connection, t: &SyncedTable) -> Result<Vec<Vec<Valu
 /// the values of every column (NULL for a row the table lacks) and whether the row is there.
 /// Result columns: key at 0, state at `np`, values at `np + state_width`, presence after them.
 pub fn joined_select(t: &SyncedTable) -> String {
+    joined_select_hinted(t, "")
+}
+
+/// [`joined_select`] with an index hint on the shadow (`INDEXED BY ..`, `NOT INDEXED`).
+pub fn joined_select_hinted(t: &SyncedTable, hint: &str) -> String {
     let vals: String = t.cols.iter().map(|c| format!(", t.{}", quote_ident(c))).collect();
     format!(
-        "SELECT {keys}, {state}{vals}, t.{first} IS NOT NULL FROM {sh} s LEFT JOIN {tbl} t ON {join}",
+        "SELECT {keys}, {state}{vals}, t.{first} IS NOT NULL FROM {sh} s {hint} LEFT JOIN {tbl} t ON {join}",
         keys = key_list(t, "s."),
         state = state_list(t, "s."),
         first = quote_ident(&t.pk[0]),

@@ -75,7 +75,7 @@ pub(crate) fn collect(c: &Connection) -> Result<Status> {
         let known = known_of(c, Some(&site))?;
         let mut pending = 0u64;
         for t in tables.values() {
-            scan_delta(c, t, &known, &sites, |row| {
+            scan_delta(c, t, &known, |row| {
                 pending += 1 + row.cells.len() as u64;
                 Ok(())
             })?;

@@ -41,11 +41,10 @@ pub(crate) fn export_page(
 /// Changes (row states and cells) `peer` lacks as far as this replica knows.
 pub(crate) fn pending_for(engine: &SyncEngine, peer: Option<&SiteId>) -> Result<u64> {
     engine.read(|c| {
-        let sites = meta::sites(c)?;
         let known = known_of(c, peer)?;
         let mut pending = 0u64;
         for t in meta::synced_tables(c)?.values() {
-            scan_delta(c, t, &known, &sites, |row| {
+            scan_delta(c, t, &known, |row| {
                 pending += 1 + row.cells.len() as u64;
                 Ok(())
             })?;
