@@ -77,13 +77,18 @@ fn client(
     let mut latencies = Vec::new();
     let interval = Duration::from_millis(a.interval_ms);
     let mut due = began + interval.mul_f64(n as f64 / a.clients.max(1) as f64);
-    let mut timed = |engine: &SyncEngine| -> Result<(), Error> {
+    // `realign`: the first due time from now on (after waiting for the other clients, whose
+    // wait is no sync's latency).
+    let mut timed = |engine: &SyncEngine, realign: bool| -> Result<(), Error> {
         if Instant::now() > deadline {
             return Err(Error::new(ErrorKind::Network, "the benchmark ran out of time"));
         }
         let t = if interval.is_zero() {
             Instant::now()
         } else {
+            while realign && due < Instant::now() {
+                due += interval;
+            }
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
             due += interval;
             due - interval
@@ -100,14 +105,14 @@ fn client(
                 &[Value::Text(format!("{n}-{k}")), Value::Text(format!("row {k} of client {n}"))],
             )?;
         }
-        result = timed(engine);
+        result = timed(engine, false);
         if result.is_err() {
             break;
         }
     }
     all_pushed.wait();
     result?;
-    timed(engine)?;
+    timed(engine, true)?;
     Ok(latencies)
 }
 
