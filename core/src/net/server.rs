@@ -104,8 +104,8 @@ pub(crate) struct Shared {
     pub store: SharedStore,
     /// Namespaces open now, by name.
     open: Mutex<HashMap<String, Arc<Dataset>>>,
-    /// Held while a namespace is being opened.
-    opening: Mutex<()>,
+    /// Per namespace being opened, the lock its opening holds (other namespaces open meanwhile).
+    opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     pub config: ServerConfig,
     stopping: watch::Receiver<bool>,
     /// Slots for decoding and importing (`max_concurrent`).
@@ -151,9 +151,21 @@ impl Shared {
             *d.used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             return Ok(Some(d.clone()));
         }
-        // One opening at a time: a store may build the namespace's replica afresh (PostgreSQL
-        // rebuilds a node's cache file), which two concurrent openings would collide on.
-        let _opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        // One opening of a namespace at a time: a store may build its replica afresh
+        // (PostgreSQL rebuilds a node's cache file), which two openings would collide on.
+        let lock = self.opening.lock().unwrap_or_else(|p| p.into_inner()).entry(name.to_owned()).or_default().clone();
+        let opened = self.open_under(name, &lock);
+        let mut opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&lock) == 2 {
+            opening.remove(name); // nobody else waits to open it
+        }
+        opened
+    }
+
+    /// [`dataset`](Self::dataset) once the opening `lock` of `name` is taken: open it unless
+    /// another request did meanwhile, and keep it among the open namespaces.
+    fn open_under(&self, name: &str, lock: &Mutex<()>) -> Result<Option<Arc<Dataset>>> {
+        let _opening = lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(d) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
             return Ok(Some(d.clone())); // another request opened it meanwhile
         }
@@ -445,7 +457,7 @@ pub(crate) async fn serve_store(
         snapshot_slot: Arc::new(Semaphore::new(1)),
         store,
         open: Mutex::new(HashMap::new()),
-        opening: Mutex::new(()),
+        opening: Mutex::new(HashMap::new()),
         config,
         stopping,
         metrics: Arc::new(Metrics::new()),
