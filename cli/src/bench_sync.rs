@@ -154,17 +154,20 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
     let url = handle.url();
     let start_line = Arc::new(Barrier::new(a.clients + 1));
     let all_pushed = Arc::new(Barrier::new(a.clients));
+    let all_done = Arc::new(Barrier::new(a.clients + 1));
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     let results = Arc::new(Mutex::new(Vec::new()));
     let a = Arc::new(a);
     let mut threads = Vec::new();
     for (n, token) in tokens.into_iter().enumerate() {
         let (path, url, a) = (dir.path().join(format!("client{n}.db")), url.clone(), a.clone());
-        let (start_line, all_pushed, results) = (start_line.clone(), all_pushed.clone(), results.clone());
+        let (start_line, all_pushed, all_done, results) = (start_line.clone(), all_pushed.clone(), all_done.clone(), results.clone());
         threads.push(std::thread::spawn(move || {
             let setup = replica(path).and_then(|e| {
                 let sync = SyncClient::new(&url, Some(&token), SyncOptions::default())?;
                 if a.warm {
+                    // One row, so the server has compiled what an import needs, too.
+                    e.execute("INSERT INTO todos(id, title) VALUES (?1, 'warm')", &[Value::Text(format!("{n}-warm"))])?;
                     sync.sync(&e)?;
                 }
                 Ok((e, sync))
@@ -173,21 +176,25 @@ pub fn run(a: BenchSync, out: &Out) -> Result<(), Error> {
             let outcome = setup.and_then(|(engine, sync)| {
                 let latencies = client(&engine, &sync, n, &a, &all_pushed, Instant::now(), deadline)?;
                 let rows = engine.query("SELECT count(*) FROM todos", &[])?.rows[0][0].clone();
-                Ok((latencies, rows))
+                Ok((engine, latencies, rows))
             });
-            results.lock().unwrap().push((n, outcome));
+            // Every replica stays open until all are done: closing one checkpoints its file,
+            // work that would otherwise land on the syncs still running.
+            all_done.wait();
+            results.lock().unwrap().push((n, outcome.map(|(_, l, rows)| (l, rows))));
         }));
     }
     start_line.wait();
     let began = Instant::now();
+    all_done.wait();
+    let elapsed = began.elapsed().as_secs_f64();
     for t in threads {
         t.join().map_err(|_| Error::new(ErrorKind::Io, "a benchmark client panicked"))?;
     }
-    let elapsed = began.elapsed().as_secs_f64();
     handle.stop()?;
     let (mut latencies, mut converged, mut first_error) = (Vec::new(), 0usize, None);
     for (n, r) in results.lock().unwrap().drain(..) {
-        let want = Value::Integer((per_set[n % per_set.len()] * a.changes) as i64);
+        let want = Value::Integer((per_set[n % per_set.len()] * (a.changes + usize::from(a.warm))) as i64);
         match r {
             Ok((l, rows)) => {
                 latencies.extend(l);
