@@ -18,7 +18,7 @@ use crate::site::SiteId;
 use crate::strategy::{CellVersion, ConflictInput, Resolution, Resolver, Strategy};
 use crate::value::Value;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Statement, TransactionBehavior};
+use rusqlite::{CachedStatement, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -71,13 +71,13 @@ struct Target<'c> {
     /// The table had no sync state when the import began: no row can have local state except
     /// one this import wrote, and a row appears once in a bundle, so lookups can be skipped.
     was_empty: bool,
-    read_shadow: RefCell<Statement<'c>>,
-    read_values: RefCell<Statement<'c>>,
-    write_shadow: RefCell<Statement<'c>>,
-    insert_shadow: RefCell<Statement<'c>>,
-    delete_row: RefCell<Statement<'c>>,
+    read_shadow: RefCell<CachedStatement<'c>>,
+    read_values: RefCell<CachedStatement<'c>>,
+    write_shadow: RefCell<CachedStatement<'c>>,
+    insert_shadow: RefCell<CachedStatement<'c>>,
+    delete_row: RefCell<CachedStatement<'c>>,
     /// Upsert statements by the set of columns written.
-    upserts: RefCell<HashMap<Vec<usize>, Statement<'c>>>,
+    upserts: RefCell<HashMap<Vec<usize>, CachedStatement<'c>>>,
 }
 
 impl<'c> Target<'c> {
@@ -86,7 +86,7 @@ impl<'c> Target<'c> {
         let values = if n == 0 { "1".to_owned() } else { meta.cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
         let was_empty = shadow::is_empty(conn, &meta)?;
         let st = shadow::Statements::new(&meta);
-        let prep = |sql: String| conn.prepare(&sql).map(RefCell::new);
+        let prep = |sql: String| conn.prepare_cached(&sql).map(RefCell::new);
         Ok(Target {
             read_shadow: prep(st.read_sql().to_owned())?,
             read_values: prep(format!("SELECT {values} FROM {} WHERE {}", quote_ident(&meta.name), user_pk_where(&meta)))?,
@@ -132,7 +132,7 @@ impl<'c> Target<'c> {
             };
             let sql =
                 format!("INSERT INTO {}({}) VALUES ({marks}) ON CONFLICT({pk_list}) DO {action}", quote_ident(&t.name), names.join(", "));
-            upserts.insert(key.to_vec(), conn.prepare(&sql)?);
+            upserts.insert(key.to_vec(), conn.prepare_cached(&sql)?);
         }
         let stmt = upserts.get_mut(key).expect("just inserted");
         stmt.execute(rusqlite::params_from_iter(pk.iter().chain(cells.iter().map(|(_, v)| v))))?;

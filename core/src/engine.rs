@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
@@ -97,6 +97,8 @@ pub struct SyncEngine {
     hub: Arc<Hub>,
     /// Background work to stop on [`close`](Self::close) (the sync loops).
     stoppers: Mutex<Vec<Weak<dyn Stop>>>,
+    /// The `schema_version` at which synced tables last had their recorded shape.
+    checked_schema: AtomicI64,
 }
 
 /// Background work tied to an engine, stopped when it closes.
@@ -191,6 +193,7 @@ impl SyncEngine {
             resolvers: RwLock::new(HashMap::new()),
             hub: Arc::new(Hub::default()),
             stoppers: Mutex::new(Vec::new()),
+            checked_schema: AtomicI64::new(i64::MIN),
         })
     }
 
@@ -253,9 +256,20 @@ impl SyncEngine {
     /// tables still have their recorded shape (`SchemaMismatch` otherwise).
     pub(crate) fn read_synced<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
         self.read(|c| {
-            schema::check_synced(c)?;
+            self.check_synced(c)?;
             f(c)
         })
+    }
+
+    /// [`schema::check_synced`], unless the schema is unchanged since it last passed: only a
+    /// schema change (a rename, drop, key or type change, lost triggers) can make it fail.
+    fn check_synced(&self, c: &Connection) -> Result<()> {
+        let version: i64 = c.prepare_cached("PRAGMA schema_version")?.query_row([], |r| r.get(0))?;
+        if self.checked_schema.load(Ordering::SeqCst) != version {
+            schema::check_synced(c)?;
+            self.checked_schema.store(version, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// The database file.
@@ -485,7 +499,7 @@ impl SyncEngine {
         let (report, events) = {
             let mut held = self.hold()?;
             let ctx = ImportContext { max_drift_ms: self.options.max_drift_ms, resolvers: &resolvers, progress, want_events };
-            schema::check_synced(held.conn()?)?;
+            self.check_synced(held.conn()?)?;
             apply::import(held.conn()?, decoded, ctx)?
         };
         self.hub.emit(&events);

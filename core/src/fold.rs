@@ -51,13 +51,13 @@ fn stamp_queue(conn: &Connection, want_events: bool) -> Result<Vec<Event>> {
     let statements: HashMap<i64, Statements> = tables.values().map(|t| (t.id, Statements::new(t))).collect();
     let width = tables.values().map(|t| t.pk.len()).max().unwrap_or(1);
     let clock = meta::clock(conn)?;
-    let manual: Option<i64> = conn.query_row("SELECT manual_ms FROM _syncline_clock WHERE id = 0", [], |r| r.get(0))?;
+    let manual: Option<i64> = conn.prepare_cached("SELECT manual_ms FROM _syncline_clock WHERE id = 0")?.query_row([], |r| r.get(0))?;
     let me = clock.site_ord;
     let mut last = clock.hlc;
     let mut ticked = false;
     let mut stamped = Stamped::default();
     let keys: String = (0..width).map(|i| format!(", pk{i}")).collect();
-    let mut queue = conn.prepare(&format!(
+    let mut queue = conn.prepare_cached(&format!(
         "SELECT tbl, op, CAST(round((t - 2440587.5) * 86400000.0) AS INTEGER){keys}, seq FROM _syncline_queue ORDER BY seq"
     ))?;
     let mut rows = queue.query([])?;

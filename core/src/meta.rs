@@ -141,8 +141,9 @@ pub fn clock(conn: &Connection) -> Result<Clock> {
 
 /// This replica's site id.
 pub fn local_site(conn: &Connection) -> Result<SiteId> {
-    let bytes: Vec<u8> =
-        conn.query_row("SELECT s.site FROM _syncline_clock c JOIN _syncline_sites s ON s.ord = c.site WHERE c.id = 0", [], |r| r.get(0))?;
+    let bytes: Vec<u8> = conn
+        .prepare_cached("SELECT s.site FROM _syncline_clock c JOIN _syncline_sites s ON s.ord = c.site WHERE c.id = 0")?
+        .query_row([], |r| r.get(0))?;
     SiteId::from_slice(&bytes)
 }
 

@@ -242,7 +242,7 @@ pub fn rows_beyond(conn: &Connection, t: &SyncedTable, floor: u64) -> Result<u64
 
 /// Whether the table has no sync state at all.
 pub fn is_empty(conn: &Connection, t: &SyncedTable) -> Result<bool> {
-    Ok(conn.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", t.shadow()), [], |r| r.get(0))?)
+    Ok(conn.prepare_cached(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", t.shadow()))?.query_row([], |r| r.get(0))?)
 }
 
 /// One local write to stamp.
