@@ -68,6 +68,26 @@ impl Cluster {
         cluster
     }
 
+    /// psql on the cluster, reading statements from its standard input (`-At`: bare values).
+    fn psql(&self) -> Child {
+        self.command("psql")
+            .args(["-At", "-v", "ON_ERROR_STOP=1", "-h", self.dir.path().to_str().unwrap(), "-U", "syncline", "-d", "postgres"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The result of one query, as psql prints it (`-At`).
+    fn query(&self, sql: &str) -> String {
+        use std::io::Write;
+        let mut p = self.psql();
+        p.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
+        let out = p.wait_with_output().unwrap();
+        assert!(out.status.success(), "psql failed on {sql}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
     fn url(&self) -> String {
         format!("host={} port=5432 user=syncline dbname=postgres", self.dir.path().display())
     }
@@ -272,4 +292,112 @@ fn concurrent_first_requests_on_a_fresh_node_share_one_cache_replica() {
     assert_eq!(ids(&all).len(), 16);
     n1.kill().unwrap();
     n1.wait().unwrap();
+}
+
+/// `syncline_rows` of namespace `ns`, table todos, as `id=title` by key.
+fn copied(cluster: &Cluster, ns: &str) -> String {
+    cluster.query(&format!(
+        "SELECT string_agg((cols->>'id') || '=' || coalesce(cols->>'title', 'NULL') || coalesce(':' || (cols->>'prio'), ''), ',' ORDER BY pk)
+         FROM syncline_rows WHERE namespace = '{ns}' AND tbl = 'todos';"
+    ))
+}
+
+#[test]
+fn the_rows_are_queryable_in_postgresql_whichever_node_took_them() {
+    let cluster = Cluster::start();
+    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
+    admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    admin.create_namespace("other", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    let t = admin.issue_token("team", &[]).unwrap();
+    let other = admin.issue_token("other", &[]).unwrap();
+    let (mut n1, u1) = node(&cluster.url());
+    let (mut n2, u2) = node(&cluster.url());
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, o) = (replica(&dir.path().join("a.db")), replica(&dir.path().join("b.db")), replica(&dir.path().join("o.db")));
+    a.execute("INSERT INTO todos VALUES ('1', 'first'), ('2', 'second'), ('4', NULL)", &[]).unwrap();
+    a.sync(&u1, Some(&t)).unwrap();
+    b.sync(&u2, Some(&t)).unwrap();
+    b.execute("UPDATE todos SET title = 'it''s edited' WHERE id = '1'", &[]).unwrap();
+    b.execute("DELETE FROM todos WHERE id = '2'", &[]).unwrap();
+    b.execute("INSERT INTO todos VALUES ('3', 'third')", &[]).unwrap();
+    b.sync(&u2, Some(&t)).unwrap();
+    o.execute("INSERT INTO todos VALUES ('9', 'elsewhere')", &[]).unwrap();
+    o.sync(&u1, Some(&other)).unwrap();
+    let want = "1=it's edited,3=third,4=NULL";
+    wait_for("the row copy", Duration::from_secs(30), || copied(&cluster, "team") == want);
+    assert_eq!(copied(&cluster, "other"), "9=elsewhere");
+    let head = "SELECT (SELECT seq FROM syncline_rows_seq WHERE namespace = 'team') = (SELECT max(seq) FROM syncline_changes WHERE namespace = 'team');";
+    assert_eq!(cluster.query(head), "t", "the copy is as of the log's head");
+    // A column added on a device (a migration in its bundle) reaches every row of the copy.
+    a.sync(&u1, Some(&t)).unwrap();
+    a.add_column("todos", "prio", "INTEGER", Value::Integer(5)).unwrap();
+    a.execute("UPDATE todos SET prio = 1 WHERE id = '3'", &[]).unwrap();
+    a.sync(&u1, Some(&t)).unwrap();
+    let want = "1=it's edited:5,3=third:1,4=NULL:5";
+    wait_for("the copy of the new column", Duration::from_secs(30), || copied(&cluster, "team") == want);
+    // Deleting a namespace deletes its copy.
+    admin.delete_namespace("other").unwrap();
+    assert_eq!(cluster.query("SELECT count(*) FROM syncline_rows WHERE namespace = 'other';"), "0");
+    for n in [&mut n1, &mut n2] {
+        n.kill().unwrap();
+        n.wait().unwrap();
+    }
+}
+
+#[test]
+fn appends_commit_in_log_order_and_an_entry_no_node_copied_is_copied() {
+    // Another node appends an entry and has not committed yet when this node appends the next
+    // one. A node that read the later entry must still get the earlier one: appends take the
+    // namespace's append lock (as the other node here does), so they commit in log order.
+    // The other node then dies without copying its entry into syncline_rows (it never
+    // notified either): a sweep copies it.
+    use std::io::{BufRead, Write};
+    let cluster = Cluster::start();
+    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
+    admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    let t = admin.issue_token("team", &[]).unwrap();
+    let (mut n1, u1) = node(&cluster.url());
+    let (mut n2, u2) = node(&cluster.url());
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, x) = (replica(&dir.path().join("a.db")), replica(&dir.path().join("b.db")), replica(&dir.path().join("x.db")));
+    b.sync(&u2, Some(&t)).unwrap(); // node 2 has the namespace open
+    x.execute("INSERT INTO todos VALUES ('early', 'appended first')", &[]).unwrap();
+    let (bundle, sender) = (x.generate_bundle(None).unwrap(), x.site_id().unwrap());
+    let mut other = cluster.psql();
+    let mut input = other.stdin.take().unwrap();
+    let mut output = std::io::BufReader::new(other.stdout.take().unwrap()).lines();
+    writeln!(
+        input,
+        "BEGIN; SELECT pg_advisory_xact_lock(7368435, hashtext('team'));
+         INSERT INTO syncline_changes(namespace, sender, bundle, created_ms) VALUES ('team', '\\x{}', '\\x{}', 0) RETURNING seq;
+         SELECT 'appended';",
+        sender.to_hex(),
+        hex(&bundle)
+    )
+    .unwrap();
+    while output.next().unwrap().unwrap() != "appended" {}
+    a.execute("INSERT INTO todos VALUES ('late', 'appended next')", &[]).unwrap();
+    let push = std::thread::spawn({
+        let (u1, t) = (u1.clone(), t.clone());
+        move || a.sync(&u1, Some(&t)).map(|_| a)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    b.sync(&u2, Some(&t)).unwrap(); // node 2 reads the log while the first append is open
+    writeln!(input, "COMMIT;").unwrap();
+    drop(input);
+    assert!(other.wait().unwrap().success());
+    let a = push.join().unwrap().unwrap();
+    b.sync(&u2, Some(&t)).unwrap();
+    assert_eq!(ids(&b), vec!["early", "late"], "node 2 skipped an entry committed after a later one");
+    a.sync(&u1, Some(&t)).unwrap();
+    assert_eq!(ids(&a), vec!["early", "late"]);
+    wait_for("the sweep's copy", Duration::from_secs(30), || copied(&cluster, "team") == "early=appended first,late=appended next");
+    for n in [&mut n1, &mut n2] {
+        n.kill().unwrap();
+        n.wait().unwrap();
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

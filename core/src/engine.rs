@@ -494,8 +494,27 @@ impl SyncEngine {
     }
 
     fn import_decoded(&self, decoded: crate::bundle::Decoded<'_>, progress: Progress<'_>) -> Result<ImportReport> {
+        Ok(self.import_events(decoded, progress, self.hub.has_observers())?.0)
+    }
+
+    /// [`import_bundle`](Self::import_bundle), also returning the rows it changed (the
+    /// PostgreSQL backend's row copy rewrites just those).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn import_bundle_changes(&self, bytes: &[u8]) -> Result<(ImportReport, Vec<crate::events::Change>)> {
+        self.refuse_if_closed()?;
+        let (report, events) = self.import_events(crate::bundle::decode(bytes)?, &mut |_, _| {}, true)?;
+        let changes = events.into_iter().filter_map(|e| if let Event::RemoteChange(c) = e { Some(c) } else { None });
+        Ok((report, changes.collect()))
+    }
+
+    /// The import, its report and (if `want_events`) its events, after they were delivered.
+    fn import_events(
+        &self,
+        decoded: crate::bundle::Decoded<'_>,
+        progress: Progress<'_>,
+        want_events: bool,
+    ) -> Result<(ImportReport, Vec<Event>)> {
         let resolvers = self.resolvers.read().unwrap().clone();
-        let want_events = self.hub.has_observers();
         let (report, events) = {
             let mut held = self.hold()?;
             let ctx = ImportContext { max_drift_ms: self.options.max_drift_ms, resolvers: &resolvers, progress, want_events };
@@ -503,7 +522,7 @@ impl SyncEngine {
             apply::import(held.conn()?, decoded, ctx)?
         };
         self.hub.emit(&events);
-        Ok(report)
+        Ok((report, events))
     }
 
     /// Open conflicts (manual tables), oldest first.

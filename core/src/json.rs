@@ -1,6 +1,7 @@
 //! JSON documents of the engine's results (feature `json`): the one shape of each, used by the
 //! CLI's `--json` output and by the SQL functions (`spec/sql-functions.md`). Integers stay
-//! exact; blobs become `{"blob": "<hex>"}`; site ids are hex.
+//! exact; blobs become `{"blob": "<hex>"}`, infinite reals `{"real": "Infinity"}` (or
+//! `"-Infinity"`: JSON has no such number); site ids are hex.
 
 use crate::{BundleStats, Conflict, ImportReport, SiteId, Status, Value};
 use serde_json::{json, Value as Json};
@@ -10,20 +11,27 @@ pub fn value(v: &Value) -> Json {
     match v {
         Value::Null => Json::Null,
         Value::Integer(i) => json!(i),
-        Value::Real(r) => json!(r),
+        Value::Real(r) if r.is_finite() => json!(r),
+        Value::Real(r) => json!({ "real": if *r > 0.0 { "Infinity" } else { "-Infinity" } }),
         Value::Text(t) => json!(t),
         Value::Blob(b) => json!({ "blob": hex::encode(b) }),
     }
 }
 
 /// The SQLite value a JSON document denotes, the inverse of [`value`]: null, a number (an
-/// integer if it is one), a string, or `{"blob": "<hex>"}`; `None` for anything else.
+/// integer if it is one), a string, `{"blob": "<hex>"}` or `{"real": "Infinity"}` (or
+/// `"-Infinity"`); `None` for anything else.
 pub fn value_from(j: &Json) -> Option<Value> {
     match j {
         Json::Null => Some(Value::Null),
         Json::Number(n) => Some(n.as_i64().map_or_else(|| Value::Real(n.as_f64().unwrap_or(f64::NAN)), Value::Integer)),
         Json::String(s) => Some(Value::Text(s.clone())),
-        Json::Object(o) if o.len() == 1 => o.get("blob")?.as_str().and_then(|h| hex::decode(h).ok()).map(Value::Blob),
+        Json::Object(o) if o.len() == 1 => match o.iter().next()? {
+            (k, Json::String(h)) if k == "blob" => hex::decode(h).ok().map(Value::Blob),
+            (k, Json::String(r)) if k == "real" && r == "Infinity" => Some(Value::Real(f64::INFINITY)),
+            (k, Json::String(r)) if k == "real" && r == "-Infinity" => Some(Value::Real(f64::NEG_INFINITY)),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -86,4 +94,28 @@ pub fn compact_report(r: &crate::CompactReport) -> Json {
 pub fn sync_report(r: &crate::net::SyncReport) -> Json {
     json!({ "pushed": r.pushed, "server_applied": r.server_applied, "pulled": r.pulled, "applied": r.applied,
             "conflicts": r.conflicts, "rejected": r.rejected, "quarantined": r.quarantined, "round_trips": r.round_trips })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sqlite_value_survives_a_json_round_trip() {
+        let all = [
+            Value::Null,
+            Value::Integer(i64::MIN),
+            Value::Real(-0.5),
+            Value::Real(f64::INFINITY),
+            Value::Real(f64::NEG_INFINITY),
+            Value::Text("{\"real\": \"Infinity\"}".into()),
+            Value::Blob(vec![0, 255]),
+        ];
+        for v in all {
+            let j = value(&v);
+            assert_eq!(value_from(&j), Some(v.clone()), "{v:?} as {j}");
+        }
+        assert_eq!(value(&Value::Real(f64::INFINITY)), json!({ "real": "Infinity" }));
+        assert_eq!(value_from(&json!({ "real": "NaN" })), None);
+    }
 }

@@ -106,9 +106,10 @@ async fn resolve(State(st): State<Arc<Shared>>, Path((name, id)): Path<(String, 
         let resolution = match (doc.get("keep").and_then(Json::as_str), doc.get("value")) {
             (Some("local"), None) => Resolution::Local,
             (Some("remote"), None) => Resolution::Remote,
-            (None, Some(v)) => {
-                Resolution::Value(crate::json::value_from(v).ok_or_else(|| bad("value must be a JSON scalar or {\"blob\": hex}"))?)
-            }
+            (None, Some(v)) => Resolution::Value(
+                crate::json::value_from(v)
+                    .ok_or_else(|| bad("value must be a JSON scalar, {\"blob\": hex} or {\"real\": \"Infinity\"}"))?,
+            ),
             _ => return Err(bad("say {\"keep\": \"local\"}, {\"keep\": \"remote\"} or {\"value\": ...}")),
         };
         let d = st.dataset(&name)?.ok_or_else(|| no_namespace(&name))?;

@@ -28,6 +28,8 @@ mod observe;
 mod paging;
 #[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "postgres")]
+mod pg_rows;
 mod run;
 mod server;
 

@@ -37,15 +37,27 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS syncline_devices(
         namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
         site bytea NOT NULL, token_hash bytea NOT NULL,
-        PRIMARY KEY (namespace, site));";
+        PRIMARY KEY (namespace, site));
+    CREATE TABLE IF NOT EXISTS syncline_rows(
+        namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
+        tbl text NOT NULL, pk jsonb NOT NULL, cols jsonb NOT NULL, seq bigint NOT NULL,
+        PRIMARY KEY (namespace, tbl, pk));
+    CREATE TABLE IF NOT EXISTS syncline_rows_seq(
+        namespace text PRIMARY KEY REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
+        seq bigint NOT NULL);";
 
 /// The NOTIFY channel; the payload is `<namespace> <sender site id hex>`.
 const CHANNEL: &str = "syncline_changes";
 
+/// The first key of the per-namespace advisory lock an append takes (the second is
+/// `hashtext(namespace)`), so that appends commit in `seq` order: a reader that sees an entry
+/// sees every entry before it, and a position in the log never skips one.
+pub(super) const APPEND_LOCK: i32 = 7368435;
+
 /// Rows of the log read per query while catching up.
 const CATCH_UP_BATCH: i64 = 256;
 
-fn pg(e: impl std::fmt::Display) -> Error {
+pub(super) fn pg(e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Io, format!("PostgreSQL: {e}"))
 }
 
@@ -61,7 +73,7 @@ fn log_site(name: &str) -> SiteId {
 /// The runtime of the PostgreSQL connections. It may be dropped on a server's async thread
 /// (with the last reference to the hub), where a runtime cannot wait for its threads: it is
 /// shut down in the background.
-struct Background(Option<tokio::runtime::Runtime>);
+pub(super) struct Background(Option<tokio::runtime::Runtime>);
 
 impl std::ops::Deref for Background {
     type Target = tokio::runtime::Runtime;
@@ -80,7 +92,7 @@ impl Drop for Background {
 
 /// A hub whose state lives in PostgreSQL.
 pub struct PgHub {
-    runtime: Background,
+    runtime: Arc<Background>,
     pool: Pool,
     /// This node's cache replicas, one SQLite file per namespace (a private temporary folder).
     cache: tempfile::TempDir,
@@ -88,6 +100,8 @@ pub struct PgHub {
     /// Log entries this node appended and has in its cache already: skipped when catching up.
     own: Mutex<HashSet<(String, i64)>>,
     remote: broadcast::Sender<(String, SiteId)>,
+    /// Wakes the copy of a namespace's rows into `syncline_rows` ([`pg_rows`](super::pg_rows)).
+    copy: super::pg_rows::Copier,
 }
 
 impl PgHub {
@@ -110,7 +124,9 @@ impl PgHub {
             .prefix("syncline-node-")
             .tempdir()
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot create the node's cache folder: {e}")))?;
-        let hub = PgHub { runtime: Background(Some(runtime)), pool, cache, options, own: Mutex::new(HashSet::new()), remote };
+        let runtime = Arc::new(Background(Some(runtime)));
+        let copy = super::pg_rows::start(pool.clone(), runtime.clone(), options.clone())?;
+        let hub = PgHub { runtime, pool, cache, options, own: Mutex::new(HashSet::new()), remote, copy };
         hub.block_on(async {
             // One node at a time creates the tables (CREATE ... IF NOT EXISTS races otherwise).
             let mut client = hub.pool.get().await.map_err(pg)?;
@@ -130,6 +146,7 @@ impl PgHub {
     /// A connection that LISTENs and forwards each NOTIFY to `remote`; it reconnects when lost.
     fn listen(&self, config: tokio_postgres::Config) -> Result<()> {
         let remote = self.remote.clone();
+        let copy = self.copy.wake.clone();
         let first = self.runtime.block_on(config.connect(tokio_postgres::NoTls)).map_err(pg)?;
         self.runtime.spawn(async move {
             let mut next = Some(first);
@@ -145,7 +162,7 @@ impl PgHub {
                         }
                     },
                 };
-                let remote = remote.clone();
+                let (remote, copy) = (remote.clone(), copy.clone());
                 // The connection runs in its own task: it carries the LISTEN and the notices.
                 let driver = tokio::spawn(async move {
                     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -153,6 +170,7 @@ impl PgHub {
                         match message {
                             Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
                                 if let Some((ns, site)) = n.payload().split_once(' ') {
+                                    let _ = copy.send(ns.to_owned());
                                     if let Ok(site) = site.parse::<SiteId>() {
                                         let _ = remote.send((ns.to_owned(), site));
                                     }
@@ -351,6 +369,7 @@ impl Store for PgHub {
         let seq = self.block_on(async {
             let mut client = self.pool.get().await.map_err(pg)?;
             let tx = client.transaction().await.map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&APPEND_LOCK, &name]).await.map_err(pg)?;
             let row = tx
                 .query_one(
                     "INSERT INTO syncline_changes(namespace, sender, bundle, created_ms) VALUES ($1, $2, $3, $4) RETURNING seq",
@@ -363,6 +382,7 @@ impl Store for PgHub {
             Ok(row.get::<_, i64>(0))
         })?;
         self.own.lock().unwrap_or_else(|p| p.into_inner()).insert((name.to_owned(), seq));
+        let _ = self.copy.wake.send(name.to_owned());
         Ok(())
     }
 
