@@ -1,8 +1,9 @@
 //! The hub over PostgreSQL: two `syncline serve --postgres` nodes over one cluster started for
 //! the test (initdb and pg_ctl in a temporary folder, Unix socket only). Clients of different
 //! nodes converge, live updates cross nodes, an operator's resolution on one node reaches the
-//! clients of the other, a fresh node rebuilds from the log, and killing a node mid-sync loses
-//! nothing acknowledged. Needs PostgreSQL's server binaries (pg_config --bindir).
+//! clients of the other, last-seen times cross nodes, a fresh node rebuilds from the log, killing
+//! a node mid-sync loses nothing acknowledged, appends commit in log order, and the app's
+//! backend reads the merged rows from `syncline_rows`. Needs PostgreSQL's server binaries (pg_config --bindir).
 
 mod common;
 use common::*;
@@ -181,6 +182,10 @@ fn two_nodes_over_one_postgres_converge_live_and_resolve_across_nodes() {
     // a, b and the watcher (d pushed no rows, so node 2 never heard of it); the log's own site
     // is not a device
     assert_eq!(devices, 3, "{doc}");
+    // Node 2 knows when a, which only ever synced with node 1, last synced.
+    let a_site = a.site_id().unwrap().to_hex();
+    let a_seen = doc["devices"].as_array().unwrap().iter().find(|d| d["site_id"] == a_site.as_str()).unwrap()["last_seen_ms"].clone();
+    assert!(a_seen.is_u64(), "a's last sync, seen from node 2: {a_seen} in {doc}");
     let (code, body) = http(&u2, "POST", &format!("/admin/api/ns/team/conflicts/{}", conflict["id"]), "root", "{\"keep\": \"remote\"}");
     assert_eq!(code, 200, "{body}");
     let want = conflict["remote"]["value"].as_str().unwrap().to_owned();

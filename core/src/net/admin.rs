@@ -85,7 +85,7 @@ async fn namespace(State(st): State<Arc<Shared>>, Path(name): Path<String>, head
         let d = st.dataset(&name)?.ok_or_else(|| no_namespace(&name))?;
         d.catch_up(&st.store)?;
         let status = d.writer.status()?;
-        let seen = d.devices.seen();
+        let seen = d.last_seen()?;
         let internal = st.store.internal_site(&d.name);
         let mut devices: BTreeMap<String, Json> = BTreeMap::new();
         for p in status.peers.iter().filter(|p| Some(p.site_id) != internal) {

@@ -112,8 +112,9 @@ const DDL: &str = "CREATE TABLE IF NOT EXISTS _syncline_net_devices(site BLOB PR
 const SEEN_FLUSH: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Devices {
-    /// Load the bindings stored in the served database (creating their table if needed).
-    pub fn load(engine: &SyncEngine) -> Result<Devices> {
+    /// Load the bindings stored in the served database (creating their table if needed), with
+    /// the stored last-seen times.
+    pub fn load(engine: &SyncEngine, last_seen: HashMap<SiteId, u64>) -> Result<Devices> {
         engine.execute_batch(DDL)?;
         let mut bound = HashMap::new();
         for row in engine.query("SELECT site, token FROM _syncline_net_devices", &[])?.rows {
@@ -123,19 +124,12 @@ impl Devices {
                 }
             }
         }
-        let mut seen = Seen::default();
-        for row in engine.query("SELECT site, last_seen_ms FROM _syncline_net_seen", &[])?.rows {
-            if let [Value::Blob(site), Value::Integer(ms)] = &row[..] {
-                if let Ok(site) = SiteId::from_slice(site) {
-                    seen.at.insert(site, *ms as u64);
-                }
-            }
-        }
+        let seen = Seen { at: last_seen, ..Default::default() };
         Ok(Devices { bound: Mutex::new(bound), seen: Mutex::new(seen) })
     }
 
-    /// Device `site` synced now; writes the times if the last write is a minute old.
-    pub fn saw(&self, site: &SiteId, engine: &SyncEngine) {
+    /// Device `site` synced now; `store`s the times if the last write is a minute old.
+    pub fn saw(&self, site: &SiteId, store: impl FnOnce(&HashMap<SiteId, u64>) -> Result<()>) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let due = {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -144,7 +138,7 @@ impl Devices {
             seen.flushed.is_none_or(|t| t.elapsed() >= SEEN_FLUSH)
         };
         if due {
-            self.flush(engine);
+            self.flush(store);
         }
     }
 
@@ -153,20 +147,14 @@ impl Devices {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).at.clone()
     }
 
-    /// Write the last-seen times if any changed (a failure is logged: they are informative).
-    pub fn flush(&self, engine: &SyncEngine) {
+    /// `store` the last-seen times if any changed (a failure is logged: they are informative).
+    pub fn flush(&self, store: impl FnOnce(&HashMap<SiteId, u64>) -> Result<()>) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.flushed = Some(std::time::Instant::now());
         if !std::mem::take(&mut seen.dirty) {
             return;
         }
-        let mut sql = String::from("BEGIN;");
-        for (site, ms) in &seen.at {
-            sql += &format!("INSERT OR REPLACE INTO _syncline_net_seen(site, last_seen_ms) VALUES (x'{}', {ms});", site.to_hex());
-        }
-        sql += "COMMIT;";
-        if let Err(e) = engine.execute_batch(&sql) {
-            let _ = engine.execute_batch("ROLLBACK");
+        if let Err(e) = store(&seen.at) {
             tracing::warn!("cannot store when devices last synced: {}", e.message());
         }
     }
@@ -222,6 +210,37 @@ impl Claim<'_> {
 }
 
 /// Store a binding in the namespace's own database (a single server node).
+/// The last-seen times stored in a served database's `_syncline_net_seen` (none before its
+/// table exists).
+pub(crate) fn seen_in_file(engine: &SyncEngine) -> Result<HashMap<SiteId, u64>> {
+    engine.execute_batch(DDL)?;
+    let mut seen = HashMap::new();
+    for row in engine.query("SELECT site, last_seen_ms FROM _syncline_net_seen", &[])?.rows {
+        if let [Value::Blob(site), Value::Integer(ms)] = &row[..] {
+            if let Ok(site) = SiteId::from_slice(site) {
+                seen.insert(site, *ms as u64);
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// Store last-seen times in a served database's `_syncline_net_seen` (a newer time wins).
+pub(crate) fn store_seen_in_file(engine: &SyncEngine, seen: &HashMap<SiteId, u64>) -> Result<()> {
+    let mut sql = String::from("BEGIN;");
+    for (site, ms) in seen {
+        sql += &format!(
+            "INSERT INTO _syncline_net_seen(site, last_seen_ms) VALUES (x'{}', {ms})
+             ON CONFLICT (site) DO UPDATE SET last_seen_ms = max(last_seen_ms, excluded.last_seen_ms);",
+            site.to_hex()
+        );
+    }
+    sql += "COMMIT;";
+    engine.execute_batch(&sql).inspect_err(|_| {
+        let _ = engine.execute_batch("ROLLBACK");
+    })
+}
+
 pub(crate) fn bind_in_file(engine: &SyncEngine, site: &SiteId, token: &TokenHash) -> Result<()> {
     engine
         .execute(

@@ -65,14 +65,15 @@ pub(crate) struct Dataset {
     pub used: Mutex<Instant>,
     /// Its position in the store's shared log (several server nodes); held while catching up.
     log: Mutex<i64>,
+    store: SharedStore,
 }
 
 impl Dataset {
-    pub fn open(name: &str, writer: Arc<SyncEngine>, readers: usize) -> Result<Dataset> {
+    pub fn open(name: &str, writer: Arc<SyncEngine>, readers: usize, store: SharedStore) -> Result<Dataset> {
         let readers = (0..readers.max(1)).map(|_| SyncEngine::open(writer.path(), writer.options().clone())).collect::<Result<Vec<_>>>()?;
         Ok(Dataset {
             name: name.to_owned(),
-            devices: Devices::load(&writer)?,
+            devices: Devices::load(&writer, store.last_seen(name, &writer)?)?,
             site: writer.site_id()?,
             writer,
             readers,
@@ -81,6 +82,7 @@ impl Dataset {
             notices: broadcast::channel(256).0,
             used: Mutex::new(Instant::now()),
             log: Mutex::new(0),
+            store,
         })
     }
 
@@ -93,10 +95,25 @@ impl Dataset {
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         store.catch_up(&self.name, &self.writer, &mut log)
     }
+
+    /// Device `site` synced now (its time is stored at most once a minute).
+    pub fn saw(&self, site: &SiteId) {
+        self.devices.saw(site, |seen| self.store.store_seen(&self.name, &self.writer, seen));
+    }
+
+    /// When each device last synced: here, or (as stored) on any server node.
+    pub fn last_seen(&self) -> Result<HashMap<SiteId, u64>> {
+        let mut all = self.store.last_seen(&self.name, &self.writer)?;
+        for (site, ms) in self.devices.seen() {
+            let at = all.entry(site).or_insert(ms);
+            *at = (*at).max(ms);
+        }
+        Ok(all)
+    }
 }
 
 impl Drop for Dataset {
     fn drop(&mut self) {
-        self.devices.flush(&self.writer);
+        self.devices.flush(|seen| self.store.store_seen(&self.name, &self.writer, seen));
     }
 }

@@ -58,6 +58,15 @@ pub(crate) trait Store: Send + Sync {
     fn bind_device(&self, _name: &str, engine: &SyncEngine, site: &SiteId, token: &TokenHash) -> Result<()> {
         super::auth::bind_in_file(engine, site, token)
     }
+    /// When each device of namespace `name` (whose replica `engine` writes) last synced, as
+    /// stored by any server node.
+    fn last_seen(&self, _name: &str, engine: &SyncEngine) -> Result<std::collections::HashMap<SiteId, u64>> {
+        super::auth::seen_in_file(engine)
+    }
+    /// Store last-seen times of namespace `name`'s devices (a newer time wins).
+    fn store_seen(&self, _name: &str, engine: &SyncEngine, seen: &std::collections::HashMap<SiteId, u64>) -> Result<()> {
+        super::auth::store_seen_in_file(engine, seen)
+    }
     /// Make a change the server itself originates in namespace `name` (`change`, e.g. an
     /// operator's conflict resolution) durable like a push. A single node just makes it.
     fn originate(&self, _name: &str, _engine: &SyncEngine, change: &mut dyn FnMut() -> Result<()>) -> Result<()> {

@@ -16,7 +16,7 @@ use crate::site::SiteId;
 use crate::{Options, Strategy, SyncEngine};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -37,6 +37,10 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS syncline_devices(
         namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
         site bytea NOT NULL, token_hash bytea NOT NULL,
+        PRIMARY KEY (namespace, site));
+    CREATE TABLE IF NOT EXISTS syncline_seen(
+        namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
+        site bytea NOT NULL, last_seen_ms bigint NOT NULL,
         PRIMARY KEY (namespace, site));
     CREATE TABLE IF NOT EXISTS syncline_rows(
         namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
@@ -405,6 +409,30 @@ impl Store for PgHub {
                 .execute(
                     "INSERT INTO syncline_devices(namespace, site, token_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                     &[&name, &site.0.as_slice(), &token.as_slice()],
+                )
+                .await
+                .map_err(pg)
+                .map(drop)
+        })
+    }
+
+    fn last_seen(&self, name: &str, _engine: &SyncEngine) -> Result<HashMap<SiteId, u64>> {
+        let rows = self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            client.query("SELECT site, last_seen_ms FROM syncline_seen WHERE namespace = $1", &[&name]).await.map_err(pg)
+        })?;
+        Ok(rows.iter().filter_map(|r| Some((SiteId::from_slice(r.get(0)).ok()?, r.get::<_, i64>(1) as u64))).collect())
+    }
+
+    fn store_seen(&self, name: &str, _engine: &SyncEngine, seen: &HashMap<SiteId, u64>) -> Result<()> {
+        let (sites, times): (Vec<&[u8]>, Vec<i64>) = seen.iter().map(|(s, ms)| (s.0.as_slice(), *ms as i64)).unzip();
+        self.block_on(async {
+            let client = self.pool.get().await.map_err(pg)?;
+            client
+                .execute(
+                    "INSERT INTO syncline_seen(namespace, site, last_seen_ms) SELECT $1, u.site, u.ms FROM unnest($2::bytea[], $3::int8[]) AS u(site, ms)
+                     ON CONFLICT (namespace, site) DO UPDATE SET last_seen_ms = GREATEST(syncline_seen.last_seen_ms, excluded.last_seen_ms)",
+                    &[&name, &sites, &times],
                 )
                 .await
                 .map_err(pg)

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+use tokio_postgres::IsolationLevel;
 
 /// How often every namespace is checked for log entries not copied yet (a node that died
 /// between its append and its copy leaves some).
@@ -148,7 +149,10 @@ impl RowCopy {
     /// One transaction of [`catch_up`](Self::catch_up); true if the log may hold more.
     async fn step(&mut self, name: &str) -> Result<bool> {
         let mut client = self.pool.get().await.map_err(pg)?;
-        let tx = client.transaction().await.map_err(pg)?;
+        // One snapshot for every read: a namespace deleted meanwhile is still whole in it (the
+        // write then fails, and the next sweep finds it gone), and the log in it is a prefix
+        // (appends commit in seq order).
+        let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await.map_err(pg)?;
         let locked = tx.query_one("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", &[&COPY_LOCK, &name]).await.map_err(pg)?;
         if !locked.get::<_, bool>(0) {
             return Ok(false);

@@ -170,7 +170,7 @@ impl Shared {
             return Ok(Some(d.clone())); // another request opened it meanwhile
         }
         let Some(writer) = self.store.open(name)? else { return Ok(None) };
-        let fresh = Arc::new(Dataset::open(name, writer, self.config.readers)?);
+        let fresh = Arc::new(Dataset::open(name, writer, self.config.readers, self.store.clone())?);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         while open.len() >= self.config.max_open_namespaces.max(1) {
             let idle = open
@@ -218,7 +218,7 @@ impl Shared {
             self.store.accepted(&d.name, &site, body)?; // durable for every node before the 200
         }
         claim.bind(|s, t| self.store.bind_device(&d.name, &d.writer, s, t));
-        d.devices.saw(&site, &d.writer);
+        d.saw(&site);
         if report.applied > 0 {
             let _ = d.notices.send(site);
         }
