@@ -135,7 +135,7 @@ impl PgHub {
             // One node at a time creates the tables (CREATE ... IF NOT EXISTS races otherwise).
             let mut client = hub.pool.get().await.map_err(pg)?;
             let tx = client.transaction().await.map_err(pg)?;
-            tx.execute("SELECT pg_advisory_xact_lock(7368434)", &[]).await.map_err(pg)?;
+            tx.execute(&tx.prepare_cached("SELECT pg_advisory_xact_lock(7368434)").await.map_err(pg)?, &[]).await.map_err(pg)?;
             tx.batch_execute(SCHEMA).await.map_err(pg)?;
             tx.commit().await.map_err(pg)
         })?;
@@ -143,8 +143,14 @@ impl PgHub {
         Ok(hub)
     }
 
-    fn block_on<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        self.runtime.block_on(f)
+    fn block_on<T: Send>(&self, f: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.runtime.block_on(f);
+        }
+        // On an async thread (the server's runtime dropping a namespace as it stops), which
+        // must not block on a runtime: another thread waits.
+        std::thread::scope(|s| s.spawn(|| self.runtime.block_on(f)).join())
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Io, "a PostgreSQL call panicked")))
     }
 
     /// A connection that LISTENs and forwards each NOTIFY to `remote`; it reconnects when lost.
@@ -206,7 +212,13 @@ impl PgHub {
     }
 
     async fn namespace_exists(client: &deadpool_postgres::Client, name: &str) -> Result<bool> {
-        let row = client.query_one("SELECT EXISTS (SELECT 1 FROM syncline_namespaces WHERE name = $1)", &[&name]).await.map_err(pg)?;
+        let row = client
+            .query_one(
+                &client.prepare_cached("SELECT EXISTS (SELECT 1 FROM syncline_namespaces WHERE name = $1)").await.map_err(pg)?,
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
         Ok(row.get(0))
     }
 }
@@ -224,8 +236,13 @@ impl Catalog for PgHub {
             let client = self.pool.get().await.map_err(pg)?;
             let inserted = client
                 .execute(
-                    "INSERT INTO syncline_namespaces(name, created_ms, schema_sql, tables, strategy) VALUES ($1, $2, $3, $4, $5)
+                    &client
+                        .prepare_cached(
+                            "INSERT INTO syncline_namespaces(name, created_ms, schema_sql, tables, strategy) VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (name) DO NOTHING",
+                        )
+                        .await
+                        .map_err(pg)?,
                     &[&name, &now_ms(), &schema, &tables_text, &strategy.as_str()],
                 )
                 .await
@@ -241,7 +258,12 @@ impl Catalog for PgHub {
         check_namespace(name)?;
         self.block_on(async {
             let client = self.pool.get().await.map_err(pg)?;
-            if client.execute("DELETE FROM syncline_namespaces WHERE name = $1", &[&name]).await.map_err(pg)? == 0 {
+            if client
+                .execute(&client.prepare_cached("DELETE FROM syncline_namespaces WHERE name = $1").await.map_err(pg)?, &[&name])
+                .await
+                .map_err(pg)?
+                == 0
+            {
                 return Err(Error::invalid_argument(format!("no namespace {name}")));
             }
             Ok(())
@@ -253,8 +275,13 @@ impl Catalog for PgHub {
             let client = self.pool.get().await.map_err(pg)?;
             let rows = client
                 .query(
-                    "SELECT n.name, n.created_ms, (SELECT count(*) FROM syncline_credentials c WHERE c.namespace = n.name)
+                    &client
+                        .prepare_cached(
+                            "SELECT n.name, n.created_ms, (SELECT count(*) FROM syncline_credentials c WHERE c.namespace = n.name)
                      FROM syncline_namespaces n ORDER BY n.name",
+                        )
+                        .await
+                        .map_err(pg)?,
                     &[],
                 )
                 .await
@@ -277,7 +304,12 @@ impl Catalog for PgHub {
             }
             client
                 .execute(
-                    "INSERT INTO syncline_credentials(token_hash, namespace, devices, created_ms) VALUES ($1, $2, $3, $4)",
+                    &client
+                        .prepare_cached(
+                            "INSERT INTO syncline_credentials(token_hash, namespace, devices, created_ms) VALUES ($1, $2, $3, $4)",
+                        )
+                        .await
+                        .map_err(pg)?,
                     &[&h, &name, &devices, &now_ms()],
                 )
                 .await
@@ -291,7 +323,11 @@ impl Catalog for PgHub {
         let h = hash(token).to_vec();
         self.block_on(async {
             let client = self.pool.get().await.map_err(pg)?;
-            Ok(client.execute("DELETE FROM syncline_credentials WHERE token_hash = $1", &[&h]).await.map_err(pg)? > 0)
+            Ok(client
+                .execute(&client.prepare_cached("DELETE FROM syncline_credentials WHERE token_hash = $1").await.map_err(pg)?, &[&h])
+                .await
+                .map_err(pg)?
+                > 0)
         })
     }
 }
@@ -304,7 +340,7 @@ impl Store for PgHub {
     fn check(&self) -> Result<()> {
         self.block_on(async {
             let client = self.pool.get().await.map_err(pg)?;
-            client.query_one("SELECT 1", &[]).await.map_err(pg).map(drop)
+            client.query_one(&client.prepare_cached("SELECT 1").await.map_err(pg)?, &[]).await.map_err(pg).map(drop)
         })
     }
 
@@ -312,8 +348,16 @@ impl Store for PgHub {
         let h = token.to_vec();
         let found = self.block_on(async {
             let client = self.pool.get().await.map_err(pg)?;
-            let row =
-                client.query_opt("SELECT namespace, devices FROM syncline_credentials WHERE token_hash = $1", &[&h]).await.map_err(pg)?;
+            let row = client
+                .query_opt(
+                    &client
+                        .prepare_cached("SELECT namespace, devices FROM syncline_credentials WHERE token_hash = $1")
+                        .await
+                        .map_err(pg)?,
+                    &[&h],
+                )
+                .await
+                .map_err(pg)?;
             Ok(row.map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))))
         })?;
         found.map(|(namespace, devices)| grant_of(namespace, devices)).transpose()
@@ -328,7 +372,13 @@ impl Store for PgHub {
         let found = self.block_on(async {
             let client = self.pool.get().await.map_err(pg)?;
             let row = client
-                .query_opt("SELECT schema_sql, tables, strategy FROM syncline_namespaces WHERE name = $1", &[&name])
+                .query_opt(
+                    &client
+                        .prepare_cached("SELECT schema_sql, tables, strategy FROM syncline_namespaces WHERE name = $1")
+                        .await
+                        .map_err(pg)?,
+                    &[&name],
+                )
                 .await
                 .map_err(pg)?;
             Ok(row.map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2))))
@@ -347,7 +397,12 @@ impl Store for PgHub {
                 let client = self.pool.get().await.map_err(pg)?;
                 let rows = client
                     .query(
-                        "SELECT seq, bundle FROM syncline_changes WHERE namespace = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                        &client
+                            .prepare_cached(
+                                "SELECT seq, bundle FROM syncline_changes WHERE namespace = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                            )
+                            .await
+                            .map_err(pg)?,
                         &[&name, &*cursor, &CATCH_UP_BATCH],
                     )
                     .await
@@ -373,15 +428,21 @@ impl Store for PgHub {
         let seq = self.block_on(async {
             let mut client = self.pool.get().await.map_err(pg)?;
             let tx = client.transaction().await.map_err(pg)?;
-            tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&APPEND_LOCK, &name]).await.map_err(pg)?;
+            tx.execute(&tx.prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2))").await.map_err(pg)?, &[&APPEND_LOCK, &name])
+                .await
+                .map_err(pg)?;
             let row = tx
                 .query_one(
-                    "INSERT INTO syncline_changes(namespace, sender, bundle, created_ms) VALUES ($1, $2, $3, $4) RETURNING seq",
+                    &tx.prepare_cached(
+                        "INSERT INTO syncline_changes(namespace, sender, bundle, created_ms) VALUES ($1, $2, $3, $4) RETURNING seq",
+                    )
+                    .await
+                    .map_err(pg)?,
                     &[&name, &sender.0.as_slice(), &bundle, &now_ms()],
                 )
                 .await
                 .map_err(pg)?;
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await.map_err(pg)?;
+            tx.execute(&tx.prepare_cached("SELECT pg_notify($1, $2)").await.map_err(pg)?, &[&CHANNEL, &payload]).await.map_err(pg)?;
             tx.commit().await.map_err(pg)?;
             Ok(row.get::<_, i64>(0))
         })?;
@@ -394,7 +455,13 @@ impl Store for PgHub {
         let row = self.block_on(async {
             let client = self.pool.get().await.map_err(pg)?;
             let row = client
-                .query_opt("SELECT token_hash FROM syncline_devices WHERE namespace = $1 AND site = $2", &[&name, &site.0.as_slice()])
+                .query_opt(
+                    &client
+                        .prepare_cached("SELECT token_hash FROM syncline_devices WHERE namespace = $1 AND site = $2")
+                        .await
+                        .map_err(pg)?,
+                    &[&name, &site.0.as_slice()],
+                )
                 .await
                 .map_err(pg)?;
             Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
@@ -407,7 +474,12 @@ impl Store for PgHub {
             let client = self.pool.get().await.map_err(pg)?;
             client
                 .execute(
-                    "INSERT INTO syncline_devices(namespace, site, token_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &client
+                        .prepare_cached(
+                            "INSERT INTO syncline_devices(namespace, site, token_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        )
+                        .await
+                        .map_err(pg)?,
                     &[&name, &site.0.as_slice(), &token.as_slice()],
                 )
                 .await
@@ -419,7 +491,13 @@ impl Store for PgHub {
     fn last_seen(&self, name: &str, _engine: &SyncEngine) -> Result<HashMap<SiteId, u64>> {
         let rows = self.block_on(async {
             let client = self.pool.get().await.map_err(pg)?;
-            client.query("SELECT site, last_seen_ms FROM syncline_seen WHERE namespace = $1", &[&name]).await.map_err(pg)
+            client
+                .query(
+                    &client.prepare_cached("SELECT site, last_seen_ms FROM syncline_seen WHERE namespace = $1").await.map_err(pg)?,
+                    &[&name],
+                )
+                .await
+                .map_err(pg)
         })?;
         Ok(rows.iter().filter_map(|r| Some((SiteId::from_slice(r.get(0)).ok()?, r.get::<_, i64>(1) as u64))).collect())
     }
@@ -430,8 +508,8 @@ impl Store for PgHub {
             let client = self.pool.get().await.map_err(pg)?;
             client
                 .execute(
-                    "INSERT INTO syncline_seen(namespace, site, last_seen_ms) SELECT $1, u.site, u.ms FROM unnest($2::bytea[], $3::int8[]) AS u(site, ms)
-                     ON CONFLICT (namespace, site) DO UPDATE SET last_seen_ms = GREATEST(syncline_seen.last_seen_ms, excluded.last_seen_ms)",
+                    &client.prepare_cached("INSERT INTO syncline_seen(namespace, site, last_seen_ms) SELECT $1, u.site, u.ms FROM unnest($2::bytea[], $3::int8[]) AS u(site, ms)
+                     ON CONFLICT (namespace, site) DO UPDATE SET last_seen_ms = GREATEST(syncline_seen.last_seen_ms, excluded.last_seen_ms)").await.map_err(pg)?,
                     &[&name, &sites, &times],
                 )
                 .await

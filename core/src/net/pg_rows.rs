@@ -127,9 +127,14 @@ impl RowCopy {
             let client = self.pool.get().await.map_err(pg)?;
             let rows = client
                 .query(
-                    "SELECT n.name FROM syncline_namespaces n
+                    &client
+                        .prepare_cached(
+                            "SELECT n.name FROM syncline_namespaces n
                      WHERE (SELECT max(c.seq) FROM syncline_changes c WHERE c.namespace = n.name)
                          > COALESCE((SELECT r.seq FROM syncline_rows_seq r WHERE r.namespace = n.name), 0)",
+                        )
+                        .await
+                        .map_err(pg)?,
                     &[],
                 )
                 .await
@@ -153,21 +158,28 @@ impl RowCopy {
         // write then fails, and the next sweep finds it gone), and the log in it is a prefix
         // (appends commit in seq order).
         let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await.map_err(pg)?;
-        let locked = tx.query_one("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", &[&COPY_LOCK, &name]).await.map_err(pg)?;
-        if !locked.get::<_, bool>(0) {
-            return Ok(false);
-        }
         let found = tx
-            .query_opt("SELECT created_ms, schema_sql, tables, strategy FROM syncline_namespaces WHERE name = $1", &[&name])
+            .query_opt(
+                &tx.prepare_cached(
+                    "SELECT pg_try_advisory_xact_lock($1, hashtext($2)), n.created_ms, n.schema_sql, n.tables, n.strategy,
+                            COALESCE((SELECT r.seq FROM syncline_rows_seq r WHERE r.namespace = $2), 0)
+                     FROM syncline_namespaces n WHERE n.name = $2",
+                )
+                .await
+                .map_err(pg)?,
+                &[&COPY_LOCK, &name],
+            )
             .await
             .map_err(pg)?;
         let Some(found) = found else {
             self.mirrors.remove(name);
             return Ok(false);
         };
-        let definition: Definition = (found.get(0), found.get(1), found.get(2), found.get(3));
-        let copied: i64 =
-            tx.query_opt("SELECT seq FROM syncline_rows_seq WHERE namespace = $1", &[&name]).await.map_err(pg)?.map_or(0, |r| r.get(0));
+        if !found.get::<_, bool>(0) {
+            return Ok(false); // another node is copying it
+        }
+        let definition: Definition = (found.get(1), found.get(2), found.get(3), found.get(4));
+        let copied: i64 = found.get(5);
         let mirror = self.mirror(name, &definition, copied)?;
         // A mirror behind the copy (new on this node) replays what is copied already.
         while mirror.applied < copied {
@@ -195,7 +207,12 @@ impl RowCopy {
         if migrated {
             // A new column changed every row of its table: copy the tables again whole.
             for table in mirror.tables.clone() {
-                tx.execute("DELETE FROM syncline_rows WHERE namespace = $1 AND tbl = $2", &[&name, &table]).await.map_err(pg)?;
+                tx.execute(
+                    &tx.prepare_cached("DELETE FROM syncline_rows WHERE namespace = $1 AND tbl = $2").await.map_err(pg)?,
+                    &[&name, &table],
+                )
+                .await
+                .map_err(pg)?;
                 let rows = mirror.engine.read(|c| read_rows(c, &table, None))?;
                 write_rows(&tx, name, &table, rows, last).await?;
             }
@@ -216,14 +233,21 @@ impl RowCopy {
                     }
                     Ok(())
                 })?;
-                tx.execute("DELETE FROM syncline_rows WHERE namespace = $1 AND tbl = $2 AND pk = ANY($3)", &[&name, &table, &gone])
-                    .await
-                    .map_err(pg)?;
+                tx.execute(
+                    &tx.prepare_cached("DELETE FROM syncline_rows WHERE namespace = $1 AND tbl = $2 AND pk = ANY($3)").await.map_err(pg)?,
+                    &[&name, &table, &gone],
+                )
+                .await
+                .map_err(pg)?;
                 write_rows(&tx, name, &table, present, last).await?;
             }
         }
         tx.execute(
-            "INSERT INTO syncline_rows_seq(namespace, seq) VALUES ($1, $2) ON CONFLICT (namespace) DO UPDATE SET seq = excluded.seq",
+            &tx.prepare_cached(
+                "INSERT INTO syncline_rows_seq(namespace, seq) VALUES ($1, $2) ON CONFLICT (namespace) DO UPDATE SET seq = excluded.seq",
+            )
+            .await
+            .map_err(pg)?,
             &[&name, &last],
         )
         .await
@@ -254,7 +278,11 @@ impl RowCopy {
 async fn log(tx: &Transaction<'_>, name: &str, after: i64, upto: i64) -> Result<Vec<(i64, Vec<u8>)>> {
     let rows = tx
         .query(
-            "SELECT seq, bundle FROM syncline_changes WHERE namespace = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+            &tx.prepare_cached(
+                "SELECT seq, bundle FROM syncline_changes WHERE namespace = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+            )
+            .await
+            .map_err(pg)?,
             &[&name, &after, &upto, &BATCH],
         )
         .await
@@ -298,7 +326,7 @@ fn read_rows(c: &rusqlite::Connection, table: &str, pk: Option<&[Value]>) -> Res
 /// Insert or replace `rows` of `table`, as of log entry `seq`.
 async fn write_rows(tx: &Transaction<'_>, name: &str, table: &str, rows: Vec<Row>, seq: i64) -> Result<()> {
     let statement = tx
-        .prepare(
+        .prepare_cached(
             "INSERT INTO syncline_rows(namespace, tbl, pk, cols, seq)
              SELECT $1, $2, u.pk, u.cols, $5 FROM unnest($3::jsonb[], $4::jsonb[]) AS u(pk, cols)
              ON CONFLICT (namespace, tbl, pk) DO UPDATE SET cols = excluded.cols, seq = excluded.seq",
