@@ -406,3 +406,54 @@ fn appends_commit_in_log_order_and_an_entry_no_node_copied_is_copied() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn a_compacted_log_still_serves_every_node_and_the_row_copy() {
+    let cluster = Cluster::start();
+    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
+    admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    admin.create_namespace("held", SCHEMA, &["todos".to_owned()], Strategy::Manual).unwrap();
+    let t = admin.issue_token("team", &[]).unwrap();
+    let (mut n1, u1) = node(&cluster.url());
+    let dir = tempfile::tempdir().unwrap();
+    let (a, d) = (replica(&dir.path().join("a.db")), replica(&dir.path().join("d.db")));
+    a.execute("INSERT INTO todos VALUES ('1', 'one'), ('2', 'two')", &[]).unwrap();
+    a.sync(&u1, Some(&t)).unwrap();
+    d.sync(&u1, Some(&t)).unwrap(); // d holds row 2
+    a.execute("DELETE FROM todos WHERE id = '2'", &[]).unwrap();
+    a.execute("UPDATE todos SET title = 'uno' WHERE id = '1'", &[]).unwrap();
+    a.sync(&u1, Some(&t)).unwrap();
+    let seq = admin.compact_log("team").unwrap();
+    assert_eq!(cluster.query("SELECT count(*) FROM syncline_changes WHERE namespace = 'team';"), "0");
+    assert_eq!(cluster.query("SELECT seq FROM syncline_snapshots WHERE namespace = 'team';"), seq.to_string());
+    // From here on, a mirror that is not at the log's head starts from the snapshot.
+    drop(admin);
+    a.execute("INSERT INTO todos VALUES ('3', 'three')", &[]).unwrap();
+    a.sync(&u1, Some(&t)).unwrap();
+    // A node started now begins from the snapshot: the update, the delete and what came after.
+    let (mut n2, u2) = node(&cluster.url());
+    let c = replica(&dir.path().join("c.db"));
+    c.sync(&u2, Some(&t)).unwrap();
+    assert_eq!(ids(&c), vec!["1", "3"]);
+    assert_eq!(c.query("SELECT title FROM todos WHERE id = '1'", &[]).unwrap().rows[0][0], Value::Text("uno".into()));
+    d.sync(&u2, Some(&t)).unwrap();
+    assert_eq!(ids(&d), vec!["1", "3"], "the delete reaches a device that held the row");
+    wait_for("the row copy", Duration::from_secs(30), || copied(&cluster, "team") == "1=uno,3=three");
+
+    // A log whose namespace has an open conflict keeps it: only the log holds its other side.
+    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
+    let h = admin.issue_token("held", &[]).unwrap();
+    let (x, y) = (replica(&dir.path().join("x.db")), replica(&dir.path().join("y.db")));
+    x.execute("INSERT INTO todos VALUES ('1', 'x')", &[]).unwrap();
+    y.execute("INSERT INTO todos VALUES ('1', 'y')", &[]).unwrap();
+    x.sync(&u1, Some(&h)).unwrap();
+    y.sync(&u1, Some(&h)).unwrap();
+    let refused = admin.compact_log("held").unwrap_err();
+    assert_eq!(refused.kind(), syncline::ErrorKind::InvalidArgument);
+    assert!(refused.message().contains("open conflicts"), "{refused}");
+    assert_eq!(cluster.query("SELECT count(*) FROM syncline_changes WHERE namespace = 'held';"), "2");
+    for n in [&mut n1, &mut n2] {
+        n.kill().unwrap();
+        n.wait().unwrap();
+    }
+}

@@ -29,7 +29,7 @@ mod paging;
 #[cfg(feature = "postgres")]
 mod pg;
 #[cfg(feature = "postgres")]
-mod pg_rows;
+mod pg_mirror;
 mod run;
 mod server;
 

@@ -1,8 +1,9 @@
 //! The PostgreSQL backend of a hub (`syncline serve --postgres URL`, feature `postgres`):
 //! several stateless server nodes share one database. PostgreSQL keeps the catalog
 //! (namespaces, credentials) and, per namespace, the log of accepted pushes; each node keeps a
-//! cache replica per namespace (SQLite, rebuilt from the log when the node starts), so every
-//! merge runs in the one engine (spec/merge-rules.md), never in SQL. A push is acknowledged
+//! cache replica per namespace (SQLite, rebuilt from the log's snapshot and the entries after
+//! it when the node starts), so every merge runs in the one engine (spec/merge-rules.md),
+//! never in SQL. A push is acknowledged
 //! only after its bundle is committed to the log; nodes learn of each other's pushes by
 //! `LISTEN/NOTIFY` and, before every request, by reading the log past their position.
 //! Tables: spec/sync-protocol.md, "The PostgreSQL backend".
@@ -11,10 +12,11 @@ use super::auth::{hash, Grant, TokenHash};
 use super::hub::{
     build_replica, check_namespace, devices_text, grant_of, new_token, now_ms, remove_database, Catalog, NamespaceInfo, Store,
 };
+use super::pg_mirror::Due;
 use crate::error::{Error, ErrorKind, Result};
 use crate::site::SiteId;
 use crate::{Options, Strategy, SyncEngine};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -38,6 +40,9 @@ const SCHEMA: &str = "
         namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
         site bytea NOT NULL, token_hash bytea NOT NULL,
         PRIMARY KEY (namespace, site));
+    CREATE TABLE IF NOT EXISTS syncline_snapshots(
+        namespace text PRIMARY KEY REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
+        seq bigint NOT NULL, bundle bytea NOT NULL, created_ms bigint NOT NULL);
     CREATE TABLE IF NOT EXISTS syncline_seen(
         namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
         site bytea NOT NULL, last_seen_ms bigint NOT NULL,
@@ -63,6 +68,47 @@ const CATCH_UP_BATCH: i64 = 256;
 
 pub(super) fn pg(e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Io, format!("PostgreSQL: {e}"))
+}
+
+/// What a replica at position `after` in a namespace's log imports next, up to `upto`.
+pub(super) struct LogPart {
+    /// The log's snapshot, if it lies past `after`: the merged state of every entry up to its
+    /// `seq`, which compaction deleted. It comes first.
+    pub snapshot: Option<(i64, Vec<u8>)>,
+    /// Entries after `after` (and after the snapshot), in order, at most [`CATCH_UP_BATCH`].
+    pub entries: Vec<(i64, Vec<u8>)>,
+    /// True when the batch was full: more entries may follow.
+    pub full: bool,
+}
+
+/// Read [`LogPart`] of namespace `name`: the snapshot and the entries in one statement, so
+/// they come from one state of the log (a compaction stores the one and deletes the others
+/// in one transaction).
+pub(super) async fn log_after(client: &impl GenericClient, name: &str, after: i64, upto: i64) -> Result<LogPart> {
+    let statement = client
+        .prepare_cached(
+            "(SELECT seq, bundle, true FROM syncline_snapshots WHERE namespace = $1 AND seq > $2 AND seq <= $3)
+             UNION ALL
+             (SELECT seq, bundle, false FROM syncline_changes WHERE namespace = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4)",
+        )
+        .await
+        .map_err(pg)?;
+    let rows = client.query(&statement, &[&name, &after, &upto, &CATCH_UP_BATCH]).await.map_err(pg)?;
+    let mut part = LogPart { snapshot: None, entries: Vec::new(), full: false };
+    for r in rows {
+        let (seq, bundle, snapshot): (i64, Vec<u8>, bool) = (r.get(0), r.get(1), r.get(2));
+        if snapshot {
+            part.snapshot = Some((seq, bundle));
+        } else {
+            part.entries.push((seq, bundle));
+        }
+    }
+    part.full = part.entries.len() as i64 == CATCH_UP_BATCH;
+    part.entries.sort_by_key(|(seq, _)| *seq);
+    if let Some((at, _)) = part.snapshot {
+        part.entries.retain(|(seq, _)| *seq > at);
+    }
+    Ok(part)
 }
 
 /// The site that stands for namespace `name`'s log among a cache replica's peers.
@@ -104,8 +150,8 @@ pub struct PgHub {
     /// Log entries this node appended and has in its cache already: skipped when catching up.
     own: Mutex<HashSet<(String, i64)>>,
     remote: broadcast::Sender<(String, SiteId)>,
-    /// Wakes the copy of a namespace's rows into `syncline_rows` ([`pg_rows`](super::pg_rows)).
-    copy: super::pg_rows::Copier,
+    /// The mirror thread ([`pg_mirror`](super::pg_mirror)): the row copy and compaction.
+    copy: super::pg_mirror::Copier,
 }
 
 impl PgHub {
@@ -129,7 +175,7 @@ impl PgHub {
             .tempdir()
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot create the node's cache folder: {e}")))?;
         let runtime = Arc::new(Background(Some(runtime)));
-        let copy = super::pg_rows::start(pool.clone(), runtime.clone(), options.clone())?;
+        let copy = super::pg_mirror::start(pool.clone(), runtime.clone(), options.clone())?;
         let hub = PgHub { runtime, pool, cache, options, own: Mutex::new(HashSet::new()), remote, copy };
         hub.block_on(async {
             // One node at a time creates the tables (CREATE ... IF NOT EXISTS races otherwise).
@@ -180,7 +226,7 @@ impl PgHub {
                         match message {
                             Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
                                 if let Some((ns, site)) = n.payload().split_once(' ') {
-                                    let _ = copy.send(ns.to_owned());
+                                    let _ = copy.send(Due::Copy(ns.to_owned()));
                                     if let Ok(site) = site.parse::<SiteId>() {
                                         let _ = remote.send((ns.to_owned(), site));
                                     }
@@ -205,6 +251,18 @@ impl PgHub {
             }
         });
         Ok(())
+    }
+
+    /// Compact namespace `name`'s log now (nodes also do it on their own, every 10,000
+    /// entries): its merged state becomes the namespace's snapshot, from which nodes start,
+    /// and the entries it stands for are deleted. Answers the snapshot's position in the log.
+    /// Refused (`InvalidArgument`) while the namespace has open conflicts, quarantined or
+    /// rejected rows, which only the log keeps.
+    pub fn compact_log(&self, name: &str) -> Result<i64> {
+        check_namespace(name)?;
+        let (answer, answered) = std::sync::mpsc::channel();
+        self.copy.wake.send(Due::Compact(name.to_owned(), answer)).map_err(|_| Error::new(ErrorKind::Closed, "the hub is closing"))?;
+        answered.recv().map_err(|_| Error::new(ErrorKind::Closed, "the hub is closing"))?
     }
 
     fn cache_file(&self, name: &str) -> PathBuf {
@@ -393,31 +451,24 @@ impl Store for PgHub {
 
     fn catch_up(&self, name: &str, engine: &SyncEngine, cursor: &mut i64) -> Result<()> {
         loop {
-            let batch = self.block_on(async {
+            let part = self.block_on(async {
                 let client = self.pool.get().await.map_err(pg)?;
-                let rows = client
-                    .query(
-                        &client
-                            .prepare_cached(
-                                "SELECT seq, bundle FROM syncline_changes WHERE namespace = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                            )
-                            .await
-                            .map_err(pg)?,
-                        &[&name, &*cursor, &CATCH_UP_BATCH],
-                    )
-                    .await
-                    .map_err(pg)?;
-                Ok(rows.iter().map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1))).collect::<Vec<_>>())
+                log_after(&client, name, *cursor, i64::MAX).await
             })?;
-            let full = batch.len() as i64 == CATCH_UP_BATCH;
-            for (seq, bundle) in batch {
+            if let Some((seq, state)) = part.snapshot {
+                engine.import_bundle(&state)?;
+                *cursor = seq;
+                // The entries it stands for are gone, this node's own among them.
+                self.own.lock().unwrap_or_else(|p| p.into_inner()).retain(|(n, s)| n != name || *s > seq);
+            }
+            for (seq, bundle) in part.entries {
                 let mine = self.own.lock().unwrap_or_else(|p| p.into_inner()).remove(&(name.to_owned(), seq));
                 if !mine {
                     engine.import_bundle(&bundle)?;
                 }
                 *cursor = seq;
             }
-            if !full {
+            if !part.full {
                 return Ok(());
             }
         }
@@ -447,7 +498,7 @@ impl Store for PgHub {
             Ok(row.get::<_, i64>(0))
         })?;
         self.own.lock().unwrap_or_else(|p| p.into_inner()).insert((name.to_owned(), seq));
-        let _ = self.copy.wake.send(name.to_owned());
+        let _ = self.copy.wake.send(Due::Copy(name.to_owned()));
         Ok(())
     }
 
