@@ -81,6 +81,16 @@ pub enum Hub {
         at: At,
         token: String,
     },
+    /// Compact a namespace's log on PostgreSQL now: its merged state becomes the snapshot
+    /// nodes start from, and the entries it stands for are deleted (nodes also do it every
+    /// 10,000 entries). Refused while the namespace has open conflicts.
+    #[cfg(feature = "postgres")]
+    CompactLog {
+        /// The PostgreSQL database of the hub.
+        #[arg(long)]
+        postgres: String,
+        name: String,
+    },
 }
 
 pub fn run(command: Hub, out: &Out) -> Result<(), Error> {
@@ -115,6 +125,11 @@ pub fn run(command: Hub, out: &Out) -> Result<(), Error> {
                 return Err(Error::new(ErrorKind::NotFound, "no such token"));
             }
             out.emit(json!({ "revoked": true }), || "revoked".into())
+        }
+        #[cfg(feature = "postgres")]
+        Hub::CompactLog { postgres, name } => {
+            let seq = syncline::net::PgHub::connect(&postgres, Options::default())?.compact_log(&name)?;
+            out.emit(json!({ "namespace": name, "snapshot_seq": seq }), || format!("compacted the log of {name} up to entry {seq}"))
         }
     }
 }

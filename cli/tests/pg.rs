@@ -451,6 +451,17 @@ fn a_compacted_log_still_serves_every_node_and_the_row_copy() {
     let refused = admin.compact_log("held").unwrap_err();
     assert_eq!(refused.kind(), syncline::ErrorKind::InvalidArgument);
     assert!(refused.message().contains("open conflicts"), "{refused}");
+    let cli = Command::new(BIN).args(["hub", "compact-log", "--postgres", &cluster.url(), "held"]).output().unwrap();
+    assert!(!cli.status.success());
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("open conflicts"), "{}", String::from_utf8_lossy(&cli.stderr));
+    // The operator's command compacts a namespace whose log may go.
+    a.execute("UPDATE todos SET title = 'tres' WHERE id = '3'", &[]).unwrap();
+    a.sync(&u2, Some(&t)).unwrap();
+    let cli = Command::new(BIN).args(["hub", "compact-log", "--postgres", &cluster.url(), "team", "--json"]).output().unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert!(doc["snapshot_seq"].as_i64().unwrap() > seq, "{doc}");
+    assert_eq!(cluster.query("SELECT count(*) FROM syncline_changes WHERE namespace = 'team';"), "0");
     assert_eq!(cluster.query("SELECT count(*) FROM syncline_changes WHERE namespace = 'held';"), "2");
     for n in [&mut n1, &mut n2] {
         n.kill().unwrap();
