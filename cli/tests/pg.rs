@@ -315,6 +315,10 @@ fn the_rows_are_queryable_in_postgresql_whichever_node_took_them() {
     admin.create_namespace("other", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
     let t = admin.issue_token("team", &[]).unwrap();
     let other = admin.issue_token("other", &[]).unwrap();
+    // A log entry no replica can read (written behind the servers' backs) stops the copy of
+    // its namespace only.
+    admin.create_namespace("broken", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    cluster.query("INSERT INTO syncline_changes(namespace, sender, bundle, created_ms) VALUES ('broken', '\\x00', '\\xdeadbeef', 0);");
     let (mut n1, u1) = node(&cluster.url());
     let (mut n2, u2) = node(&cluster.url());
     let dir = tempfile::tempdir().unwrap();
@@ -331,6 +335,7 @@ fn the_rows_are_queryable_in_postgresql_whichever_node_took_them() {
     let want = "1=it's edited,3=third,4=NULL";
     wait_for("the row copy", Duration::from_secs(30), || copied(&cluster, "team") == want);
     assert_eq!(copied(&cluster, "other"), "9=elsewhere");
+    assert_eq!(cluster.query("SELECT count(*) FROM syncline_rows_seq WHERE namespace = 'broken';"), "0");
     let head = "SELECT (SELECT seq FROM syncline_rows_seq WHERE namespace = 'team') = (SELECT max(seq) FROM syncline_changes WHERE namespace = 'team');";
     assert_eq!(cluster.query(head), "t", "the copy is as of the log's head");
     // A column added on a device (a migration in its bundle) reaches every row of the copy.

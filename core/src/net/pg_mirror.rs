@@ -27,6 +27,8 @@ use tokio_postgres::IsolationLevel;
 /// How often every namespace is checked for log entries not copied yet (a node that died
 /// between its append and its copy leaves some).
 const SWEEP: Duration = Duration::from_secs(2);
+/// The longest a namespace whose copy keeps failing waits for its next try.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Entries applied since the last snapshot after which a node compacts the log on its own.
 const COMPACT_ENTRIES: u64 = 10_000;
 /// Rows written per statement.
@@ -64,7 +66,7 @@ pub(super) fn start(pool: Pool, runtime: Arc<Background>, options: Options) -> R
         .map_err(|e| crate::Error::new(crate::ErrorKind::Io, format!("cannot create the mirrors' folder: {e}")))?;
     let (wake, due) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut copy = RowCopy { pool, runtime, dir, options, mirrors: HashMap::new() };
+    let mut copy = Mirrors { pool, runtime, dir, options, mirrors: HashMap::new(), failing: HashMap::new() };
     let stopped = stop.clone();
     std::thread::Builder::new()
         .name("syncline-mirror".into())
@@ -92,22 +94,33 @@ impl Drop for Mirror {
     }
 }
 
-struct RowCopy {
+struct Mirrors {
     pool: Pool,
     runtime: Arc<Background>,
     dir: tempfile::TempDir,
     options: Options,
     mirrors: HashMap<String, Mirror>,
+    /// Namespaces whose copy failed: failures in a row, and when to try again. A failure
+    /// rebuilds the mirror from the snapshot, so retrying at every sweep would do that forever.
+    failing: HashMap<String, (u32, Instant)>,
 }
 
-/// How a [`RowCopy::step`] ended.
+/// How long a namespace waits after `failures` failed copies in a row.
+fn backoff(failures: u32) -> Duration {
+    SWEEP.saturating_mul(1 << failures.min(16)).min(MAX_BACKOFF)
+}
+
+/// How a [`Mirrors::step`] ended.
 enum Step {
     /// Another node holds the namespace's copy lock.
     Busy,
     /// A full batch was copied: the log may hold more.
     More,
-    /// The copy is at the log's head; the snapshot's `seq` if the log was compacted, else why not.
-    Done { compacted: Result<i64> },
+    /// There is no such namespace (any more).
+    Gone,
+    /// The copy is at the log's head; if compaction was asked or due, the snapshot's `seq`, or
+    /// why the log was not compacted.
+    Done { compacted: Option<Result<i64>> },
 }
 
 impl Mirror {
@@ -129,7 +142,7 @@ impl Mirror {
 /// A namespace's row in `syncline_namespaces`: created_ms, schema_sql, tables, strategy.
 type Definition = (i64, String, String, String);
 
-impl RowCopy {
+impl Mirrors {
     fn run(&mut self, due: mpsc::Receiver<Due>, stop: &AtomicBool) {
         let mut swept = Instant::now();
         while !stop.load(Ordering::SeqCst) {
@@ -157,11 +170,20 @@ impl RowCopy {
                     Err(e) => tracing::warn!("row copy: cannot list namespaces: {e}"),
                 }
             }
-            for name in names.into_iter().filter(|n| !n.is_empty()) {
-                if let Err(e) = self.catch_up(&name) {
-                    tracing::warn!(namespace = %name, "row copy: {e}; retrying at the next sweep");
-                    // Its mirror may hold entries whose copy did not commit.
-                    self.mirrors.remove(&name);
+            let now = Instant::now();
+            names.retain(|n| !n.is_empty() && self.failing.get(n).is_none_or(|(_, at)| now >= *at));
+            for name in names {
+                match self.catch_up(&name) {
+                    Ok(()) => {
+                        self.failing.remove(&name);
+                    }
+                    Err(e) => {
+                        // Its mirror may hold entries whose copy did not commit.
+                        self.mirrors.remove(&name);
+                        let failed = self.failing.entry(name.clone()).or_insert((0, now));
+                        *failed = (failed.0 + 1, Instant::now() + backoff(failed.0));
+                        tracing::warn!(namespace = %name, "row copy: {e}; trying again in {:?}", backoff(failed.0 - 1));
+                    }
                 }
             }
             for (name, answer) in asked {
@@ -199,7 +221,7 @@ impl RowCopy {
         let runtime = self.runtime.clone();
         loop {
             let step = runtime.block_on(self.step(name, false))?;
-            if let Step::Done { compacted: Err(e), .. } = &step {
+            if let Step::Done { compacted: Some(Err(e)) } = &step {
                 // Kept entries cost only space; the mirror tries again after as many more.
                 tracing::info!(namespace = %name, "the log is not compacted yet: {e}");
             }
@@ -215,7 +237,10 @@ impl RowCopy {
         let runtime = self.runtime.clone();
         for _ in 0..100 {
             match runtime.block_on(self.step(name, true)) {
-                Ok(Step::Done { compacted, .. }) => return compacted,
+                Ok(Step::Done { compacted }) => {
+                    return compacted.unwrap_or_else(|| Err(crate::Error::new(crate::ErrorKind::Io, "the compaction did not run")))
+                }
+                Ok(Step::Gone) => return Err(crate::Error::invalid_argument(format!("no namespace {name}"))),
                 Ok(Step::More) => {}
                 Ok(Step::Busy) => std::thread::sleep(Duration::from_millis(50)),
                 Err(e) => {
@@ -250,7 +275,7 @@ impl RowCopy {
             .map_err(pg)?;
         let Some(found) = found else {
             self.mirrors.remove(name);
-            return Err(crate::Error::invalid_argument(format!("no namespace {name}")));
+            return Ok(Step::Gone);
         };
         if !found.get::<_, bool>(0) {
             return Ok(Step::Busy); // another node is copying it
@@ -281,9 +306,9 @@ impl RowCopy {
             write_copy(&tx, name, mirror, touched, migrated, last).await?;
         }
         let due = compact || mirror.since_snapshot >= COMPACT_ENTRIES;
-        let compacted = if due && !more { compact_log(&tx, name, mirror).await } else { Err(crate::Error::invalid_argument("not asked")) };
+        let compacted = if due && !more { Some(compact_log(&tx, name, mirror).await) } else { None };
         tx.commit().await.map_err(pg)?;
-        if compacted.is_ok() || due {
+        if compacted.is_some() {
             mirror.since_snapshot = 0;
         }
         Ok(if more { Step::More } else { Step::Done { compacted } })
@@ -449,4 +474,19 @@ async fn write_rows(tx: &Transaction<'_>, name: &str, table: &str, rows: Vec<Row
         tx.execute(&statement, &[&name, &table, &pks, &cols, &seq]).await.map_err(pg)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_namespace_waits_longer_each_time_up_to_five_minutes() {
+        let waits: Vec<Duration> = (0..12).map(backoff).collect();
+        assert_eq!(waits[0], SWEEP);
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(waits[4], SWEEP * 16);
+        assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
 }
