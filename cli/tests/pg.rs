@@ -473,3 +473,33 @@ fn a_compacted_log_still_serves_every_node_and_the_row_copy() {
         n.wait().unwrap();
     }
 }
+
+#[test]
+fn more_namespaces_than_a_node_keeps_mirrors_for_are_all_copied() {
+    // A node keeps 256 mirrors open and closes the least recently used past that; a closed
+    // one is built again from the log when its namespace changes.
+    let cluster = Cluster::start();
+    let hub = PgHub::connect(&cluster.url(), Options::default()).unwrap();
+    let n = 270;
+    for i in 0..n {
+        hub.create_namespace(&format!("ns{i}"), SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let x = replica(&dir.path().join("x.db"));
+    let append = |title: &str| {
+        x.execute("INSERT OR REPLACE INTO todos VALUES ('1', ?1)", &[Value::Text(title.into())]).unwrap();
+        let (bundle, sender) = (x.generate_bundle(None).unwrap(), x.site_id().unwrap());
+        cluster.query(&format!(
+            "INSERT INTO syncline_changes(namespace, sender, bundle, created_ms)
+             SELECT name, '\\x{}', '\\x{}', 0 FROM syncline_namespaces;",
+            sender.to_hex(),
+            hex(&bundle)
+        ));
+    };
+    let copies = |title: &str| cluster.query(&format!("SELECT count(*) FROM syncline_rows WHERE cols->>'title' = '{title}';"));
+    append("first");
+    wait_for("every namespace's copy", Duration::from_secs(120), || copies("first") == n.to_string());
+    append("second");
+    wait_for("every namespace's second copy", Duration::from_secs(120), || copies("second") == n.to_string());
+    assert_eq!(cluster.query("SELECT count(*) FROM syncline_rows;"), n.to_string());
+}

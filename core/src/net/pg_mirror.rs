@@ -27,6 +27,9 @@ use tokio_postgres::IsolationLevel;
 /// How often every namespace is checked for log entries not copied yet (a node that died
 /// between its append and its copy leaves some).
 const SWEEP: Duration = Duration::from_secs(2);
+/// Mirrors a node keeps open (as many namespaces as a server keeps open by default); past
+/// it the least recently used is closed, and built again from the snapshot when needed.
+const MAX_MIRRORS: usize = 256;
 /// The longest a namespace whose copy keeps failing waits for its next try.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Entries applied since the last snapshot after which a node compacts the log on its own.
@@ -85,6 +88,8 @@ struct Mirror {
     applied: i64,
     /// Entries applied since the snapshot it started from (or since it compacted).
     since_snapshot: u64,
+    /// When a step last used it (the least recently used goes first past [`MAX_MIRRORS`]).
+    used: Instant,
 }
 
 impl Drop for Mirror {
@@ -322,13 +327,22 @@ impl Mirrors {
             self.mirrors.remove(name);
         }
         if !self.mirrors.contains_key(name) {
+            while self.mirrors.len() >= MAX_MIRRORS {
+                let oldest = self.mirrors.iter().min_by_key(|(_, m)| m.used).map(|(n, _)| n.clone()).expect("not empty");
+                self.mirrors.remove(&oldest);
+            }
             let file = self.dir.path().join(format!("{name}.db"));
             remove_database(&file);
             let tables: Vec<String> = tables.split_whitespace().map(str::to_owned).collect();
             let engine = build_replica(&file, &self.options, schema, &tables, strategy.parse()?)?;
-            self.mirrors.insert(name.to_owned(), Mirror { created_ms: *created_ms, tables, engine, file, applied: 0, since_snapshot: 0 });
+            self.mirrors.insert(
+                name.to_owned(),
+                Mirror { created_ms: *created_ms, tables, engine, file, applied: 0, since_snapshot: 0, used: Instant::now() },
+            );
         }
-        Ok(self.mirrors.get_mut(name).expect("inserted above"))
+        let mirror = self.mirrors.get_mut(name).expect("inserted above");
+        mirror.used = Instant::now();
+        Ok(mirror)
     }
 }
 
