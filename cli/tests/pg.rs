@@ -101,8 +101,31 @@ impl Drop for Cluster {
     }
 }
 
+/// A server node, killed on drop (so a failing test leaves no process behind).
+struct Node(Child);
+
+impl std::ops::Deref for Node {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `syncline serve --postgres URL --port 0 --admin-token root`, and its URL.
-fn node(url: &str) -> (Child, String) {
+fn node(url: &str) -> (Node, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--postgres", url, "--port", "0", "--admin-token", "root"])
         .env("RUST_LOG", "warn")
@@ -111,7 +134,7 @@ fn node(url: &str) -> (Child, String) {
         .spawn()
         .unwrap();
     let at = listening(&mut child);
-    (child, at)
+    (Node(child), at)
 }
 
 fn http(url: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
