@@ -101,6 +101,15 @@ impl Drop for Cluster {
     }
 }
 
+/// A cluster, a hub client on it, namespace "team" (last writer wins) and a token for it.
+fn team() -> (Cluster, PgHub, String) {
+    let cluster = Cluster::start();
+    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
+    admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    let t = admin.issue_token("team", &[]).unwrap();
+    (cluster, admin, t)
+}
+
 /// A server node, killed on drop (so a failing test leaves no process behind).
 struct Node(Child);
 
@@ -161,8 +170,8 @@ fn two_nodes_over_one_postgres_converge_live_and_resolve_across_nodes() {
     admin.create_namespace("other", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
     let t = admin.issue_token("team", &[]).unwrap();
     let other = admin.issue_token("other", &[]).unwrap();
-    let (mut n1, u1) = node(&cluster.url());
-    let (mut n2, u2) = node(&cluster.url());
+    let (_n1, u1) = node(&cluster.url());
+    let (_n2, u2) = node(&cluster.url());
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (replica(&dir.path().join("a.db")), replica(&dir.path().join("b.db")));
     a.execute("INSERT INTO todos VALUES ('1', 'first')", &[]).unwrap();
@@ -218,27 +227,20 @@ fn two_nodes_over_one_postgres_converge_live_and_resolve_across_nodes() {
         assert_eq!(title, Value::Text(want.clone()));
     }
     // A node started now rebuilds every namespace from the log: same state.
-    let (mut n3, u3) = node(&cluster.url());
+    let (_n3, u3) = node(&cluster.url());
     let c = replica(&dir.path().join("c.db"));
     c.sync(&u3, Some(&t)).unwrap();
     assert_eq!(ids(&c), ids(&a));
     assert_eq!(c.query("SELECT title FROM todos WHERE id = '1'", &[]).unwrap().rows[0][0], Value::Text(want));
     let (code, body) = http(&u3, "GET", "/admin/api/ns/team", "root", "");
     assert_eq!((code, serde_json::from_str::<serde_json::Value>(&body).unwrap()["conflicts"].clone()), (200, serde_json::json!([])));
-    for n in [&mut n1, &mut n2, &mut n3] {
-        n.kill().unwrap();
-        n.wait().unwrap();
-    }
 }
 
 #[test]
 fn killing_one_node_mid_sync_loses_nothing_acknowledged() {
-    let cluster = Cluster::start();
-    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
-    admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
-    let t = admin.issue_token("team", &[]).unwrap();
+    let (cluster, _admin, t) = team();
     let (mut n1, u1) = node(&cluster.url());
-    let (mut n2, u2) = node(&cluster.url());
+    let (_n2, u2) = node(&cluster.url());
     let dir = tempfile::tempdir().unwrap();
     // Three writers on node 1: insert a row, sync; a row counts as acknowledged when a sync
     // that began after it was written returned success.
@@ -288,19 +290,14 @@ fn killing_one_node_mid_sync_loses_nothing_acknowledged() {
         e.sync(&u2, Some(&t)).unwrap();
         assert_eq!(ids(e), ids(&fresh));
     }
-    n2.kill().unwrap();
-    n2.wait().unwrap();
 }
 
 #[test]
 fn concurrent_first_requests_on_a_fresh_node_share_one_cache_replica() {
     // A node builds a namespace's cache replica on first use; requests racing for it must not
     // build it twice (the second build would delete the first one's file under it).
-    let cluster = Cluster::start();
-    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
-    admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
-    let t = admin.issue_token("team", &[]).unwrap();
-    let (mut n1, u1) = node(&cluster.url());
+    let (cluster, _admin, t) = team();
+    let (_n1, u1) = node(&cluster.url());
     let dir = tempfile::tempdir().unwrap();
     let clients: Vec<_> = (0..16)
         .map(|i| {
@@ -318,8 +315,6 @@ fn concurrent_first_requests_on_a_fresh_node_share_one_cache_replica() {
     let all = replica(&dir.path().join("all.db"));
     all.sync(&u1, Some(&t)).unwrap();
     assert_eq!(ids(&all).len(), 16);
-    n1.kill().unwrap();
-    n1.wait().unwrap();
 }
 
 /// `syncline_rows` of namespace `ns`, table todos, as `id=title` by key.
@@ -342,8 +337,8 @@ fn the_rows_are_queryable_in_postgresql_whichever_node_took_them() {
     // its namespace only.
     admin.create_namespace("broken", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
     cluster.query("INSERT INTO syncline_changes(namespace, sender, bundle, created_ms) VALUES ('broken', '\\x00', '\\xdeadbeef', 0);");
-    let (mut n1, u1) = node(&cluster.url());
-    let (mut n2, u2) = node(&cluster.url());
+    let (_n1, u1) = node(&cluster.url());
+    let (_n2, u2) = node(&cluster.url());
     let dir = tempfile::tempdir().unwrap();
     let (a, b, o) = (replica(&dir.path().join("a.db")), replica(&dir.path().join("b.db")), replica(&dir.path().join("o.db")));
     a.execute("INSERT INTO todos VALUES ('1', 'first'), ('2', 'second'), ('4', NULL)", &[]).unwrap();
@@ -371,10 +366,6 @@ fn the_rows_are_queryable_in_postgresql_whichever_node_took_them() {
     // Deleting a namespace deletes its copy.
     admin.delete_namespace("other").unwrap();
     assert_eq!(cluster.query("SELECT count(*) FROM syncline_rows WHERE namespace = 'other';"), "0");
-    for n in [&mut n1, &mut n2] {
-        n.kill().unwrap();
-        n.wait().unwrap();
-    }
 }
 
 #[test]
@@ -385,12 +376,9 @@ fn appends_commit_in_log_order_and_an_entry_no_node_copied_is_copied() {
     // The other node then dies without copying its entry into syncline_rows (it never
     // notified either): a sweep copies it.
     use std::io::{BufRead, Write};
-    let cluster = Cluster::start();
-    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
-    admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
-    let t = admin.issue_token("team", &[]).unwrap();
-    let (mut n1, u1) = node(&cluster.url());
-    let (mut n2, u2) = node(&cluster.url());
+    let (cluster, _admin, t) = team();
+    let (_n1, u1) = node(&cluster.url());
+    let (_n2, u2) = node(&cluster.url());
     let dir = tempfile::tempdir().unwrap();
     let (a, b, x) = (replica(&dir.path().join("a.db")), replica(&dir.path().join("b.db")), replica(&dir.path().join("x.db")));
     b.sync(&u2, Some(&t)).unwrap(); // node 2 has the namespace open
@@ -425,10 +413,6 @@ fn appends_commit_in_log_order_and_an_entry_no_node_copied_is_copied() {
     a.sync(&u1, Some(&t)).unwrap();
     assert_eq!(ids(&a), vec!["early", "late"]);
     wait_for("the sweep's copy", Duration::from_secs(30), || copied(&cluster, "team") == "early=appended first,late=appended next");
-    for n in [&mut n1, &mut n2] {
-        n.kill().unwrap();
-        n.wait().unwrap();
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -442,7 +426,7 @@ fn a_compacted_log_still_serves_every_node_and_the_row_copy() {
     admin.create_namespace("team", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
     admin.create_namespace("held", SCHEMA, &["todos".to_owned()], Strategy::Manual).unwrap();
     let t = admin.issue_token("team", &[]).unwrap();
-    let (mut n1, u1) = node(&cluster.url());
+    let (_n1, u1) = node(&cluster.url());
     let dir = tempfile::tempdir().unwrap();
     let (a, d) = (replica(&dir.path().join("a.db")), replica(&dir.path().join("d.db")));
     a.execute("INSERT INTO todos VALUES ('1', 'one'), ('2', 'two')", &[]).unwrap();
@@ -459,7 +443,7 @@ fn a_compacted_log_still_serves_every_node_and_the_row_copy() {
     a.execute("INSERT INTO todos VALUES ('3', 'three')", &[]).unwrap();
     a.sync(&u1, Some(&t)).unwrap();
     // A node started now begins from the snapshot: the update, the delete and what came after.
-    let (mut n2, u2) = node(&cluster.url());
+    let (_n2, u2) = node(&cluster.url());
     let c = replica(&dir.path().join("c.db"));
     c.sync(&u2, Some(&t)).unwrap();
     assert_eq!(ids(&c), vec!["1", "3"]);
@@ -491,10 +475,6 @@ fn a_compacted_log_still_serves_every_node_and_the_row_copy() {
     assert!(doc["snapshot_seq"].as_i64().unwrap() > seq, "{doc}");
     assert_eq!(cluster.query("SELECT count(*) FROM syncline_changes WHERE namespace = 'team';"), "0");
     assert_eq!(cluster.query("SELECT count(*) FROM syncline_changes WHERE namespace = 'held';"), "2");
-    for n in [&mut n1, &mut n2] {
-        n.kill().unwrap();
-        n.wait().unwrap();
-    }
 }
 
 #[test]
