@@ -155,6 +155,7 @@ fn connect(path: &Path, options: &Options) -> Result<Connection> {
     // The same on every SQLite library the engine may run on (better-sqlite3 compiles foreign
     // keys on by default): merges apply rows in bundle order, not parents first.
     conn.pragma_update(None, "foreign_keys", "OFF")?;
+    crate::export::register_lacks(&conn)?;
     Ok(conn)
 }
 

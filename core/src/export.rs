@@ -85,23 +85,62 @@ pub(crate) struct PageCursor {
 }
 
 /// The delta query of `t`: rows with a stamp beyond `?1`; with `ordered = Some(resumed)`, in
-/// primary-key order, after the key `?2..` when resumed. When `indexed` the rows come through
+/// primary-key order, after the key `?3..` when resumed. When `indexed` the rows come through
 /// the `mh` index (sorted afterwards if ordered); otherwise by a scan in key order, with the
-/// planner kept off the index (`NOT INDEXED` and the unary `+`).
-fn delta_sql(t: &SyncedTable, indexed: bool, ordered: Option<bool>) -> String {
+/// planner kept off the index (`NOT INDEXED` and the unary `+`). When `filtered`, only rows
+/// with a stamp beyond the version vector `?2` (see [`register_lacks`]) are read further:
+/// the floor is the least entry of that vector, so a peer that syncs often is otherwise read
+/// many rows it holds, each joined with its values and sorted before being dropped.
+fn delta_sql(t: &SyncedTable, indexed: bool, ordered: Option<bool>, filtered: bool) -> String {
     let keys = (0..t.pk.len()).map(|i| format!("s.pk{i}")).collect::<Vec<_>>().join(", ");
-    let marks = (0..t.pk.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
+    let marks = (0..t.pk.len()).map(|i| format!("?{}", i + 3)).collect::<Vec<_>>().join(", ");
     let order = match (ordered, indexed) {
         (None, true) => String::new(),
         (None | Some(false), _) => format!(" ORDER BY {keys}"),
         (Some(true), _) => format!(" AND ({keys}) > ({marks}) ORDER BY {keys}"),
     };
+    let filter = if filtered { format!(" AND {LACKS}(?2, {})", shadow::stamp_list(t, "s.")) } else { String::new() };
     if indexed {
         let hint = format!("INDEXED BY {}", shadow::index_name(t));
-        format!("{} WHERE s.mh > ?1{order}", shadow::joined_select_hinted(t, &hint))
+        format!("{} WHERE s.mh > ?1{filter}{order}", shadow::joined_select_hinted(t, &hint))
     } else {
-        format!("{} WHERE +s.mh > ?1{order}", shadow::joined_select_hinted(t, "NOT INDEXED"))
+        format!("{} WHERE +s.mh > ?1{filter}{order}", shadow::joined_select_hinted(t, "NOT INDEXED"))
     }
+}
+
+/// The SQL function of [`register_lacks`].
+const LACKS: &str = "_syncline_lacks";
+
+/// A version vector as [`LACKS`] takes it: `(site ordinal, hlc)` pairs sorted by ordinal,
+/// each as two little-endian i64.
+fn vv_blob(known: &VersionVector) -> Vec<u8> {
+    known.iter().flat_map(|(o, h)| o.to_le_bytes().into_iter().chain((*h as i64).to_le_bytes())).collect()
+}
+
+/// Register `_syncline_lacks(vv, hlc, site, hlc, site, ..)` on the engine's own connection:
+/// 1 when some stamp `(hlc, site)` is beyond the version vector `vv` (see [`vv_blob`]; NULL
+/// pairs are never-stamped cells), else 0. The decoded vector is kept for the statement's run.
+pub(crate) fn register_lacks(conn: &Connection) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    use rusqlite::types::ValueRef;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_DIRECTONLY;
+    conn.create_scalar_function(LACKS, -1, flags, |ctx| {
+        let known = ctx.get_or_create_aux(0, |v| -> std::result::Result<Vec<(i64, i64)>, Error> {
+            let bytes = v.as_blob().map_err(|_| Error::invalid_argument("a version vector blob"))?;
+            let int = |b: &[u8]| i64::from_le_bytes(b.try_into().expect("8 bytes"));
+            Ok(bytes.chunks_exact(16).map(|p| (int(&p[..8]), int(&p[8..]))).collect())
+        })?;
+        for pair in (1..ctx.len()).step_by(2).filter(|i| i + 1 < ctx.len()) {
+            if let (ValueRef::Integer(h), ValueRef::Integer(s)) = (ctx.get_raw(pair), ctx.get_raw(pair + 1)) {
+                let holds = known.binary_search_by_key(&s, |(o, _)| *o).map_or(0, |i| known[i].1);
+                if h > holds {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    })?;
+    Ok(())
 }
 
 /// [`scan_delta`] from `floor` (see [`floor`]), for paging: with `resume = Some(..)` rows
@@ -118,12 +157,16 @@ fn scan_delta_ordered(
     let lacks = |h: u64, s: i64| h > known.get(&s).copied().unwrap_or(0);
     let np = t.pk.len();
     let indexed = shadow::few_beyond(conn, t, floor, INDEXED_ROWS)?;
-    let (sql, mut params) = match resume {
-        Some(Some(pk)) => (delta_sql(t, indexed, Some(true)), pk.to_vec()),
-        Some(None) => (delta_sql(t, indexed, Some(false)), vec![]),
-        None => (delta_sql(t, indexed, None), vec![]),
+    // Held cells' stamps are in `mh` only, so a table with some is not filtered by stamps.
+    let filtered = !known.is_empty() && held.is_none();
+    let (sql, pk) = match resume {
+        Some(Some(pk)) => (delta_sql(t, indexed, Some(true), filtered), pk),
+        Some(None) => (delta_sql(t, indexed, Some(false), filtered), &[][..]),
+        None => (delta_sql(t, indexed, None, filtered), &[][..]),
     };
-    params.insert(0, Value::Integer(floor as i64));
+    // `?2` is the vector, or a gap (NULL) before the key marks of an unfiltered query.
+    let vv = if filtered { Some(Value::Blob(vv_blob(known))) } else { (!pk.is_empty()).then_some(Value::Null) };
+    let params = std::iter::once(Value::Integer(floor as i64)).chain(vv).chain(pk.iter().cloned());
     let values_at = np + shadow::state_width(t);
     let exists_at = values_at + t.cols.len();
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -503,25 +546,28 @@ mod tests {
             e.enable_sync(t, EnableOptions::default()).unwrap();
         }
         let conn = Connection::open(&path).unwrap();
+        register_lacks(&conn).unwrap();
         for t in meta::synced_tables(&conn).unwrap().values() {
             for (indexed, ordered) in [(false, None), (false, Some(false)), (false, Some(true)), (true, None), (true, Some(true))] {
-                let sql = delta_sql(t, indexed, ordered);
-                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-                let nulls = vec![Value::Null; stmt.parameter_count()];
-                let plan: Vec<String> = stmt
-                    .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
-                    .unwrap()
-                    .collect::<rusqlite::Result<_>>()
-                    .unwrap();
-                let plan = plan.join(" | ");
-                let what = format!("{} indexed={indexed} ordered={ordered:?}: {plan}", t.name);
-                if indexed {
-                    assert!(plan.starts_with(&format!("SEARCH s USING INDEX _syncline_shadow_{}_mh (mh>?)", t.id)), "{what}");
-                } else {
-                    assert!(!plan.contains("TEMP B-TREE") && !plan.contains("_mh"), "{what}");
-                }
-                if ordered == Some(true) && !indexed {
-                    assert!(plan.starts_with("SEARCH s USING"), "{what}");
+                for filtered in [false, true] {
+                    let sql = delta_sql(t, indexed, ordered, filtered);
+                    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                    let nulls = vec![Value::Null; stmt.parameter_count()];
+                    let plan: Vec<String> = stmt
+                        .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+                        .unwrap()
+                        .collect::<rusqlite::Result<_>>()
+                        .unwrap();
+                    let plan = plan.join(" | ");
+                    let what = format!("{} indexed={indexed} ordered={ordered:?} filtered={filtered}: {plan}", t.name);
+                    if indexed {
+                        assert!(plan.starts_with(&format!("SEARCH s USING INDEX _syncline_shadow_{}_mh (mh>?)", t.id)), "{what}");
+                    } else {
+                        assert!(!plan.contains("TEMP B-TREE") && !plan.contains("_mh"), "{what}");
+                    }
+                    if ordered == Some(true) && !indexed {
+                        assert!(plan.starts_with("SEARCH s USING"), "{what}");
+                    }
                 }
             }
         }
@@ -562,6 +608,62 @@ mod tests {
         let report = peer.import_bundle(&bundle).unwrap();
         assert_eq!((report.rows, report.applied), (1, 1));
         assert_eq!(peer.state_hash().unwrap(), hub.state_hash().unwrap());
+    }
+
+    /// The delta query reads only the rows a peer lacks: below the floor (the least entry of
+    /// its vector) rows of other sites it holds are dropped before their values are joined,
+    /// while a row it lacks through one cell stamp (its row stamp known) is still read.
+    #[test]
+    fn the_delta_query_reads_only_rows_the_peer_lacks() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let open = |name: &str| {
+            let e = SyncEngine::open(dir.path().join(name), Options::default()).unwrap();
+            e.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, w TEXT)").unwrap();
+            e.enable_sync("t", EnableOptions::default()).unwrap();
+            e
+        };
+        let (a, b, hub, peer) = (open("a.db"), open("b.db"), open("hub.db"), open("peer.db"));
+        let hub_site = hub.site_id().unwrap();
+        a.execute_batch("INSERT INTO t VALUES (0, 'known', NULL), (1, 'known', NULL)").unwrap();
+        hub.import_bundle(&a.generate_bundle(None).unwrap()).unwrap();
+        peer.import_bundle(&hub.generate_bundle(Some(&peer.site_id().unwrap())).unwrap()).unwrap();
+        hub.import_bundle(&peer.generate_bundle(Some(&hub_site)).unwrap()).unwrap();
+        // Then: a cell of row 1 changes on the hub, A adds row 2, and B (new to the peer, so
+        // the floor drops to 0) adds row 3.
+        hub.execute_batch("UPDATE t SET w = 'hub' WHERE id = 1").unwrap();
+        a.execute_batch("INSERT INTO t VALUES (2, 'new', NULL)").unwrap();
+        hub.import_bundle(&a.generate_bundle(Some(&hub_site)).unwrap()).unwrap();
+        b.execute_batch("INSERT INTO t VALUES (3, 'new', NULL)").unwrap();
+        hub.import_bundle(&b.generate_bundle(Some(&hub_site)).unwrap()).unwrap();
+        hub.status().unwrap(); // the hub's own write stamped
+        let conn = Connection::open(dir.path().join("hub.db")).unwrap();
+        register_lacks(&conn).unwrap();
+        let known = known_of(&conn, Some(&peer.site_id().unwrap())).unwrap();
+        assert_eq!(floor(&conn, &known).unwrap(), Some(0));
+        let t = &meta::synced_tables(&conn).unwrap()["t"];
+        let read = |filtered: bool| -> Vec<i64> {
+            let vv = if filtered { Value::Blob(vv_blob(&known)) } else { Value::Null };
+            let sql = delta_sql(t, true, Some(false), filtered);
+            let params: Vec<Value> = if filtered { vec![Value::Integer(0), vv] } else { vec![Value::Integer(0)] };
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let ids = stmt.query_map(rusqlite::params_from_iter(params), |r| r.get(0)).unwrap();
+            ids.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        assert_eq!(read(false), [0, 1, 2, 3]);
+        assert_eq!(read(true), [1, 2, 3]);
+        // The export sends just those, and the peer converges.
+        let report = peer.import_bundle(&hub.generate_bundle(Some(&peer.site_id().unwrap())).unwrap()).unwrap();
+        assert_eq!(report.rows, 3);
+        assert_eq!(peer.state_hash().unwrap(), hub.state_hash().unwrap());
+        // Never-stamped pairs are skipped; a site missing from the vector holds nothing.
+        let lacks = |vv: &[(i64, u64)], args: &str| -> bool {
+            let vv: VersionVector = vv.iter().copied().collect();
+            conn.query_row(&format!("SELECT {LACKS}(?1, {args})"), [vv_blob(&vv)], |r| r.get(0)).unwrap()
+        };
+        assert!(!lacks(&[(1, 5), (2, 3)], "5, 1, NULL, NULL, 3, 2"));
+        assert!(lacks(&[(1, 5), (2, 3)], "5, 1, NULL, NULL, 4, 2"));
+        assert!(lacks(&[(1, 5)], "5, 1, 1, 9"));
+        assert!(!lacks(&[], "NULL, NULL"));
     }
 
     /// Keys whose SQLite order is not their canonical (MessagePack) order, in numbers enough to

@@ -50,6 +50,13 @@ pub fn state_list(t: &SyncedTable, alias: &str) -> String {
     format!("{alias}cl, {alias}rh, {alias}rs, {alias}mh{cells}")
 }
 
+/// Every stamp of a shadow row as `hlc, site` pairs: the row stamp, then each cell's
+/// (`{alias}rh, {alias}rs, {alias}h0, {alias}s0, ..`; a never-stamped cell's pair is NULL).
+pub fn stamp_list(t: &SyncedTable, alias: &str) -> String {
+    let cells: String = (0..t.cols.len()).map(|i| format!(", {alias}h{i}, {alias}s{i}")).collect();
+    format!("{alias}rh, {alias}rs{cells}")
+}
+
 /// How many result columns [`state_list`] names.
 pub fn state_width(t: &SyncedTable) -> usize {
     4 + 2 * t.cols.len()
