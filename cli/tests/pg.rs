@@ -438,6 +438,20 @@ fn a_compacted_log_still_serves_every_node_and_the_row_copy() {
     let seq = admin.compact_log("team").unwrap();
     assert_eq!(cluster.query("SELECT count(*) FROM syncline_changes WHERE namespace = 'team';"), "0");
     assert_eq!(cluster.query("SELECT seq FROM syncline_snapshots WHERE namespace = 'team';"), seq.to_string());
+    // A snapshot bigger than a part (1 MiB) is stored in parts.
+    admin.create_namespace("big", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    let b = admin.issue_token("big", &[]).unwrap();
+    let big = replica(&dir.path().join("big.db"));
+    big.execute_batch(
+        "WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < 3000) \
+         INSERT INTO todos(id, title) SELECT 'b' || x, hex(randomblob(400)) FROM i",
+    )
+    .unwrap();
+    big.sync(&u1, Some(&b)).unwrap();
+    admin.compact_log("big").unwrap();
+    let parts: i64 = cluster.query("SELECT parts FROM syncline_snapshots WHERE namespace = 'big';").parse().unwrap();
+    assert!(parts >= 2, "{parts} parts");
+    assert_eq!(cluster.query("SELECT count(*) FROM syncline_snapshot_parts WHERE namespace = 'big';"), parts.to_string());
     // From here on, a mirror that is not at the log's head starts from the snapshot.
     drop(admin);
     a.execute("INSERT INTO todos VALUES ('3', 'three')", &[]).unwrap();
@@ -451,6 +465,16 @@ fn a_compacted_log_still_serves_every_node_and_the_row_copy() {
     d.sync(&u2, Some(&t)).unwrap();
     assert_eq!(ids(&d), vec!["1", "3"], "the delete reaches a device that held the row");
     wait_for("the row copy", Duration::from_secs(30), || copied(&cluster, "team") == "1=uno,3=three");
+    let count = |e: &SyncEngine| e.query("SELECT count(*) FROM todos", &[]).unwrap().rows[0][0].clone();
+    let fresh = replica(&dir.path().join("fresh.db"));
+    fresh.sync(&u2, Some(&b)).unwrap();
+    assert_eq!(count(&fresh), Value::Integer(3000), "the whole snapshot, from its parts");
+    // A snapshot missing a part is never imported in part.
+    cluster.query("DELETE FROM syncline_snapshot_parts WHERE namespace = 'big' AND part = 1;");
+    let (_n3, u3) = node(&cluster.url());
+    let broken = replica(&dir.path().join("broken.db"));
+    assert!(broken.sync(&u3, Some(&b)).is_err());
+    assert_eq!(count(&broken), Value::Integer(0));
 
     // A log whose namespace has an open conflict keeps it: only the log holds its other side.
     let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();

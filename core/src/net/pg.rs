@@ -22,6 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
+use tokio_postgres::IsolationLevel;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS syncline_namespaces(
@@ -43,6 +44,11 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS syncline_snapshots(
         namespace text PRIMARY KEY REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
         seq bigint NOT NULL, bundle bytea NOT NULL, created_ms bigint NOT NULL);
+    ALTER TABLE syncline_snapshots ADD COLUMN IF NOT EXISTS parts integer NOT NULL DEFAULT 0;
+    CREATE TABLE IF NOT EXISTS syncline_snapshot_parts(
+        namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
+        part integer NOT NULL, seq bigint NOT NULL, bytes bytea NOT NULL,
+        PRIMARY KEY (namespace, part));
     CREATE TABLE IF NOT EXISTS syncline_seen(
         namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
         site bytea NOT NULL, last_seen_ms bigint NOT NULL,
@@ -73,42 +79,123 @@ pub(super) fn pg(e: impl std::fmt::Display) -> Error {
 /// What a replica at position `after` in a namespace's log imports next, up to `upto`.
 pub(super) struct LogPart {
     /// The log's snapshot, if it lies past `after`: the merged state of every entry up to its
-    /// `seq`, which compaction deleted. It comes first.
-    pub snapshot: Option<(i64, Vec<u8>)>,
+    /// `seq`, which compaction deleted, as a bundle file. It comes first.
+    pub snapshot: Option<(i64, tempfile::NamedTempFile)>,
     /// Entries after `after` (and after the snapshot), in order, at most [`CATCH_UP_BATCH`].
     pub entries: Vec<(i64, Vec<u8>)>,
     /// True when the batch was full: more entries may follow.
     pub full: bool,
 }
 
+/// Bytes of a snapshot per row of `syncline_snapshot_parts`: a snapshot is written and read a
+/// part at a time, never whole in memory, and has no size limit (a `bytea` has 1 GB).
+pub(super) const SNAPSHOT_PART: usize = 1 << 20;
+
 /// Read [`LogPart`] of namespace `name`: the snapshot and the entries in one statement, so
 /// they come from one state of the log (a compaction stores the one and deletes the others
-/// in one transaction).
+/// in one transaction); `client` runs a REPEATABLE READ transaction, in which the snapshot's
+/// parts are read from the same state.
 pub(super) async fn log_after(client: &impl GenericClient, name: &str, after: i64, upto: i64) -> Result<LogPart> {
     let statement = client
         .prepare_cached(
-            "(SELECT seq, bundle, true FROM syncline_snapshots WHERE namespace = $1 AND seq > $2 AND seq <= $3)
+            "(SELECT seq, bundle, parts FROM syncline_snapshots WHERE namespace = $1 AND seq > $2 AND seq <= $3)
              UNION ALL
-             (SELECT seq, bundle, false FROM syncline_changes WHERE namespace = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4)",
+             (SELECT seq, bundle, NULL FROM syncline_changes WHERE namespace = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4)",
         )
         .await
         .map_err(pg)?;
     let rows = client.query(&statement, &[&name, &after, &upto, &CATCH_UP_BATCH]).await.map_err(pg)?;
     let mut part = LogPart { snapshot: None, entries: Vec::new(), full: false };
     for r in rows {
-        let (seq, bundle, snapshot): (i64, Vec<u8>, bool) = (r.get(0), r.get(1), r.get(2));
-        if snapshot {
-            part.snapshot = Some((seq, bundle));
-        } else {
-            part.entries.push((seq, bundle));
+        let (seq, bundle, parts): (i64, Vec<u8>, Option<i32>) = (r.get(0), r.get(1), r.get(2));
+        match parts {
+            Some(parts) => part.snapshot = Some((seq, read_snapshot(client, name, seq, &bundle, parts).await?)),
+            None => part.entries.push((seq, bundle)),
         }
     }
     part.full = part.entries.len() as i64 == CATCH_UP_BATCH;
     part.entries.sort_by_key(|(seq, _)| *seq);
-    if let Some((at, _)) = part.snapshot {
-        part.entries.retain(|(seq, _)| *seq > at);
+    if let Some((at, _)) = &part.snapshot {
+        part.entries.retain(|(seq, _)| *seq > *at);
     }
     Ok(part)
+}
+
+/// The snapshot of `name` at `seq` into a temporary file: `inline` (a snapshot stored whole,
+/// by an earlier build) and then its `parts`, streamed a part at a time.
+async fn read_snapshot(client: &impl GenericClient, name: &str, seq: i64, inline: &[u8], parts: i32) -> Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let io = |e: std::io::Error| Error::new(ErrorKind::Io, format!("the snapshot of {name}: {e}"));
+    let mut file = tempfile::NamedTempFile::new().map_err(io)?;
+    file.write_all(inline).map_err(io)?;
+    let statement = client
+        .prepare_cached("SELECT bytes FROM syncline_snapshot_parts WHERE namespace = $1 AND seq = $2 ORDER BY part")
+        .await
+        .map_err(pg)?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&name, &seq];
+    let rows = client.query_raw(&statement, params).await.map_err(pg)?;
+    futures_util::pin_mut!(rows);
+    let mut read = 0;
+    while let Some(row) = rows.next().await {
+        file.write_all(row.map_err(pg)?.get::<_, &[u8]>(0)).map_err(io)?;
+        read += 1;
+    }
+    if read != parts {
+        return Err(Error::new(ErrorKind::Io, format!("the snapshot of {name} at {seq} has {read} of its {parts} parts")));
+    }
+    file.flush().map_err(io)?;
+    Ok(file)
+}
+
+/// Store `bundle` (a file) as namespace `name`'s snapshot at `seq`, in parts of
+/// [`SNAPSHOT_PART`] bytes, replacing the one before; in the caller's transaction.
+pub(super) async fn write_snapshot(client: &impl GenericClient, name: &str, seq: i64, bundle: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    let io = |e: std::io::Error| Error::new(ErrorKind::Io, format!("the snapshot of {name}: {e}"));
+    client
+        .execute(&client.prepare_cached("DELETE FROM syncline_snapshot_parts WHERE namespace = $1").await.map_err(pg)?, &[&name])
+        .await
+        .map_err(pg)?;
+    let insert = client
+        .prepare_cached("INSERT INTO syncline_snapshot_parts(namespace, part, seq, bytes) VALUES ($1, $2, $3, $4)")
+        .await
+        .map_err(pg)?;
+    let mut file = std::fs::File::open(bundle).map_err(io)?;
+    let mut buf = vec![0u8; SNAPSHOT_PART];
+    let mut parts = 0i32;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match file.read(&mut buf[n..]).map_err(io)? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        client.execute(&insert, &[&name, &parts, &seq, &&buf[..n]]).await.map_err(pg)?;
+        parts += 1;
+        if n < buf.len() {
+            break;
+        }
+    }
+    let now = now_ms();
+    client
+        .execute(
+            &client
+                .prepare_cached(
+                    "INSERT INTO syncline_snapshots(namespace, seq, bundle, parts, created_ms) VALUES ($1, $2, '', $3, $4)
+                     ON CONFLICT (namespace) DO UPDATE
+                     SET seq = excluded.seq, bundle = excluded.bundle, parts = excluded.parts, created_ms = excluded.created_ms",
+                )
+                .await
+                .map_err(pg)?,
+            &[&name, &seq, &parts, &now],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(())
 }
 
 /// The site that stands for namespace `name`'s log among a cache replica's peers.
@@ -452,11 +539,15 @@ impl Store for PgHub {
     fn catch_up(&self, name: &str, engine: &SyncEngine, cursor: &mut i64) -> Result<()> {
         loop {
             let part = self.block_on(async {
-                let client = self.pool.get().await.map_err(pg)?;
-                log_after(&client, name, *cursor, i64::MAX).await
+                let mut client = self.pool.get().await.map_err(pg)?;
+                let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start();
+                let tx = tx.await.map_err(pg)?;
+                let part = log_after(&tx, name, *cursor, i64::MAX).await?;
+                tx.commit().await.map_err(pg)?;
+                Ok(part)
             })?;
             if let Some((seq, state)) = part.snapshot {
-                engine.import_bundle(&state)?;
+                engine.import_bundle_file(state.path())?;
                 *cursor = seq;
                 // The entries it stands for are gone, this node's own among them.
                 self.own.lock().unwrap_or_else(|p| p.into_inner()).retain(|(n, s)| n != name || *s > seq);

@@ -6,7 +6,7 @@
 //!   is the merged state after a prefix of the log, whichever node wrote it, and a node that
 //!   dies midway leaves the last committed prefix;
 //! - compact the log: the mirror's whole state, as a bundle, becomes the namespace's snapshot
-//!   in `syncline_snapshots`, and the entries it stands for are deleted, in one transaction.
+//!   in `syncline_snapshots` (in parts), and the entries it stands for are deleted, in one transaction.
 //!
 //! Tables: spec/sync-protocol.md, "The PostgreSQL backend".
 
@@ -132,7 +132,7 @@ impl Mirror {
     /// Import `part` of the log in order, telling `changed` what each entry changed.
     fn apply(&mut self, part: LogPart, changed: &mut dyn FnMut((crate::ImportReport, Vec<crate::events::Change>))) -> Result<()> {
         if let Some((seq, state)) = part.snapshot {
-            changed(self.engine.import_bundle_changes(&state)?);
+            changed(self.engine.import_bundle_file_changes(state.path())?);
             (self.applied, self.since_snapshot) = (seq, 0);
         }
         for (seq, bundle) in part.entries {
@@ -417,19 +417,10 @@ async fn compact_log(tx: &Transaction<'_>, name: &str, mirror: &Mirror) -> Resul
     if let Some((n, what)) = kept.iter().find(|(n, _)| *n > 0) {
         return Err(crate::Error::invalid_argument(format!("namespace {name} has {n} {what}, which the log keeps")));
     }
-    let state = mirror.engine.generate_bundle(None)?;
-    let now = super::hub::now_ms();
-    tx.execute(
-        &tx.prepare_cached(
-            "INSERT INTO syncline_snapshots(namespace, seq, bundle, created_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (namespace) DO UPDATE SET seq = excluded.seq, bundle = excluded.bundle, created_ms = excluded.created_ms",
-        )
-        .await
-        .map_err(pg)?,
-        &[&name, &mirror.applied, &state, &now],
-    )
-    .await
-    .map_err(pg)?;
+    let dir = tempfile::tempdir().map_err(|e| crate::Error::new(crate::ErrorKind::Io, format!("the snapshot of {name}: {e}")))?;
+    let state = dir.path().join("snapshot.bundle");
+    mirror.engine.write_bundle(None, &state)?;
+    super::pg::write_snapshot(tx, name, mirror.applied, &state).await?;
     tx.execute(
         &tx.prepare_cached("DELETE FROM syncline_changes WHERE namespace = $1 AND seq <= $2").await.map_err(pg)?,
         &[&name, &mirror.applied],
