@@ -502,6 +502,30 @@ fn a_compacted_log_still_serves_every_node_and_the_row_copy() {
 }
 
 #[test]
+fn a_snapshot_stored_whole_by_the_earlier_layout_is_still_read() {
+    // The layout before parts: no `parts` column, the snapshot whole in `bundle`. A node
+    // adds the column, and serves the snapshot.
+    let cluster = Cluster::start();
+    let admin = PgHub::connect(&cluster.url(), Options::default()).unwrap();
+    admin.create_namespace("old", SCHEMA, &["todos".to_owned()], Strategy::Lww).unwrap();
+    let t = admin.issue_token("old", &[]).unwrap();
+    drop(admin);
+    let dir = tempfile::tempdir().unwrap();
+    let x = replica(&dir.path().join("x.db"));
+    x.execute("INSERT INTO todos VALUES ('1', 'one'), ('2', 'two')", &[]).unwrap();
+    cluster.query(&format!(
+        "ALTER TABLE syncline_snapshots DROP COLUMN parts;
+         INSERT INTO syncline_snapshots(namespace, seq, bundle, created_ms) VALUES ('old', 5, '\\x{}', 0);",
+        hex(&x.generate_bundle(None).unwrap())
+    ));
+    let (_n, u) = node(&cluster.url());
+    let c = replica(&dir.path().join("c.db"));
+    c.sync(&u, Some(&t)).unwrap();
+    assert_eq!(ids(&c), vec!["1", "2"]);
+    assert_eq!(cluster.query("SELECT parts FROM syncline_snapshots WHERE namespace = 'old';"), "0");
+}
+
+#[test]
 fn more_namespaces_than_a_node_keeps_mirrors_for_are_all_copied() {
     // A node keeps 256 mirrors open and closes the least recently used past that; a closed
     // one is built again from the log when its namespace changes.

@@ -43,8 +43,7 @@ const SCHEMA: &str = "
         PRIMARY KEY (namespace, site));
     CREATE TABLE IF NOT EXISTS syncline_snapshots(
         namespace text PRIMARY KEY REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
-        seq bigint NOT NULL, bundle bytea NOT NULL, created_ms bigint NOT NULL);
-    ALTER TABLE syncline_snapshots ADD COLUMN IF NOT EXISTS parts integer NOT NULL DEFAULT 0;
+        seq bigint NOT NULL, bundle bytea NOT NULL, created_ms bigint NOT NULL, parts integer NOT NULL DEFAULT 0);
     CREATE TABLE IF NOT EXISTS syncline_snapshot_parts(
         namespace text NOT NULL REFERENCES syncline_namespaces(name) ON DELETE CASCADE,
         part integer NOT NULL, seq bigint NOT NULL, bytes bytea NOT NULL,
@@ -270,6 +269,19 @@ impl PgHub {
             let tx = client.transaction().await.map_err(pg)?;
             tx.execute(&tx.prepare_cached("SELECT pg_advisory_xact_lock(7368434)").await.map_err(pg)?, &[]).await.map_err(pg)?;
             tx.batch_execute(SCHEMA).await.map_err(pg)?;
+            // Tables of an earlier build. Only then an ALTER: it would wait for every reader of
+            // the table, and every later reader for it.
+            let has_parts = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                     AND table_name = 'syncline_snapshots' AND column_name = 'parts')",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            if !has_parts.get::<_, bool>(0) {
+                tx.batch_execute("ALTER TABLE syncline_snapshots ADD COLUMN parts integer NOT NULL DEFAULT 0").await.map_err(pg)?;
+            }
             tx.commit().await.map_err(pg)
         })?;
         hub.listen(config)?;
