@@ -469,6 +469,18 @@ fn a_compacted_log_still_serves_every_node_and_the_row_copy() {
     let fresh = replica(&dir.path().join("fresh.db"));
     fresh.sync(&u2, Some(&b)).unwrap();
     assert_eq!(count(&fresh), Value::Integer(3000), "the whole snapshot, from its parts");
+    // A copy lost, or behind the snapshot, is written again whole from it, a page at a time.
+    wait_for("the big copy", Duration::from_secs(30), || {
+        cluster.query("SELECT count(*) FROM syncline_rows WHERE namespace = 'big';") == "3000"
+    });
+    cluster.query("DELETE FROM syncline_rows WHERE namespace = 'big'; DELETE FROM syncline_rows_seq WHERE namespace = 'big';");
+    wait_for("the big copy, again", Duration::from_secs(30), || {
+        cluster.query("SELECT count(DISTINCT cols->>'id') FROM syncline_rows WHERE namespace = 'big';") == "3000"
+    });
+    assert_eq!(
+        cluster.query("SELECT seq FROM syncline_rows_seq WHERE namespace = 'big';"),
+        cluster.query("SELECT seq FROM syncline_snapshots WHERE namespace = 'big';")
+    );
     // A snapshot missing a part is never imported in part.
     cluster.query("DELETE FROM syncline_snapshot_parts WHERE namespace = 'big' AND part = 1;");
     let (_n3, u3) = node(&cluster.url());

@@ -503,19 +503,7 @@ impl SyncEngine {
     #[cfg(feature = "postgres")]
     pub(crate) fn import_bundle_changes(&self, bytes: &[u8]) -> Result<(ImportReport, Vec<crate::events::Change>)> {
         self.refuse_if_closed()?;
-        self.import_changes(crate::bundle::decode(bytes)?)
-    }
-
-    /// [`import_bundle_changes`](Self::import_bundle_changes) of a bundle file, streamed.
-    #[cfg(feature = "postgres")]
-    pub(crate) fn import_bundle_file_changes(&self, path: &Path) -> Result<(ImportReport, Vec<crate::events::Change>)> {
-        self.refuse_if_closed()?;
-        self.import_changes(crate::bundle::decode_file(path, Default::default())?)
-    }
-
-    #[cfg(feature = "postgres")]
-    fn import_changes(&self, decoded: crate::bundle::Decoded<'_>) -> Result<(ImportReport, Vec<crate::events::Change>)> {
-        let (report, events) = self.import_events(decoded, &mut |_, _| {}, true)?;
+        let (report, events) = self.import_events(crate::bundle::decode(bytes)?, &mut |_, _| {}, true)?;
         let changes = events.into_iter().filter_map(|e| if let Event::RemoteChange(c) = e { Some(c) } else { None });
         Ok((report, changes.collect()))
     }

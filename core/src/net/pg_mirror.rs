@@ -128,15 +128,38 @@ enum Step {
     Done { compacted: Option<Result<i64>> },
 }
 
+/// What the entries a step imported changed, for the copy to rewrite: some rows (by table and
+/// key), or every row (a snapshot was imported, or a migration changed a table's columns).
+#[derive(Default)]
+struct Touched {
+    rows: BTreeMap<(String, String), Vec<Value>>,
+    whole: bool,
+}
+
 impl Mirror {
-    /// Import `part` of the log in order, telling `changed` what each entry changed.
-    fn apply(&mut self, part: LogPart, changed: &mut dyn FnMut((crate::ImportReport, Vec<crate::events::Change>))) -> Result<()> {
+    /// Import `part` of the log in order; with `touched`, note what it changed. A snapshot is
+    /// streamed from its file, and no row of it is noted (there may be millions).
+    fn apply(&mut self, part: LogPart, mut touched: Option<&mut Touched>) -> Result<()> {
         if let Some((seq, state)) = part.snapshot {
-            changed(self.engine.import_bundle_file_changes(state.path())?);
+            self.engine.import_bundle_file(state.path())?;
+            if let Some(t) = touched.as_deref_mut() {
+                t.whole = true;
+            }
             (self.applied, self.since_snapshot) = (seq, 0);
         }
         for (seq, bundle) in part.entries {
-            changed(self.engine.import_bundle_changes(&bundle)?);
+            match touched.as_deref_mut() {
+                Some(t) => {
+                    let (report, changes) = self.engine.import_bundle_changes(&bundle)?;
+                    t.whole |= report.migrated > 0;
+                    if !t.whole {
+                        t.rows.extend(changes.into_iter().map(|c| ((c.table, pk_json(&c.pk).to_string()), c.pk)));
+                    }
+                }
+                None => {
+                    self.engine.import_bundle(&bundle)?;
+                }
+            }
             self.applied = seq;
             self.since_snapshot += 1;
         }
@@ -206,7 +229,8 @@ impl Mirrors {
                     &client
                         .prepare_cached(
                             "SELECT n.name FROM syncline_namespaces n
-                     WHERE (SELECT max(c.seq) FROM syncline_changes c WHERE c.namespace = n.name)
+                     WHERE GREATEST((SELECT max(c.seq) FROM syncline_changes c WHERE c.namespace = n.name),
+                                    (SELECT s.seq FROM syncline_snapshots s WHERE s.namespace = n.name))
                          > COALESCE((SELECT r.seq FROM syncline_rows_seq r WHERE r.namespace = n.name), 0)",
                         )
                         .await
@@ -294,21 +318,15 @@ impl Mirrors {
             if part.snapshot.is_none() && part.entries.is_empty() {
                 return Err(crate::Error::new(crate::ErrorKind::Io, format!("the log of {name} lacks entries up to {copied}")));
             }
-            mirror.apply(part, &mut |_| {})?;
+            mirror.apply(part, None)?;
         }
         let part = log_after(&tx, name, copied, i64::MAX).await?;
         let more = part.full;
-        let mut touched: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
-        let mut migrated = false;
-        mirror.apply(part, &mut |(report, changes)| {
-            migrated |= report.migrated > 0;
-            for c in changes {
-                touched.insert((c.table, pk_json(&c.pk).to_string()), c.pk);
-            }
-        })?;
+        let mut touched = Touched::default();
+        mirror.apply(part, Some(&mut touched))?;
         let last = mirror.applied;
         if last > copied {
-            write_copy(&tx, name, mirror, touched, migrated, last).await?;
+            write_copy(&tx, name, mirror, touched, last).await?;
         }
         let due = compact || mirror.since_snapshot >= COMPACT_ENTRIES;
         let compacted = if due && !more { Some(compact_log(&tx, name, mirror).await) } else { None };
@@ -348,15 +366,9 @@ impl Mirrors {
 
 /// Rewrite the copied rows of namespace `name` that `touched` names (every row if a column was
 /// `migrated` in: it changed every row of its table) as the mirror has them, as of entry `last`.
-async fn write_copy(
-    tx: &Transaction<'_>,
-    name: &str,
-    mirror: &Mirror,
-    touched: BTreeMap<(String, String), Vec<Value>>,
-    migrated: bool,
-    last: i64,
-) -> Result<()> {
-    if migrated {
+async fn write_copy(tx: &Transaction<'_>, name: &str, mirror: &Mirror, touched: Touched, last: i64) -> Result<()> {
+    if touched.whole {
+        // Every table, a page of rows at a time in key order: never all of them in memory.
         for table in &mirror.tables {
             tx.execute(
                 &tx.prepare_cached("DELETE FROM syncline_rows WHERE namespace = $1 AND tbl = $2").await.map_err(pg)?,
@@ -364,12 +376,20 @@ async fn write_copy(
             )
             .await
             .map_err(pg)?;
-            let rows = mirror.engine.read(|c| read_rows(c, table, None))?;
-            write_rows(tx, name, table, rows, last).await?;
+            let mut after: Option<Vec<Value>> = None;
+            loop {
+                let page = mirror.engine.read(|c| read_rows(c, table, Which::After(after.as_deref(), ROWS_PER_STATEMENT)))?;
+                let full = page.len() == ROWS_PER_STATEMENT;
+                after = page.last().map(|r| r.key.clone());
+                write_rows(tx, name, table, page, last).await?;
+                if !full {
+                    break;
+                }
+            }
         }
     } else {
         let mut by_table: BTreeMap<String, Vec<Vec<Value>>> = BTreeMap::new();
-        for ((table, _), pk) in touched {
+        for ((table, _), pk) in touched.rows {
             by_table.entry(table).or_default().push(pk);
         }
         for (table, keys) in by_table {
@@ -377,7 +397,7 @@ async fn write_copy(
             let mut gone = Vec::new();
             mirror.engine.read(|c| {
                 for pk in keys {
-                    match read_rows(c, &table, Some(&pk))?.pop() {
+                    match read_rows(c, &table, Which::Key(&pk))?.pop() {
                         Some(row) => present.push(row),
                         None => gone.push(pk_json(&pk)),
                     }
@@ -437,28 +457,49 @@ fn pk_json(pk: &[Value]) -> Json {
 
 /// A row as `syncline_rows` holds it: its key, and every column's value by name.
 struct Row {
+    /// The key's values, in key order.
+    key: Vec<Value>,
     pk: Json,
     cols: Json,
 }
 
-/// The rows of `table` (every one, or the one whose key is `pk`, if it exists).
-fn read_rows(c: &rusqlite::Connection, table: &str, pk: Option<&[Value]>) -> Result<Vec<Row>> {
+/// Which rows of a table [`read_rows`] reads.
+enum Which<'a> {
+    /// The one whose key is this, if it exists.
+    Key(&'a [Value]),
+    /// At most this many, in key order, after this key (from the first when `None`).
+    After(Option<&'a [Value]>, usize),
+}
+
+fn read_rows(c: &rusqlite::Connection, table: &str, which: Which<'_>) -> Result<Vec<Row>> {
     let info = crate::schema::introspect(c, table)?;
+    let keys: Vec<String> = info.pk.iter().map(|k| quote_ident(&k.name)).collect();
+    let marks = (1..=keys.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
     let mut sql = format!("SELECT * FROM {}", quote_ident(table));
-    if pk.is_some() {
-        let terms: Vec<String> = info.pk.iter().enumerate().map(|(i, k)| format!("{} IS ?{}", quote_ident(&k.name), i + 1)).collect();
-        sql += &format!(" WHERE {}", terms.join(" AND "));
-    }
+    let (params, limit): (&[Value], Option<usize>) = match which {
+        Which::Key(pk) => {
+            let terms: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("{k} IS ?{}", i + 1)).collect();
+            sql += &format!(" WHERE {}", terms.join(" AND "));
+            (pk, None)
+        }
+        Which::After(after, limit) => {
+            if after.is_some() {
+                sql += &format!(" WHERE ({}) > ({marks})", keys.join(", "));
+            }
+            sql += &format!(" ORDER BY {} LIMIT {limit}", keys.join(", "));
+            (after.unwrap_or_default(), Some(limit))
+        }
+    };
     let mut stmt = c.prepare_cached(&sql)?;
     let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let key: Vec<usize> = info.pk.iter().map(|k| names.iter().position(|n| *n == k.name).expect("a key column is selected")).collect();
-    let mut rows = stmt.query(rusqlite::params_from_iter(pk.unwrap_or_default()))?;
-    let mut out = Vec::new();
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+    let mut out = Vec::with_capacity(limit.unwrap_or(1));
     while let Some(r) = rows.next()? {
         let values = (0..names.len()).map(|i| r.get(i)).collect::<rusqlite::Result<Vec<Value>>>()?;
-        let pk = pk_json(&key.iter().map(|&i| values[i].clone()).collect::<Vec<_>>());
+        let key: Vec<Value> = key.iter().map(|&i| values[i].clone()).collect();
         let cols = names.iter().zip(&values).map(|(n, v)| (n.clone(), crate::json::value(v))).collect();
-        out.push(Row { pk, cols: Json::Object(cols) });
+        out.push(Row { pk: pk_json(&key), key, cols: Json::Object(cols) });
     }
     Ok(out)
 }
