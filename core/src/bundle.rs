@@ -22,8 +22,11 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const FLAG_DEFLATE: u16 = 1;
 /// Flag bits reserved for signatures (bit 1) and encryption (bit 2); refused until specified.
 pub const FLAGS_RESERVED: u16 = !FLAG_DEFLATE;
-/// Largest body, compressed or not, that a reader accepts (1 GiB).
+/// Largest body, compressed or not, that a reader accepts in memory (1 GiB).
 pub const MAX_BODY: u64 = 1 << 30;
+/// Largest body a reader accepts in a bundle file, which it streams (1 TiB), and the most a
+/// compressed one may inflate to there.
+pub const MAX_FILE_BODY: u64 = 1 << 40;
 /// Largest causal length a receiver adopts (2^62): far beyond any number of deletes and
 /// re-inserts, with room for every local one after it, so a row's causal length always stays
 /// a SQLite integer. A bundle may carry up to 2^63 - 1; a row beyond 2^62 is rejected (kept in
@@ -381,6 +384,9 @@ impl Write for HashingWriter<'_> {
 /// What a reader accepts beyond the format's own rules (spec/bundle-format.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Most bytes the stored body may have. Default [`MAX_BODY`]; [`Limits::file`]
+    /// [`MAX_FILE_BODY`].
+    pub max_body: u64,
     /// Most bytes a compressed body may inflate to (at most the header's `inflated`, when
     /// declared). Default [`MAX_BODY`].
     pub max_inflated: u64,
@@ -391,7 +397,15 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_inflated: MAX_BODY, max_item: 64 << 20 }
+        Limits { max_body: MAX_BODY, max_inflated: MAX_BODY, max_item: 64 << 20 }
+    }
+}
+
+impl Limits {
+    /// The limits of a bundle file: it is streamed, never held whole, so its body may exceed
+    /// what a bundle in memory may have (spec/bundle-format.md §1).
+    pub fn file() -> Limits {
+        Limits { max_body: MAX_FILE_BODY, max_inflated: MAX_FILE_BODY, ..Limits::default() }
     }
 }
 
@@ -617,7 +631,7 @@ pub fn decode_with(bytes: &[u8], limits: Limits) -> Result<Decoded<'_>> {
     let mut at = 0;
     let (flags, hlen) = frame_prefix(take(bytes, &mut at, PREFIX, "the frame")?)?;
     let header_bytes = take(bytes, &mut at, hlen, "header")?;
-    let blen = body_length(take(bytes, &mut at, 8, "body length")?)?;
+    let blen = body_length(take(bytes, &mut at, 8, "body length")?, limits.max_body)?;
     let body = take(bytes, &mut at, blen as usize, "body")?;
     let signed_end = at;
     let sum = take(bytes, &mut at, CHECKSUM, "checksum")?;
@@ -658,7 +672,7 @@ pub fn decode_file(path: &std::path::Path, limits: Limits) -> Result<Decoded<'st
     let prefix = exact(&mut file, PREFIX, "the frame")?;
     let (flags, hlen) = frame_prefix(&prefix)?;
     let header_bytes = exact(&mut file, hlen, "header")?;
-    let blen = body_length(&exact(&mut file, 8, "body length")?)?;
+    let blen = body_length(&exact(&mut file, 8, "body length")?, limits.max_body)?;
     let body_at = (PREFIX + hlen + 8) as u64;
     let signed_end = body_at + blen;
     if size < signed_end + CHECKSUM as u64 {
@@ -707,10 +721,10 @@ fn frame_prefix(prefix: &[u8]) -> Result<(u16, usize)> {
     Ok((flags, u32::from_be_bytes(prefix[12..16].try_into().expect("4 bytes")) as usize))
 }
 
-fn body_length(bytes: &[u8]) -> Result<u64> {
+fn body_length(bytes: &[u8], max: u64) -> Result<u64> {
     let blen = u64::from_be_bytes(bytes.try_into().expect("8 bytes"));
-    if blen > MAX_BODY {
-        return Err(Error::invalid_bundle(format!("body of {blen} bytes exceeds the limit of {MAX_BODY}")));
+    if blen > max {
+        return Err(Error::invalid_bundle(format!("body of {blen} bytes exceeds the limit of {max}")));
     }
     Ok(blen)
 }

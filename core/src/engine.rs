@@ -477,7 +477,7 @@ impl SyncEngine {
     /// second, one row at a time, in one transaction.
     pub fn import_bundle_file_with(&self, path: impl AsRef<Path>, progress: Progress<'_>) -> Result<ImportReport> {
         self.refuse_if_closed()?;
-        self.import_decoded(crate::bundle::decode_file(path.as_ref(), Default::default())?, progress)
+        self.import_decoded(crate::bundle::decode_file(path.as_ref(), crate::bundle::Limits::file())?, progress)
     }
 
     /// [`import_bundle`](Self::import_bundle) with progress (rows done, rows total).

@@ -294,6 +294,14 @@ pub(crate) fn generate_page(
     page: Option<Page<'_>>,
 ) -> Result<PageOut> {
     let body = collect(conn, peer, progress, page.as_ref())?.encode(Vec::new(), compress)?;
+    if body.sink.len() as u64 > bundle::MAX_BODY {
+        return Err(Error::invalid_argument(format!(
+            "the bundle's body would have {} bytes, over the {} a bundle in memory may have: write it to a file \
+             (write_bundle, `syncline export`), which has no such limit, or sync over HTTP, which pages",
+            body.sink.len(),
+            bundle::MAX_BODY
+        )));
+    }
     let mut bytes = Vec::with_capacity(body.sink.len() + 512);
     bundle::write_frame(&body.header, body.sink.len() as u64, &mut &body.sink[..], &mut bytes)?;
     let stats = BundleStats { bytes: bytes.len() as u64, ..body.stats };

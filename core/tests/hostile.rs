@@ -112,6 +112,28 @@ fn a_forged_version_vector_cannot_make_replicas_skip_a_change() {
 }
 
 #[test]
+fn a_body_over_a_gib_is_refused_in_memory_but_not_in_a_file() {
+    // A file is streamed, so its body may exceed the 1 GiB a bundle in memory may have (an
+    // export of ten million rows is 1.3 GB): the frame below claims a body one byte over,
+    // and only its truncation is refused, before anything is hashed or imported.
+    let dir = TempDir::new().unwrap();
+    let (b, bytes) = one_row(&dir);
+    let hlen = u32::from_be_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let mut big = bytes[..16 + hlen].to_vec();
+    big.extend_from_slice(&(bundle::MAX_BODY + 1).to_be_bytes());
+    big.extend_from_slice(&bytes[24 + hlen..]);
+    let err = assert_refused(&b, &big, ErrorKind::InvalidBundle);
+    assert!(err.message().contains("exceeds the limit"), "{err}");
+    let path = dir.path().join("big.bundle");
+    std::fs::write(&path, &big).unwrap();
+    let err = b.import_bundle_file(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidBundle, "{err}");
+    assert!(err.message().contains("truncated"), "{err}");
+    let err = bundle::decode_file(&path, Limits::default()).map(|_| ()).unwrap_err();
+    assert!(err.message().contains("exceeds the limit"), "{err}");
+}
+
+#[test]
 fn an_inflated_body_is_bounded_by_the_declared_size_and_the_cap() {
     let dir = TempDir::new().unwrap();
     let a = replica(&dir, "a", Strategy::Lww);
