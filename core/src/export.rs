@@ -539,6 +539,14 @@ mod tests {
     use super::*;
     use crate::{EnableOptions, Options, SyncEngine};
 
+    /// A replica in `dir` with table `t` made by `schema` and synced.
+    fn synced_t(dir: &tempfile::TempDir, name: &str, schema: &str) -> SyncEngine {
+        let e = SyncEngine::open(dir.path().join(name), Options::default()).unwrap();
+        e.execute_batch(schema).unwrap();
+        e.enable_sync("t", EnableOptions::default()).unwrap();
+        e
+    }
+
     /// A resumed page of a large delta walks the shadow table's key from the cursor: no sort,
     /// no scan of the rows before it (what keeps an initial sync linear;
     /// `scripts/bench-initial-sync.py` measures it). A small delta is read through the `mh`
@@ -587,12 +595,7 @@ mod tests {
     #[test]
     fn the_floor_ignores_sites_the_peer_is_up_to_date_with() {
         let dir = tempfile::TempDir::new().unwrap();
-        let open = |name: &str| {
-            let e = SyncEngine::open(dir.path().join(name), Options::default()).unwrap();
-            e.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)").unwrap();
-            e.enable_sync("t", EnableOptions::default()).unwrap();
-            e
-        };
+        let open = |name: &str| synced_t(&dir, name, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
         let (quiet, busy, hub, peer) = (open("quiet.db"), open("busy.db"), open("hub.db"), open("peer.db"));
         quiet.execute_batch("INSERT INTO t VALUES (1, 'once')").unwrap();
         hub.import_bundle(&quiet.generate_bundle(None).unwrap()).unwrap();
@@ -624,12 +627,7 @@ mod tests {
     #[test]
     fn the_delta_query_reads_only_rows_the_peer_lacks() {
         let dir = tempfile::TempDir::new().unwrap();
-        let open = |name: &str| {
-            let e = SyncEngine::open(dir.path().join(name), Options::default()).unwrap();
-            e.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, w TEXT)").unwrap();
-            e.enable_sync("t", EnableOptions::default()).unwrap();
-            e
-        };
+        let open = |name: &str| synced_t(&dir, name, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, w TEXT)");
         let (a, b, hub, peer) = (open("a.db"), open("b.db"), open("hub.db"), open("peer.db"));
         let hub_site = hub.site_id().unwrap();
         a.execute_batch("INSERT INTO t VALUES (0, 'known', NULL), (1, 'known', NULL)").unwrap();
